@@ -1,0 +1,64 @@
+"""Option types and decorators shared by the commands (click only, no TensorFlow)."""
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+
+class IntTuple(click.ParamType):
+    """'32,32,3' or '32x32x3' -> (32, 32, 3): ``n`` positive integers (``n`` may be a set of lengths)."""
+
+    name = "ints"
+
+    def __init__(self, lengths=(3,), what="H,W,C", maximum=100_000):
+        self.lengths, self.what, self.maximum = tuple(lengths), what, maximum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in re.split(r"[,x× ]+", str(value).strip().lower()) if p]
+        try:
+            nums = tuple(int(p) for p in parts)
+        except ValueError:
+            self.fail(f"expected {self.what} as integers, e.g. {self._example()}; received {value!r}", param, ctx)
+        if len(nums) not in self.lengths:
+            self.fail(f"expected {self.what} ({' or '.join(map(str, self.lengths))} integers); "
+                      f"received {value!r}", param, ctx)
+        if any(n < 1 for n in nums):
+            self.fail(f"every size must be >= 1; received {value!r}", param, ctx)
+        if any(n > self.maximum for n in nums):
+            self.fail(f"sizes above {self.maximum} are not supported; received {value!r}", param, ctx)
+        return nums
+
+    def _example(self):
+        return {3: "28,28,1", 2: "28,28", 1: "28"}[self.lengths[0]]
+
+
+INPUT_SHAPE = IntTuple((3,), "H,W,C")
+IMAGE_SIZE = IntTuple((1, 2), "H,W (or one number for square images)")
+
+
+def input_shape_option(f):
+    return click.option("--input-shape", type=INPUT_SHAPE, default=None, metavar="H,W,C",
+                        help="Input size, e.g. 28,28,1 (default: the model's natural input).")(f)
+
+
+def classes_option(f):
+    return click.option("--classes", "num_classes", type=click.IntRange(1, 1_000_000), default=None,
+                        help="Number of classes (default: the model's, or the data's).")(f)
+
+
+def model_options(f):
+    return click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+                        help="Model option, e.g. -o small_input=true (see `kerascnn list --format json`).")(f)
+
+
+def format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True, help="Output format.")(f)
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))

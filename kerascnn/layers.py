@@ -1,0 +1,117 @@
+"""Custom Keras blocks for the architectures that are not a plain chain.
+
+``InceptionBlock`` (GoogLeNet) and ``ResidualBlock`` (ResNet) sit inside a
+``keras.Sequential`` as single layers, the way Dive into Deep Learning writes
+them. Each is built from the branch lists of its spec (``kerascnn.specs``), so
+the analysis and the Keras layer share one description; ``inner_layers``
+exposes the sublayers (named like the analysis's child rows). Both serialize:
+``model.save("x.keras")`` and ``keras.models.load_model`` round-trip.
+Only the backend-neutral ``keras.ops`` API is used.
+"""
+from __future__ import annotations
+
+import keras
+
+from kerascnn import specs as S
+
+
+class _BranchBlock(keras.layers.Layer):
+    """Runs each branch (a list of layers) on the same input and merges the results."""
+
+    def _make_branches(self, spec: S.Spec):
+        from kerascnn.keras_build import spec_layers
+
+        self.spec = spec
+        self.branch_sizes = []
+        inner = []
+        for branch in spec.branches():
+            layers = [layer for sub in branch for layer in spec_layers(sub)]
+            self.branch_sizes.append(len(layers))
+            inner.extend(layers)
+        self.inner = inner  # a flat, tracked list: weights are saved under this attribute
+
+    def _branches(self):
+        i = 0
+        for n in self.branch_sizes:
+            yield self.inner[i:i + n]
+            i += n
+
+    @property
+    def inner_layers(self) -> list:
+        return list(self.inner)
+
+    def build(self, input_shape):
+        for branch in self._branches():
+            shape = input_shape
+            for layer in branch:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def _branch_outputs(self, x, training=None):
+        outs = []
+        for branch in self._branches():
+            y = x
+            for layer in branch:
+                y = layer(y, training=training)
+            outs.append(y)
+        return outs
+
+    def _branch_shapes(self, input_shape):
+        shapes = []
+        for branch in self._branches():
+            shape = input_shape
+            for layer in branch:
+                shape = layer.compute_output_shape(shape)
+            shapes.append(tuple(shape))
+        return shapes
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class InceptionBlock(_BranchBlock):
+    """Inception v1 module: 1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated.
+
+    Args follow Table 1 of Szegedy et al. 2014: ``c1``, ``c2=(#3x3 reduce, #3x3)``,
+    ``c3=(#5x5 reduce, #5x5)``, ``c4`` (pool proj).
+    """
+
+    def __init__(self, c1, c2, c3, c4, **kwargs):
+        super().__init__(**kwargs)
+        self.c1, self.c2, self.c3, self.c4 = int(c1), tuple(c2), tuple(c3), int(c4)
+        self._make_branches(S.Inception(self.c1, self.c2, self.c3, self.c4, name=self.name))
+
+    def call(self, x, training=None):
+        return keras.ops.concatenate(self._branch_outputs(x, training), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._branch_shapes(input_shape)
+        return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+    def get_config(self):
+        return {**super().get_config(), "c1": self.c1, "c2": list(self.c2), "c3": list(self.c3), "c4": self.c4}
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class ResidualBlock(_BranchBlock):
+    """ResNet block: ReLU(F(x) + shortcut(x)); basic (two 3x3) or bottleneck (1x1-3x3-1x1).
+
+    ``projection=True`` uses a strided 1x1 conv + BN shortcut, else the identity.
+    """
+
+    def __init__(self, filters, strides=1, bottleneck=False, projection=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides = int(filters), int(strides)
+        self.bottleneck, self.projection = bool(bottleneck), bool(projection)
+        self._make_branches(S.Residual(self.filters, self.strides, self.bottleneck, self.projection,
+                                       name=self.name))
+
+    def call(self, x, training=None):
+        main, shortcut = self._branch_outputs(x, training)
+        return keras.ops.relu(main + keras.ops.cast(shortcut, main.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return self._branch_shapes(input_shape)[0]
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides,
+                "bottleneck": self.bottleneck, "projection": self.projection}

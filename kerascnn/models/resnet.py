@@ -1,0 +1,52 @@
+"""ResNet. He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016
+(arXiv:1512.03385).
+
+Convolutions have no bias and are followed by BatchNorm, as in torchvision and
+``keras.applications``; the bottleneck's stride sits on its 3x3 convolution
+(torchvision's "ResNet v1.5"). ``small_input=true`` swaps the 7x7/2 stem and its max-pool
+for one 3x3/1 convolution, the variant trained on 32x32 CIFAR images.
+"""
+from kerascnn.registry import register_model
+from kerascnn.specs import Activation, BatchNorm, Conv, Dense, GlobalPool, Pool, Residual
+
+RESNET_STAGES = {
+    "resnet18": (False, (2, 2, 2, 2)),
+    "resnet34": (False, (3, 4, 6, 3)),
+    "resnet50": (True, (3, 4, 6, 3)),
+}
+
+
+def resnet_stack(blocks, bottleneck, num_classes, small_input=False):
+    if small_input:
+        stem = [Conv(64, 3, 1, padding=1, use_bias=False, name="conv1_conv"), BatchNorm(name="conv1_bn"),
+                Activation("relu", name="conv1_relu")]
+    else:
+        stem = [Conv(64, 7, 2, padding=3, use_bias=False, name="conv1_conv"), BatchNorm(name="conv1_bn"),
+                Activation("relu", name="conv1_relu"), Pool("max", 3, 2, padding=1, name="pool1")]
+    layers, channels = stem, 64
+    for stage, (n, filters) in enumerate(zip(blocks, (64, 128, 256, 512)), start=2):
+        for i in range(n):
+            stride = 2 if (i == 0 and stage > 2) else 1
+            out = filters * 4 if bottleneck else filters
+            layers.append(Residual(filters, stride, bottleneck, projection=(stride != 1 or channels != out),
+                                   name=f"conv{stage}_block{i + 1}"))
+            channels = out
+    return layers + [GlobalPool("avg", name="avg_pool"), Dense(num_classes, "softmax", name="predictions")]
+
+
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+def resnet18(input_shape, num_classes, small_input=False):
+    """ResNet-18: basic blocks (2, 2, 2, 2), 11,689,512 trainable params at 224x224x3."""
+    return resnet_stack((2, 2, 2, 2), False, num_classes, small_input)
+
+
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+def resnet34(input_shape, num_classes, small_input=False):
+    """ResNet-34: basic blocks (3, 4, 6, 3), 21,797,672 trainable params at 224x224x3."""
+    return resnet_stack((3, 4, 6, 3), False, num_classes, small_input)
+
+
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+def resnet50(input_shape, num_classes, small_input=False):
+    """ResNet-50: bottleneck blocks (3, 4, 6, 3), 25,557,032 trainable params at 224x224x3."""
+    return resnet_stack((3, 4, 6, 3), True, num_classes, small_input)

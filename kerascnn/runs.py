@@ -1,0 +1,120 @@
+"""Run directories and model references: what `evaluate`, `predict`, `export` and
+`visualize` accept as MODEL_OR_RUN.
+
+A run directory (written by ``kerascnn train``) holds::
+
+    config.json     the full configuration: model, model_options, input_shape, num_classes,
+                    class_names, pixel_scale, data source, training options, seed, versions
+    best.keras      best model by validation metric;   last.keras  the last epoch's model
+    history.csv     metrics.json   curves.png   tb/ (TensorBoard)   backup/ (resume state)
+
+A reference is resolved in this order: a run directory, a ``.keras`` file (a
+``config.json`` beside it is used when present), a registered model name (built
+untrained). Loading keeps Keras's safe mode on unless ``unsafe=True``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from kerascnn.errors import ConfigError, DataError
+
+CONFIG_FILE = "config.json"
+MODEL_FILES = ("best.keras", "last.keras")
+
+
+@dataclass
+class RunInfo:
+    model_name: str
+    input_shape: tuple
+    num_classes: int
+    class_names: list
+    pixel_scale: float = 1.0 / 255.0
+    run_dir: Optional[Path] = None
+    model_path: Optional[Path] = None
+    config: dict = field(default_factory=dict)
+
+
+def is_run_dir(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG_FILE).is_file()
+
+
+def load_config(run_dir) -> dict:
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; is {run_dir} a kerascnn run directory?") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the run configuration ({e})") from None
+
+
+def load_keras_model(path, unsafe: bool = False):
+    """``keras.models.load_model`` with safe mode on and one-line errors."""
+    import keras
+
+    import kerascnn.layers  # noqa: F401  registers InceptionBlock / ResidualBlock
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such model file")
+    try:
+        return keras.models.load_model(path, safe_mode=not unsafe, compile=False)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "unsafe" in str(e).lower() or "lambda" in str(e).lower():
+            raise ConfigError(f"{path}: the model contains code (a Lambda layer) and safe mode refuses to "
+                              f"load it; pass --unsafe only if you trust this file") from None
+        raise DataError(f"{path}: not a loadable Keras model ({_first_line(e)})") from None
+    except Exception as e:  # zip errors, h5 errors, truncated files
+        raise DataError(f"{path}: not a loadable Keras model ({_first_line(e)})") from None
+
+
+def _first_line(e) -> str:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    return (text.splitlines() or [e.__class__.__name__])[0][:200]
+
+
+def _info_from_config(cfg: dict, run_dir: Optional[Path], model_path: Optional[Path]) -> RunInfo:
+    k = int(cfg.get("num_classes", 0))
+    names = cfg.get("class_names") or [str(i) for i in range(k)]
+    return RunInfo(cfg.get("model", "model"), tuple(cfg.get("input_shape", ())), k, list(names),
+                   float(cfg.get("pixel_scale", 1 / 255)), run_dir, model_path, cfg)
+
+
+def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_shape=None, num_classes=None,
+                  options=None):
+    """MODEL_OR_RUN -> (keras model, RunInfo)."""
+    p = Path(ref)
+    if p.is_dir():
+        if not is_run_dir(p):
+            raise DataError(f"{p}: not a kerascnn run directory (no {CONFIG_FILE})")
+        cfg = load_config(p)
+        order = (f"{which}.keras",) + tuple(f for f in MODEL_FILES if f != f"{which}.keras")
+        for name in order:
+            if (p / name).is_file():
+                model = load_keras_model(p / name, unsafe)
+                return model, _info_from_config(cfg, p, p / name)
+        raise DataError(f"{p}: the run has no saved model yet ({' or '.join(MODEL_FILES)})")
+    if p.suffix == ".keras" or p.is_file():
+        model = load_keras_model(p, unsafe)
+        if (p.parent / CONFIG_FILE).is_file():
+            return model, _info_from_config(load_config(p.parent), p.parent, p)
+        shape = tuple(model.input_shape[1:])
+        k = int(model.output_shape[-1])
+        return model, RunInfo(model.name, shape, k, [str(i) for i in range(k)], 1 / 255, None, p, {})
+    from kerascnn.registry import get_entry, is_model
+
+    if is_model(ref):
+        entry = get_entry(ref)
+        model = entry.build(input_shape, num_classes, **(options or {}))
+        shape = tuple(model.input_shape[1:])
+        k = int(model.output_shape[-1])
+        return model, RunInfo(ref, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
+                              {"model": ref, "model_options": options or {}})
+    get_entry(ref)  # raises ModelNotFound with suggestions
+    raise ConfigError(f"{ref}: not a run directory, a .keras file or a registered model")

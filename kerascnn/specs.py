@@ -1,0 +1,223 @@
+"""The layer-spec vocabulary: each architecture is described once, as plain data.
+
+A model is a list of specs. The same list drives two things that must never
+drift apart:
+
+* ``kerascnn.analysis`` walks it in pure Python (output sizes, parameters,
+  multiply-adds, receptive field, memory) without importing TensorFlow;
+* ``kerascnn.keras_build`` turns it into a ``keras.Sequential`` whose layers
+  carry the same names, so every analysis row can be checked against Keras's
+  own ``count_params()``.
+
+Branching blocks (Inception, residual) are specs too: they list their
+branches as spec lists, and ``kerascnn.layers`` builds one custom Keras layer
+per block from those same lists.
+
+Padding follows the lectures: an integer P (zero padding on every side) or
+``"same"``/``"valid"`` as in Keras. For odd F, P = (F-1)/2 gives exactly
+Keras's ``"same"`` output for every input size and stride.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Optional, Union
+
+Padding = Union[int, str]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Base class: every spec has a name (the Keras layer name) and a Keras class."""
+
+    name: Optional[str] = field(default=None, kw_only=True)
+
+    keras_class = "Layer"
+
+    def named(self, name: str) -> "Spec":
+        return replace(self, name=name)
+
+    def to_dict(self) -> dict:
+        d = {"type": type(self).__name__}
+        d.update(asdict(self))
+        return d
+
+
+@dataclass(frozen=True)
+class Conv(Spec):
+    """Conv2D: ``filters`` kernels of ``kernel``x``kernel``, stride, zero padding, groups."""
+
+    filters: int
+    kernel: int
+    stride: int = 1
+    padding: Padding = 0
+    activation: Optional[str] = None
+    use_bias: bool = True
+    groups: int = 1
+    keras_class = "Conv2D"
+
+
+@dataclass(frozen=True)
+class Pool(Spec):
+    """MaxPooling2D / AveragePooling2D; ``stride`` defaults to ``size``."""
+
+    kind: str = "max"
+    size: int = 2
+    stride: Optional[int] = None
+    padding: Padding = 0
+
+    @property
+    def keras_class(self):  # type: ignore[override]
+        return "MaxPooling2D" if self.kind == "max" else "AveragePooling2D"
+
+
+@dataclass(frozen=True)
+class GlobalPool(Spec):
+    kind: str = "avg"
+
+    @property
+    def keras_class(self):  # type: ignore[override]
+        return "GlobalAveragePooling2D" if self.kind == "avg" else "GlobalMaxPooling2D"
+
+
+@dataclass(frozen=True)
+class Flatten(Spec):
+    keras_class = "Flatten"
+
+
+@dataclass(frozen=True)
+class Dense(Spec):
+    units: int
+    activation: Optional[str] = None
+    use_bias: bool = True
+    keras_class = "Dense"
+
+
+@dataclass(frozen=True)
+class Dropout(Spec):
+    rate: float = 0.5
+    keras_class = "Dropout"
+
+
+@dataclass(frozen=True)
+class BatchNorm(Spec):
+    """BatchNormalization: 2C trainable (gamma, beta) + 2C non-trainable (moving mean, variance)."""
+
+    keras_class = "BatchNormalization"
+
+
+@dataclass(frozen=True)
+class Activation(Spec):
+    fn: str = "relu"
+    keras_class = "Activation"
+
+
+@dataclass(frozen=True)
+class Inception(Spec):
+    """GoogLeNet's Inception module, channels as in Table 1 of Szegedy et al. 2014.
+
+    ``c1``: 1x1 branch; ``c2 = (reduce, out)``: 1x1 then 3x3; ``c3 = (reduce, out)``:
+    1x1 then 5x5; ``c4``: 3x3 max-pool (stride 1) then 1x1 "pool proj". Outputs are
+    concatenated: c1 + c2[1] + c3[1] + c4 channels. Every convolution is followed by ReLU.
+    """
+
+    c1: int
+    c2: tuple
+    c3: tuple
+    c4: int
+    keras_class = "InceptionBlock"
+    merge = "concat"
+    post_activation = None
+
+    def branches(self) -> list:
+        n = self.name or "inception"
+        return [
+            [Conv(self.c1, 1, activation="relu", name=f"{n}_1x1")],
+            [Conv(self.c2[0], 1, activation="relu", name=f"{n}_3x3_reduce"),
+             Conv(self.c2[1], 3, padding=1, activation="relu", name=f"{n}_3x3")],
+            [Conv(self.c3[0], 1, activation="relu", name=f"{n}_5x5_reduce"),
+             Conv(self.c3[1], 5, padding=2, activation="relu", name=f"{n}_5x5")],
+            [Pool("max", 3, 1, padding=1, name=f"{n}_pool"),
+             Conv(self.c4, 1, activation="relu", name=f"{n}_pool_proj")],
+        ]
+
+
+@dataclass(frozen=True)
+class Residual(Spec):
+    """A ResNet block (He et al. 2015): ReLU(F(x) + shortcut(x)).
+
+    Basic block: 3x3 conv (stride) -> BN -> ReLU -> 3x3 conv -> BN.
+    Bottleneck: 1x1 -> BN -> ReLU -> 3x3 (stride, as torchvision's "v1.5") -> BN -> ReLU
+    -> 1x1 (4x filters) -> BN. Convolutions have no bias (BN follows each).
+    ``projection``: shortcut is 1x1 conv (stride) + BN instead of the identity; needed
+    when the stride or the channel count changes.
+    """
+
+    filters: int
+    stride: int = 1
+    bottleneck: bool = False
+    projection: bool = False
+    keras_class = "ResidualBlock"
+    merge = "add"
+    post_activation = "relu"
+
+    @property
+    def out_channels(self) -> int:
+        return self.filters * 4 if self.bottleneck else self.filters
+
+    def branches(self) -> list:
+        n = self.name or "block"
+        f, s = self.filters, self.stride
+        if self.bottleneck:
+            main = [
+                Conv(f, 1, use_bias=False, name=f"{n}_1_conv"), BatchNorm(name=f"{n}_1_bn"),
+                Activation("relu", name=f"{n}_1_relu"),
+                Conv(f, 3, s, padding=1, use_bias=False, name=f"{n}_2_conv"), BatchNorm(name=f"{n}_2_bn"),
+                Activation("relu", name=f"{n}_2_relu"),
+                Conv(4 * f, 1, use_bias=False, name=f"{n}_3_conv"), BatchNorm(name=f"{n}_3_bn"),
+            ]
+        else:
+            main = [
+                Conv(f, 3, s, padding=1, use_bias=False, name=f"{n}_1_conv"), BatchNorm(name=f"{n}_1_bn"),
+                Activation("relu", name=f"{n}_1_relu"),
+                Conv(f, 3, padding=1, use_bias=False, name=f"{n}_2_conv"), BatchNorm(name=f"{n}_2_bn"),
+            ]
+        if self.projection:
+            shortcut = [Conv(self.out_channels, 1, s, use_bias=False, name=f"{n}_0_conv"),
+                        BatchNorm(name=f"{n}_0_bn")]
+        else:
+            shortcut = []  # identity
+        return [main, shortcut]
+
+
+BLOCK_TYPES = (Inception, Residual)
+SPEC_TYPES = {cls.__name__: cls for cls in
+              (Conv, Pool, GlobalPool, Flatten, Dense, Dropout, BatchNorm, Activation, Inception, Residual)}
+
+
+def spec_from_dict(d: dict) -> Spec:
+    d = dict(d)
+    cls = SPEC_TYPES[d.pop("type")]
+    names = {f.name for f in fields(cls)}
+    for key in ("c2", "c3"):
+        if key in d and isinstance(d[key], list):
+            d[key] = tuple(d[key])
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def auto_name(specs: list) -> list:
+    """Give unnamed specs Keras-style names (``conv2d``, ``conv2d_1``, ``dense`` ...)."""
+    counts: dict = {}
+    out = []
+    for s in specs:
+        if s.name is None:
+            base = _snake(s.keras_class).replace("conv2_d", "conv2d").replace("pooling2_d", "pooling2d")
+            k = counts.get(base, 0)
+            counts[base] = k + 1
+            s = s.named(base if k == 0 else f"{base}_{k}")
+        out.append(s)
+    return out
