@@ -66,6 +66,9 @@ class KerasCNNGroup(click.Group):
             raise click.UsageError(one_line(e), ctx=ctx) from None
         except KerasCNNError as e:
             raise click.ClickException(one_line(e)) from None
+        except BrokenPipeError:  # e.g. `kerascnn list | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            ctx.exit(0)
         except KeyboardInterrupt:
             raise click.Abort() from None
         except MemoryError:
@@ -93,6 +96,7 @@ def cli():
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO lines off the terminal
     cli.main(args=argv, prog_name="kerascnn")
 
 

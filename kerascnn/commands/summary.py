@@ -1,0 +1,175 @@
+"""`kerascnn list` and `kerascnn summary`: the zoo and the lecture arithmetic."""
+from __future__ import annotations
+
+import click
+
+from kerascnn.commands.common import (classes_option, echo_json, format_option, input_shape_option,
+                                      model_options)
+from kerascnn.errors import ConfigError, GeometryError
+
+
+def _entry_row(name):
+    from kerascnn.registry import get_entry
+
+    e = get_entry(name)
+    r = e.analyze()
+    return {
+        "name": name, "family": e.family, "paper": e.paper, "year": e.year,
+        "default_input": list(e.default_input), "num_classes": e.num_classes,
+        "params": r.total_params, "trainable_params": r.trainable_params, "macs": r.macs,
+        "options": e.options, "description": e.description,
+    }
+
+
+@click.command("list", short_help="List the model zoo with params and MACs.")
+@click.argument("pattern", default="*")
+@format_option
+def list_cmd(pattern, fmt):
+    """List registered models matching PATTERN (shell wildcard, e.g. 'vgg*'), with family,
+    paper, year, default input, parameters and multiply-adds at that input."""
+    from kerascnn.analysis import human
+    from kerascnn.registry import list_models
+    from kerascnn.report import table
+
+    names = list_models(pattern)
+    if not names:
+        raise ConfigError(f"no model matches {pattern!r}; run `kerascnn list` for the zoo")
+    rows = [_entry_row(n) for n in names]
+    if fmt == "json":
+        echo_json(rows)
+        return
+    click.echo(table(
+        ["Model", "Family", "Paper", "Year", "Input", "Classes", "Params", "MACs"],
+        [[r["name"], r["family"], r["paper"], r["year"], "x".join(map(str, r["default_input"])),
+          r["num_classes"], f"{r['params']:,}", human(r["macs"])] for r in rows],
+        "llllrrrr"))
+
+
+def _keras_counts(model) -> dict:
+    counts = {}
+    for layer in model.layers:
+        counts[layer.name] = layer.count_params()
+        for inner in getattr(layer, "inner_layers", []):
+            counts[inner.name] = inner.count_params()
+    return counts
+
+
+def _keras_summary_text(model) -> str:
+    import os
+
+    lines = []
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "110"  # rich crops captured tables to $COLUMNS (80 when not a terminal)
+    try:
+        model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=104)
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+    return "\n".join(lines).rstrip()
+
+
+@click.command(short_help="Keras summary next to the lecture arithmetic.")
+@click.argument("model_or_spec")
+@input_shape_option
+@classes_option
+@model_options
+@format_option
+@click.option("--keras/--no-keras", "use_keras", default=True, show_default=True,
+              help="Also build the Keras model and print model.summary() (--no-keras: pure arithmetic, instant).")
+@click.option("--depth", type=click.IntRange(1, 3), default=2, show_default=True,
+              help="Rows for layers inside blocks (Inception, residual): 1 = blocks only.")
+@click.option("--strict", is_flag=True, help="Treat a geometry that doesn't fit ((W-F+2P)/S+1 not an integer) "
+                                            "as an error.")
+def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict):
+    """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
+    memory for MODEL_OR_SPEC, beside Keras's own model.summary().
+
+    MODEL_OR_SPEC is a registered model (`kerascnn list`) or a layer spec such as
+    "conv5-10s1p2" (with --input-shape 32,32,3; syntax in the README).
+    """
+    from kerascnn import analysis, speclang
+    from kerascnn.registry import get_entry, is_model, parse_options
+
+    if is_model(model_or_spec):
+        entry = get_entry(model_or_spec)
+        opts = parse_options(entry, options)
+        report = entry.analyze(input_shape, num_classes, **opts)
+        name = entry.name
+        shape = input_shape or entry.default_input
+        k = num_classes or entry.num_classes
+
+        def build():
+            return entry.build(shape, k, **opts)
+    else:
+        if options:
+            raise ConfigError("-o/--option applies to registered models, not to layer specs")
+        try:
+            specs = speclang.parse(model_or_spec)
+        except ConfigError:
+            if not speclang.is_spec_like(model_or_spec):
+                get_entry(model_or_spec)  # unknown model: raises with suggestions
+            raise
+        if input_shape is None:
+            raise click.UsageError("a layer spec needs --input-shape H,W,C (e.g. --input-shape 32,32,3)")
+        if num_classes is not None:
+            raise ConfigError("--classes applies to registered models; end a layer spec with fcN instead")
+        try:
+            report = analysis.analyze(specs, input_shape)
+        except GeometryError as e:
+            smallest = analysis.smallest_square_input(specs, input_shape[2])
+            hint = f"; the smallest input that works is {smallest}x{smallest}x{input_shape[2]}" if smallest else ""
+            raise GeometryError(f"{e}{hint}") from None
+        name, shape = "spec", input_shape
+
+        def build():
+            from kerascnn.keras_build import build_sequential
+
+            return build_sequential(specs, input_shape, name="spec")
+
+    if strict and report.warnings():
+        raise GeometryError(f"--strict: {report.warnings()[0]}")
+    _guard_size(report)
+
+    model = build() if use_keras else None
+    counts = _keras_counts(model) if model is not None else None
+    if fmt == "json":
+        out = {"model": name, **report.to_dict()}
+        out["input_shape"] = list(shape)
+        if model is not None:
+            import numpy as np
+
+            trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+            total = int(model.count_params())
+            out["keras"] = {
+                "total_params": total, "trainable_params": trainable,
+                "non_trainable_params": total - trainable,
+                "layers_match": all(counts.get(l.name) == l.params for l in analysis.walk(report.layers)),
+            }
+        echo_json(out)
+        return
+    from kerascnn.report import analysis_table, totals
+
+    if model is not None:
+        click.echo("Keras model.summary():")
+        click.echo(_keras_summary_text(model))
+        click.echo("")
+    click.echo(f"Lecture arithmetic for {name} at {'x'.join(map(str, shape))}:")
+    click.echo(analysis_table(report, counts, depth))
+    click.echo("")
+    click.echo(totals(report))
+    if counts is not None:
+        ok = all(counts.get(l.name) == l.params for l in analysis.walk(report.layers))
+        click.echo(f"Keras count_params() agrees with the arithmetic on every layer: {'yes' if ok else 'NO'}")
+
+
+def _guard_size(report, limit_bytes: float = 16 * 2**30):
+    """Refuse to build a model whose parameters alone would not fit in memory."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.errors import MemoryGuardError
+
+    if report.param_bytes > limit_bytes:
+        raise MemoryGuardError(f"the model has {report.total_params:,} parameters "
+                               f"({human_bytes(report.param_bytes)} as float32), more than the "
+                               f"{human_bytes(limit_bytes)} kerascnn will allocate; use --no-keras for the arithmetic")

@@ -1,0 +1,64 @@
+"""Plain-text tables for the analysis (pure Python): per-layer rows next to Keras's counts."""
+from __future__ import annotations
+
+from kerascnn.analysis import Report, human, human_bytes
+
+
+def _shape(shape) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def table(headers: list, rows: list, align: str | None = None) -> str:
+    """Fixed-width table; ``align`` is a string of 'l'/'r' per column."""
+    align = align or "l" * len(headers)
+    cols = list(zip(*([headers] + rows))) if rows else [[h] for h in headers]
+    widths = [max(len(str(c)) for c in col) for col in cols]
+
+    def fmt(row):
+        cells = [str(c).rjust(w) if a == "r" else str(c).ljust(w) for c, w, a in zip(row, widths, align)]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(headers), rule] + [fmt(r) for r in rows])
+
+
+def analysis_table(report: Report, keras_params: dict | None = None, depth: int = 1) -> str:
+    """The lecture-arithmetic table; ``keras_params`` maps layer name -> Keras count_params()."""
+    headers = ["Layer", "Type", "Output", "Params"]
+    if keras_params is not None:
+        headers.append("Keras")
+    headers += ["MACs", "RF", "Jump", "Act. mem"]
+    rows = []
+
+    def add(layer, indent):
+        row = ["  " * indent + ("└ " if indent else "") + layer.name, layer.cls, _shape(layer.output_shape),
+               f"{layer.params:,}"]
+        if keras_params is not None:
+            k = keras_params.get(layer.name)
+            row.append("" if k is None else (f"{k:,} ok" if k == layer.params else f"{k:,} MISMATCH"))
+        row += [f"{layer.macs:,}", str(layer.receptive_field), str(layer.jump), human_bytes(layer.activation_bytes)]
+        if layer.note:
+            row[0] += " *"
+        rows.append(row)
+        if indent + 1 < depth:
+            for c in layer.children:
+                add(c, indent + 1)
+
+    for layer in report.layers:
+        add(layer, 0)
+    align = "lllr" + ("r" if keras_params is not None else "") + "rrrr"
+    return table(headers, rows, align)
+
+
+def totals(report: Report) -> str:
+    lines = [
+        f"Input: {_shape(report.input_shape)}    Output: {_shape(report.output_shape)}",
+        f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
+        f"non-trainable {report.non_trainable_params:,}; {human_bytes(report.param_bytes)} as float32)",
+        f"Multiply-adds per image: {report.macs:,} ({human(report.macs, 'MAC')})",
+        f"Receptive field of the last spatial layer: {report.receptive_field} px",
+        f"Activation memory per image (forward, float32): {human_bytes(report.activation_bytes)}",
+    ]
+    for w in report.warnings():
+        lines.append(f"* {w}")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""The zoo: published parameter counts and MACs, and Keras agreeing with the arithmetic layer by layer."""
+import numpy as np
+import pytest
+
+from kerascnn.analysis import walk
+from kerascnn.errors import ConfigError, GeometryError, ModelNotFound
+from kerascnn.registry import build_model, get_entry, list_models, parse_options
+
+# (model, input, classes, options) -> (total params, trainable params) from the papers / torchvision /
+# keras.applications
+PUBLISHED = [
+    ("mlp", (150, 150, 3), 6, {}, 8_640_902, 8_640_902),
+    ("convnet", (28, 28, 1), 10, {}, 123_690, 123_690),
+    ("lenet5", (28, 28, 1), 10, {}, 61_706, 61_706),
+    ("lenet5", (32, 32, 1), 10, {}, 61_706, 61_706),
+    ("alexnet", (227, 227, 3), 1000, {}, 62_378_344, 62_378_344),
+    ("alexnet", (227, 227, 3), 1000, {"grouped": True}, 60_965_224, 60_965_224),
+    ("vgg16", (224, 224, 3), 1000, {}, 138_357_544, 138_357_544),
+    ("vgg16_bn", (224, 224, 3), 1000, {}, None, 138_365_992),
+    ("vgg11", (224, 224, 3), 1000, {}, 132_863_336, 132_863_336),
+    ("vgg19", (224, 224, 3), 1000, {}, 143_667_240, 143_667_240),
+    ("resnet18", (224, 224, 3), 1000, {}, None, 11_689_512),
+    ("resnet34", (224, 224, 3), 1000, {}, None, 21_797_672),
+    ("resnet50", (224, 224, 3), 1000, {}, None, 25_557_032),
+]
+
+
+@pytest.mark.parametrize("name,shape,k,opts,total,trainable", PUBLISHED)
+def test_published_parameter_counts(name, shape, k, opts, total, trainable):
+    r = get_entry(name).analyze(shape, k, **opts)
+    if total is not None:
+        assert r.total_params == total
+    assert r.trainable_params == trainable
+
+
+@pytest.mark.parametrize("name,published_gmacs", [("vgg16", 15.47), ("resnet18", 1.82), ("resnet50", 4.09),
+                                                  ("alexnet", 1.14)])
+def test_macs_within_2_percent_of_published(name, published_gmacs):
+    macs = get_entry(name).analyze().macs
+    assert abs(macs / 1e9 - published_gmacs) / published_gmacs < 0.02
+
+
+def test_convnet_output_shapes_match_the_lecture():
+    r = get_entry("convnet").analyze()
+    assert [l.output_shape for l in r.layers[:5]] == [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64), (1600,)]
+    assert [(l.name, l.params) for l in r.layers[:3]] == [("conv2d", 320), ("max_pooling2d", 0), ("conv2d_1", 18_496)]
+
+
+def test_registry_lists_every_required_model():
+    required = {"mlp", "convnet", "lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn",
+                "vgg16_bn", "vgg19_bn", "nin", "googlenet", "resnet18", "resnet34", "resnet50"}
+    assert required <= set(list_models())
+    assert list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    with pytest.raises(ModelNotFound, match="did you mean resnet18"):
+        get_entry("resnet81")
+
+
+def _keras_rows(model):
+    rows = {}
+    for layer in model.layers:
+        rows[layer.name] = layer
+        for inner in getattr(layer, "inner_layers", []):
+            rows[inner.name] = inner
+    return rows
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_keras_count_params_equals_analysis_for_every_layer(name):
+    entry = get_entry(name)
+    report = entry.analyze()
+    model = entry.build()
+    rows = _keras_rows(model)
+    for stats in walk(report.layers):
+        layer = rows[stats.name]
+        assert layer.count_params() == stats.params, stats.name
+        trainable = int(sum(np.prod(w.shape) for w in layer.trainable_weights))
+        assert trainable == stats.trainable_params, stats.name
+    for layer in model.layers:
+        if layer.name in {s.name for s in report.layers}:
+            assert tuple(layer.output.shape[1:]) == report.layers[[s.name for s in report.layers].index(layer.name)].output_shape
+        else:  # explicit zero padding in front of a convolution
+            assert layer.name.endswith("_pad") and layer.count_params() == 0
+    assert model.count_params() == report.total_params
+    assert model.output_shape == (None, entry.num_classes)
+
+
+@pytest.mark.parametrize("name,shape,opts", [
+    ("googlenet", (64, 64, 3), {}), ("resnet18", (32, 32, 3), {"small_input": True}),
+    ("resnet50", (32, 32, 3), {"small_input": True}), ("lenet5", (28, 28, 1), {"variant": "modern", "batch_norm": True}),
+])
+def test_custom_blocks_round_trip_through_keras_files(tmp_path, name, shape, opts):
+    import keras
+
+    model = build_model(name, shape, 10, **opts)
+    x = np.random.default_rng(0).random((3,) + shape, dtype=np.float32)
+    model.predict(x, verbose=0)  # builds any lazily created state
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+def test_small_input_stem_and_grouped_alexnet_forward():
+    m = build_model("resnet18", (32, 32, 3), 10, small_input=True)
+    assert m.get_layer("conv1_conv").kernel.shape == (3, 3, 3, 64)
+    assert m.get_layer("conv5_block2").output.shape[1:] == (4, 4, 512)
+    m = build_model("alexnet", (227, 227, 3), 10, grouped=True)
+    assert m.get_layer("conv2").kernel.shape == (5, 5, 48, 256)
+
+
+def test_build_errors_are_one_line_and_name_the_layer():
+    with pytest.raises(GeometryError) as e:
+        build_model("vgg16", (28, 28, 1), 10)
+    assert "\n" not in str(e.value) and "block5_pool" in str(e.value) and "32x32x1" in str(e.value)
+    with pytest.raises(ConfigError, match="no option"):
+        build_model("resnet18", None, 10, wings=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        parse_options(get_entry("resnet18"), ["small_input=maybe"])
+    assert parse_options(get_entry("resnet18"), ["small_input=yes"]) == {"small_input": True}
