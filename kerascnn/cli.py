@@ -96,7 +96,7 @@ def cli():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO lines off the terminal
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ INFO lines off the terminal
     cli.main(args=argv, prog_name="kerascnn")
 
 

@@ -1,0 +1,97 @@
+"""`kerascnn train`: the click layer over ``kerascnn.training``."""
+from __future__ import annotations
+
+import click
+
+from kerascnn.commands.common import IMAGE_SIZE, model_options
+
+
+@click.command(short_help="Train a model; writes a run directory.")
+@click.argument("model", required=False)
+@click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]),
+              default=None, help="Built-in data set (default: digits, bundled with scikit-learn, no network).")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="A .npz file (x_train, y_train, x_test, y_test) or a folder with one sub-folder per class.")
+@click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="H,W",
+              help="Resize images to this size (default: the model's natural input).")
+@model_options
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Epochs (default per model family).")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=None,
+              help="Global batch size, split across replicas (default 128).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), default=None,
+              help="Learning-rate schedule (default cosine).")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help="Linear warm-up length.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None, help="Seed (default 1234).")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Fraction of the training data held out for validation (default 0.1).")
+@click.option("--augment/--no-augment", default=None, help="Random crop + horizontal flip (natural images).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "onedevice", "mirrored", "multiworker"]),
+              default=None, help="tf.distribute strategy (auto: multiworker with TF_CONFIG, mirrored with 2+ GPUs).")
+@click.option("--gpus", default=None, metavar="0,1", help="Use only these GPUs.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default=None,
+              help="Keras dtype policy (default: float32 on CPU, mixed on GPUs that support it).")
+@click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on for one GPU, off on CPU).")
+@click.option("--steps-per-call", type=click.IntRange(1, 10_000), default=None,
+              help="Training steps per tf.function call (default 16).")
+@click.option("--deterministic", is_flag=True, default=None, help="TensorFlow op determinism (bitwise repeatable).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the run (default runs/MODEL-TIMESTAMP).")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Continue an interrupted run from its last completed epoch.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML or JSON options (command-line options win); a run's config.json reproduces it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def train(model, config_file, resume, quiet, options, **opts):
+    """Train MODEL (see `kerascnn list`) and write a run directory with config.json,
+    history.csv, best.keras / last.keras, TensorBoard logs, curves.png and metrics.json.
+
+    \b
+    kerascnn train convnet                              digits, no network needed
+    kerascnn train lenet5 --data mnist.npz --epochs 5
+    kerascnn train resnet18 -o small_input=true --dataset cifar10 --image-size 32 --augment
+    kerascnn train --resume runs/convnet-20261122-120000  after a crash
+    """
+    from kerascnn import train_config
+    from kerascnn.errors import ConfigError
+    from kerascnn.registry import get_entry, parse_options
+
+    file_cfg = {}
+    if resume:
+        from kerascnn.runs import is_run_dir
+
+        if not is_run_dir(resume):
+            raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
+        file_cfg = train_config.load_config_file(f"{resume}/config.json")
+        if model and model != file_cfg.get("model"):
+            raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
+        file_cfg.pop("run_dir", None)
+    elif config_file:
+        file_cfg = train_config.load_config_file(config_file)
+        file_cfg.pop("run_dir", None)  # a reproduced run gets a fresh directory
+    cli = {k: v for k, v in opts.items() if v is not None}
+    if model:
+        cli["model"] = model
+    if "image_size" in cli:
+        cli["image_size"] = list(cli["image_size"]) * (2 if len(cli["image_size"]) == 1 else 1)
+    name = cli.get("model") or file_cfg.get("model")
+    if options:
+        if not name:
+            raise ConfigError("-o/--option needs a model")
+        cli["model_options"] = {**file_cfg.get("model_options", {}), **parse_options(get_entry(name), options)}
+    if cli.get("data"):
+        cli["dataset"] = None
+    cfg = train_config.resolve(cli, file_cfg)
+    if cfg.get("data") and cfg.get("dataset") == "digits" and "dataset" not in cli:
+        cfg["dataset"] = None
+    from kerascnn.training import train as run
+
+    metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
+    final = metrics["final"]
+    shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("accuracy", "val_accuracy") if k in final)
+    click.echo(f"done: {shown}; best epoch {metrics['best_epoch']}; {metrics['wall_seconds']:.1f} s; "
+               f"run directory {metrics['run_dir']}")
+    click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")

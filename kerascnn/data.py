@@ -1,0 +1,369 @@
+"""Data: built-in data sets, ``.npz`` files and class folders -> validated arrays -> ``tf.data``.
+
+``load_data`` returns raw, validated images (``ImageData``); ``prepare_images``
+resizes, adapts channels (gray <-> RGB) and scales them for a model;
+``epoch_dataset`` batches them in an order that is a function of
+``(seed, epoch)`` only, so a resumed run sees exactly the batches an
+uninterrupted one would. Every problem is a one-line ``DataError`` naming the
+file and what is wrong.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn.errors import ConfigError, DataError
+
+BUILTIN = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+CLASS_NAMES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+@dataclass
+class ImageData:
+    """Validated raw images: (N, H, W, C) uint8 or float32, labels int64 in [0, num_classes)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    name: str
+    pixel_scale: float = 1.0 / 255.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+
+# --------------------------------------------------------------------------- loading
+def load_data(dataset: str | None = "digits", data: str | None = None, num_classes: int | None = None,
+              seed: int = 0) -> ImageData:
+    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins)."""
+    if data:
+        path = Path(data)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+        if path.is_dir():
+            out = _load_folder(path, seed)
+        elif path.suffix.lower() == ".npz":
+            out = _load_npz(path, seed)
+        else:
+            raise DataError(f"{path}: expected a .npz file or a directory with one sub-folder per class")
+    else:
+        dataset = dataset or "digits"
+        if dataset not in BUILTIN:
+            raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(BUILTIN)} or pass --data")
+        out = _load_digits(seed) if dataset == "digits" else _load_keras(dataset)
+    if num_classes is not None and out.num_classes > num_classes:
+        bad = int(max(out.y_train.max(), out.y_test.max()))
+        raise DataError(f"{out.name}: labels go up to {bad} but the model has {num_classes} classes")
+    return out
+
+
+def _load_digits(seed: int) -> ImageData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]   # 0..16 -> 0..255
+    y = d.target.astype(np.int64)
+    x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed=1234)  # fixed test split, independent of --seed
+    return ImageData(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], "digits")
+
+
+def _keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def _load_keras(name: str) -> ImageData:
+    import keras
+
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_tr, y_tr), (x_te, y_te) = loader.load_data()
+    except Exception as e:  # no network and no cached copy (URLError, HTTPError, OSError ...)
+        raise DataError(f"cannot load {name}: not in the Keras cache {_keras_cache_dir()} and the download failed "
+                        f"({e.__class__.__name__}); pass --data FILE.npz with x_train, y_train, x_test, y_test "
+                        f"instead") from None
+    names = CLASS_NAMES.get(name) or [str(i) for i in range(int(max(y_tr.max(), y_te.max())) + 1)]
+    return _validated(x_tr, y_tr, x_te, y_te, names, name, name)
+
+
+def _load_npz(path: Path, seed: int) -> ImageData:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(f"{path}: holds object (pickled) arrays; only plain numeric arrays are accepted") from None
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e.__class__.__name__})") from None
+    if not {"x_train", "y_train"} <= set(arrays):
+        raise DataError(f"{path}: expected arrays {', '.join(NPZ_KEYS)}; found {', '.join(sorted(arrays)) or 'none'}")
+    x_tr, y_tr = arrays["x_train"], arrays["y_train"]
+    if "x_test" in arrays and "y_test" in arrays:
+        x_te, y_te = arrays["x_test"], arrays["y_test"]
+    else:
+        _check_pair(path, "x_train", x_tr, "y_train", y_tr)
+        x_tr, y_tr, x_te, y_te = split_validation(_as_nhwc(path, "x_train", x_tr), _labels(path, "y_train", y_tr),
+                                                  0.2, seed)
+    names = None
+    if "class_names" in arrays:
+        names = [str(s) for s in arrays["class_names"].tolist()]
+    return _validated(x_tr, y_tr, x_te, y_te, names, f"file:{path}", path)
+
+
+def _as_nhwc(src, key, x) -> np.ndarray:
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"{src}: {key} has dtype {x.dtype}; expected uint8 or float images")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
+        raise DataError(f"{src}: {key} has shape {x.shape}; expected images (N,H,W) or (N,H,W,C) with C 1 or 3")
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(f"{src}: {key} contains NaN or infinite values")
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(f"{src}: {key} has integer pixel values outside 0..255")
+        x = x.astype(np.uint8)
+    else:
+        x = x.astype(np.float32)
+    return x
+
+
+def _labels(src, key, y) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{src}: {key} has shape {y.shape}; expected one integer label per image (N,)")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{src}: {key} holds non-integer labels")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{src}: {key} has dtype {y.dtype}; expected integer class labels")
+    return y.astype(np.int64)
+
+
+def _check_pair(src, xk, x, yk, y):
+    if len(x) != len(y):
+        raise DataError(f"{src}: {xk} has {len(x)} images but {yk} has {len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{src}: {xk} is empty")
+
+
+def _validated(x_tr, y_tr, x_te, y_te, names, name, src) -> ImageData:
+    _check_pair(src, "x_train", x_tr, "y_train", y_tr)
+    _check_pair(src, "x_test", x_te, "y_test", y_te)
+    x_tr, x_te = _as_nhwc(src, "x_train", x_tr), _as_nhwc(src, "x_test", x_te)
+    y_tr, y_te = _labels(src, "y_train", y_tr), _labels(src, "y_test", y_te)
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(f"{src}: x_train images are {x_tr.shape[1:]} but x_test images are {x_te.shape[1:]}")
+    k = len(names) if names else int(max(y_tr.max(), y_te.max())) + 1
+    for key, y in (("y_train", y_tr), ("y_test", y_te)):
+        if y.min() < 0 or y.max() >= k:
+            bad = int(y.min() if y.min() < 0 else y.max())
+            raise DataError(f"{src}: {key} has label {bad}, outside [0, {k})")
+    if len(np.unique(y_tr)) < 2:
+        raise DataError(f"{src}: y_train has fewer than two classes; a classifier needs at least two")
+    names = names or [str(i) for i in range(k)]
+    scale = 1.0 if (x_tr.dtype == np.float32 and x_tr.size and float(x_tr.max()) <= 1.0) else 1.0 / 255.0
+    return ImageData(x_tr, y_tr, x_te, y_te, list(names), name, scale)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty image file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
+                if im.mode == "RGBA":
+                    im = im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
+
+
+def _scan_folder(root: Path) -> tuple:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders; expected one sub-folder of images per class")
+    files, labels = [], []
+    for i, cls in enumerate(classes):
+        images = []
+        for f in sorted(cls.rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(f)
+            else:
+                warnings.warn(f"{f}: skipped (not an image file)", stacklevel=2)
+        if not images:
+            raise DataError(f"{cls}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
+        files += images
+        labels += [i] * len(images)
+    if len(classes) < 2:
+        raise DataError(f"{root}: only one class folder ({classes[0].name}); a classifier needs at least two")
+    return [c.name for c in classes], files, np.array(labels, dtype=np.int64)
+
+
+def _stack(images: list, files: list) -> np.ndarray:
+    channels = Counter(3 if im.ndim == 3 else 1 for im in images).most_common(1)[0][0]
+    size = Counter(im.shape[:2] for im in images).most_common(1)[0][0]
+    out = np.empty((len(images),) + size + (channels,), dtype=np.uint8)
+    for j, im in enumerate(images):
+        im = im[..., None] if im.ndim == 2 else im
+        if im.shape[-1] != channels:
+            im = np.repeat(im, 3, axis=-1) if channels == 3 else np.round(im @ [0.299, 0.587, 0.114])[..., None]
+        if im.shape[:2] != size:
+            from PIL import Image
+
+            mode = "L" if channels == 1 else "RGB"
+            pil = Image.fromarray(im[..., 0] if channels == 1 else im.astype(np.uint8), mode)
+            im = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+            im = im[..., None] if im.ndim == 2 else im
+        out[j] = im
+    return out
+
+
+def _load_folder(root: Path, seed: int) -> ImageData:
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        names, f_tr, y_tr = _scan_folder(root / "train")
+        names_te, f_te, y_te = _scan_folder(root / "test")
+        if names_te != names:
+            raise DataError(f"{root}: train/ and test/ have different class folders")
+        imgs = [_read_image(f) for f in f_tr + f_te]
+        x = _stack(imgs, f_tr + f_te)
+        x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
+    else:
+        names, files, y = _scan_folder(root)
+        x = _stack([_read_image(f) for f in files], files)
+        x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
+    return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
+
+
+def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
+    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataError(f"{p}: no image files")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or directory")
+    raw = [_read_image(f) for f in files]
+    batch = np.concatenate([prepare_images(_stack([im], [f]), image_size, channels, pixel_scale)
+                            for im, f in zip(raw, files)])
+    return batch, [str(f) for f in files]
+
+
+# --------------------------------------------------------------------------- preparing
+def prepare_images(x: np.ndarray, image_size, channels: int, pixel_scale: float, chunk: int = 4096) -> np.ndarray:
+    """Resize (bilinear), adapt channels (gray <-> RGB) and scale: float32 (N, H, W, channels)."""
+    x = x[..., None] if x.ndim == 3 else x
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    out = np.empty((len(x), h, w, channels), dtype=np.float32)
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk].astype(np.float32)
+        if part.shape[-1] != channels:
+            if channels == 3:
+                part = np.repeat(part[..., :1], 3, axis=-1)
+            else:
+                part = (part[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        if part.shape[1:3] != (h, w):
+            import tensorflow as tf
+
+            part = tf.image.resize(part, (h, w), method="bilinear", antialias=part.shape[1] > h).numpy()
+        out[i:i + chunk] = part * np.float32(pixel_scale)
+    return out
+
+
+def split_validation(x, y, val_split: float, seed: int):
+    """Seeded split of ``val_split`` of the samples, stratified when every class has two or more."""
+    if not 0 <= val_split < 1:
+        raise ConfigError(f"--val-split must be in [0, 1); received {val_split}")
+    n = len(x)
+    n_val = int(round(n * val_split))
+    if n_val == 0:
+        return x, y, x[:0], y[:0]
+    if n - n_val < 1:
+        raise DataError(f"only {n} training images: nothing left after a {val_split} validation split")
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]) else None
+    idx_tr, idx_val = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=stratify)
+    idx_tr.sort()
+    idx_val.sort()
+    return x[idx_tr], y[idx_tr], x[idx_val], y[idx_val]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch: a function of (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_dataset(x, y, batch_size: int, seed: int, epoch: int, shuffle: bool = True, augment: bool = False,
+                  drop_remainder: bool = False):
+    """One epoch of (images, labels) batches in the order ``epoch_order(seed, epoch)``; prefetched."""
+    import tensorflow as tf
+
+    order = epoch_order(len(x), seed, epoch) if shuffle else np.arange(len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+    if augment:
+        ds = ds.enumerate().map(_augmenter(x.shape[1:], seed, epoch), num_parallel_calls=tf.data.AUTOTUNE,
+                                deterministic=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(shape, seed: int, epoch: int):
+    """Random pad-and-crop (1/8 of the side, reflected) + horizontal flip per image, stateless:
+    the random numbers are a function of (seed, epoch, position in the epoch)."""
+    import tensorflow as tf
+
+    h, w, c = shape
+    pad = max(1, h // 8)
+
+    def fn(i, example):
+        xb, yb = example
+        key = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + epoch, i])
+        padded = tf.pad(xb, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        xb = tf.image.stateless_random_crop(padded, (h, w, c), seed=key)
+        xb = tf.image.stateless_random_flip_left_right(xb, seed=key + 1)
+        return xb, yb
+
+    return fn
+
+
+def eval_dataset(x, y, batch_size: int):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

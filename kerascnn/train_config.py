@@ -1,0 +1,132 @@
+"""Training options: defaults per model family, ``--config FILE`` (YAML/JSON), and merging.
+
+Precedence: command-line options given explicitly > ``--config`` file (or the run's
+``config.json`` when resuming) > per-family defaults > global defaults. The resolved
+dictionary is what ``config.json`` records, so ``kerascnn train --config RUN/config.json``
+trains the same thing again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kerascnn.errors import ConfigError
+
+DEFAULTS = {
+    "model": None,
+    "model_options": {},
+    "dataset": "digits",
+    "data": None,
+    "image_size": None,          # default: the model's natural input size
+    "epochs": 10,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "momentum": 0.9,
+    "schedule": "cosine",
+    "warmup_epochs": 0.0,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "seed": 1234,
+    "val_split": 0.1,
+    "augment": False,
+    "strategy": "auto",
+    "gpus": None,
+    "precision": None,           # default: float32 on CPU, mixed_bfloat16/float16 on GPUs that support it
+    "jit": None,                 # default: on for one GPU, off on CPU (measured slower) and for MirroredStrategy
+    "steps_per_call": 16,
+    "deterministic": False,
+    "run_dir": None,
+    "runs_root": "runs",
+}
+
+# Per-family defaults: small lecture nets train fast with Adam; deep nets with SGD + momentum.
+FAMILY_DEFAULTS = {
+    "resnet": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "epochs": 30,
+               "batch_size": 128},
+    "vgg": {"optimizer": "adam", "lr": 1e-4, "epochs": 20},
+    "alexnet": {"optimizer": "adam", "lr": 1e-4, "epochs": 20},
+    "googlenet": {"optimizer": "adam", "lr": 1e-3, "epochs": 20},
+    "nin": {"optimizer": "adam", "lr": 1e-3, "epochs": 20},
+}
+
+CHOICES = {
+    "optimizer": ("sgd", "adam", "adamw"),
+    "schedule": ("constant", "cosine", "onecycle"),
+    "strategy": ("auto", "default", "onedevice", "mirrored", "multiworker"),
+    "precision": (None, "float32", "mixed_float16", "mixed_bfloat16"),
+}
+# keys recorded in config.json that are results, not options
+RECORD_ONLY = {"versions", "input_shape", "num_classes", "class_names", "pixel_scale", "run_dir_resolved",
+               "strategy_resolved", "replicas", "devices", "started", "kerascnn_command", "data_name",
+               "train_images", "val_images", "jit_resolved", "precision_resolved"}
+
+
+def load_config_file(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            cfg = yaml.safe_load(text) or {}
+        else:
+            cfg = json.loads(text)
+    except Exception as e:
+        raise ConfigError(f"--config {path}: cannot parse ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option names to values")
+    cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+    unknown = set(cfg) - set(DEFAULTS) - RECORD_ONLY
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option {sorted(unknown)[0]!r}; "
+                          f"known: {', '.join(sorted(DEFAULTS))}")
+    return {k: v for k, v in cfg.items() if k in DEFAULTS}
+
+
+def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
+    """Merge defaults < family defaults < config file < explicit command-line options."""
+    file_cfg = dict(file_cfg or {})
+    model = cli.get("model") or file_cfg.get("model")
+    if not model:
+        raise ConfigError("no model given: kerascnn train MODEL (or a --config with 'model')")
+    from kerascnn.registry import get_entry
+
+    entry = get_entry(model)
+    cfg = dict(DEFAULTS)
+    cfg.update(FAMILY_DEFAULTS.get(entry.family, {}))
+    cfg.update(file_cfg)
+    cfg.update({k: v for k, v in cli.items() if v is not None})
+    cfg["model"] = model
+    for key, allowed in CHOICES.items():
+        if cfg.get(key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(a for a in allowed if a)}; received {cfg.get(key)!r}")
+    for key, lo in (("epochs", 1), ("batch_size", 1), ("steps_per_call", 1)):
+        if not isinstance(cfg[key], int) or cfg[key] < lo:
+            raise ConfigError(f"{key} must be an integer >= {lo}; received {cfg[key]!r}")
+    for key in ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "momentum"):
+        try:
+            cfg[key] = float(cfg[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number; received {cfg[key]!r}") from None
+    if not cfg["lr"] > 0:
+        raise ConfigError(f"lr must be > 0; received {cfg['lr']}")
+    if not 0 <= cfg["label_smoothing"] < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1); received {cfg['label_smoothing']}")
+    if not 0 <= float(cfg["val_split"]) < 1:
+        raise ConfigError(f"val_split must be in [0, 1); received {cfg['val_split']}")
+    if cfg["weight_decay"] < 0 or cfg["warmup_epochs"] < 0:
+        raise ConfigError("weight_decay and warmup_epochs must be >= 0")
+    if cfg["image_size"] is not None:
+        size = cfg["image_size"]
+        size = [size, size] if isinstance(size, int) else list(size)
+        if len(size) == 1:
+            size = size * 2
+        if len(size) != 2 or any(not isinstance(v, int) or v < 1 for v in size):
+            raise ConfigError(f"image_size must be H,W positive integers; received {cfg['image_size']!r}")
+        cfg["image_size"] = size
+    cfg["model_options"] = dict(cfg.get("model_options") or {})
+    entry.resolve(None, None, cfg["model_options"])  # unknown model options fail here
+    return cfg
