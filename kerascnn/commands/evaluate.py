@@ -1,0 +1,38 @@
+"""`kerascnn evaluate`."""
+from __future__ import annotations
+
+import click
+
+from kerascnn.commands.common import echo_json, format_option
+
+
+@click.command(short_help="Loss, top-1/top-5, per-class metrics, confusion matrix.")
+@click.argument("model_or_run")
+@click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]),
+              default=None, help="Built-in data set (default: the run's own).")
+@click.option("--data", type=click.Path(exists=True), default=None, help="A .npz file or a class-folder directory.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write metrics.json, confusion.json/png (default RUN/eval-DATA-SPLIT).")
+@click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
+@format_option
+def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, fmt):
+    """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
+    from kerascnn.evaluation import evaluate as run
+    from kerascnn.report import table
+
+    r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe)
+    if fmt == "json":
+        echo_json(r)
+        return
+    click.echo(f"{r['model']} on {r['data']} ({r['split']}, {r['images']} images)")
+    line = f"loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}"
+    for top in (3, 5):
+        if f"top{top}_accuracy" in r:
+            line += f"  top-{top} {r[f'top{top}_accuracy']:.4f}"
+    click.echo(line + f"  macro F1 {r['macro_f1']:.4f}")
+    click.echo(table(["Class", "Precision", "Recall", "F1", "Support"],
+                     [[c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+                      for c in r["per_class"]], "lrrrr"))
+    click.echo(f"wrote {r['out_dir']}/metrics.json, confusion.json, confusion.png")

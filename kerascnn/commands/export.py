@@ -1,0 +1,42 @@
+"""`kerascnn export`."""
+from __future__ import annotations
+
+import click
+
+from kerascnn.commands.common import echo_json
+
+
+@click.command(short_help="Export a verified SavedModel (or ONNX / LiteRT).")
+@click.argument("model_or_run")
+@click.option("--out", type=click.Path(), default=None, help="Target (default saved_models/NAME).")
+@click.option("--force", is_flag=True, help="Replace an existing export (only after the new one verified).")
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "onnx", "litert"]),
+              default="savedmodel", show_default=True, help="What to write (onnx/litert need their extras).")
+@click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="For a run directory: the best or the last model.")
+@click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into the preceding conv/dense layer first.")
+@click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, as_json):
+    """Export MODEL_OR_RUN so that plain TensorFlow (no kerascnn) can serve it.
+
+    The SavedModel's serving_default signature takes `images` (uint8, N x H x W x C at
+    the trained size) and returns `probabilities`; it is reloaded and checked against
+    the Keras model before it is renamed into place.
+    """
+    from kerascnn.export import export as run
+
+    r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe)
+    if as_json:
+        echo_json(r)
+        return
+    click.echo(f"exported {r['path']} ({r['format']})")
+    if "signature" in r:
+        click.echo(f"  signature: {r['signature']}")
+        click.echo(f"  verified: reloaded with tf.saved_model.load, max |diff| vs Keras {r['max_abs_diff']:.2g}")
+        click.echo(f"  inspect:  saved_model_cli show --all --dir {r['path']}")
+    else:
+        click.echo(f"  verified: reloaded, max |diff| vs Keras {r['max_abs_diff']:.2g}; {r['note']}")
+    if "fused_bn_relative_diff" in r:
+        click.echo(f"  BatchNorm folded: {r['fused_bn_layers_removed']} layers removed, "
+                   f"max relative diff {r['fused_bn_relative_diff']:.2g}")

@@ -1,0 +1,26 @@
+"""`kerascnn predict`."""
+from __future__ import annotations
+
+import click
+
+from kerascnn.commands.common import echo_json, format_option
+
+
+@click.command(short_help="Top-k classes for image files.")
+@click.argument("model_or_export")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
+@format_option
+def predict(model_or_export, images, top_k, unsafe, fmt):
+    """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
+    file, or a SavedModel exported by `kerascnn export`."""
+    from kerascnn.prediction import predict_files
+
+    results = predict_files(model_or_export, images, top_k, unsafe)
+    if fmt == "json":
+        echo_json(results)
+        return
+    for r in results:
+        best = ", ".join(f"{p['class']} {p['probability']:.3f}" for p in r["top"])
+        click.echo(f"{r['image']}: {best}")

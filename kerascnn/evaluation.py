@@ -1,0 +1,84 @@
+"""`kerascnn evaluate`: loss, top-1/top-k accuracy, per-class precision/recall/F1, confusion matrix.
+
+Metrics come from scikit-learn (``precision_recall_fscore_support``, ``confusion_matrix``)
+rather than hand-written code; predictions from the Keras model in batches.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn import data as D
+from kerascnn import fsutil
+from kerascnn.errors import DataError
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    out = [np.asarray(model(x[i:i + batch_size], training=False), dtype=np.float32)
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
+
+
+def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: list) -> dict:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    k = probs.shape[1]
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0))))
+    ranked = np.argsort(-probs, axis=1)
+    out = {"images": int(len(y)), "loss": loss, "accuracy": float(np.mean(ranked[:, 0] == y))}
+    for top in (3, 5):
+        if k > top:
+            out[f"top{top}_accuracy"] = float(np.mean(np.any(ranked[:, :top] == y[:, None], axis=1)))
+    labels = list(range(k))
+    p, r, f, s = precision_recall_fscore_support(y, ranked[:, 0], labels=labels, zero_division=0)
+    out["per_class"] = [{"class": str(class_names[i]) if i < len(class_names) else str(i), "precision": float(p[i]),
+                         "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels]
+    out["macro_f1"] = float(np.mean(f))
+    out["confusion_matrix"] = confusion_matrix(y, ranked[:, 0], labels=labels).tolist()
+    return out
+
+
+def evaluate(ref: str, dataset: str | None = None, data: str | None = None, split: str = "test",
+             batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False) -> dict:
+    from kerascnn.runs import resolve_model
+
+    model, info = resolve_model(ref, unsafe=unsafe)
+    cfg = info.config
+    if dataset is None and data is None:
+        data = cfg.get("data")
+        dataset = cfg.get("dataset") if not data else None
+        if not data and not dataset:
+            dataset = "digits"
+    d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)))
+    x_raw, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
+    k = int(model.output_shape[-1])
+    if int(y.max()) >= k:
+        raise DataError(f"{d.name}: label {int(y.max())} is outside the model's {k} classes")
+    shape = tuple(model.input_shape[1:])
+    x = D.prepare_images(x_raw, shape[:2], shape[2], info.pixel_scale if info.run_dir else d.pixel_scale)
+    names = info.class_names if len(info.class_names) == k else d.class_names
+    result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
+    result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
+    if out_dir is None:
+        base = info.run_dir if info.run_dir else Path(".")
+        out_dir = Path(base) / f"eval-{_slug(d.name)}-{split}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fsutil.atomic_write_json(out_dir / "metrics.json", {k_: v for k_, v in result.items() if k_ != "confusion_matrix"})
+    fsutil.atomic_write_json(out_dir / "confusion.json", {"class_names": list(names),
+                                                         "matrix": result["confusion_matrix"]})
+    from kerascnn.plots import plot_confusion
+
+    plot_confusion(result["confusion_matrix"], names, out_dir / "confusion.png",
+                   title=f"{Path(str(ref)).name} on {d.name} ({split}): accuracy {result['accuracy']:.2%}")
+    result["out_dir"] = str(out_dir)
+    return result
+
+
+def _slug(name: str) -> str:
+    import re
+
+    name = name.split(":", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem if "/" in name else name)[:40]

@@ -1,0 +1,156 @@
+"""`kerascnn export`: a verified SavedModel (or ONNX / LiteRT) that needs no kerascnn to run.
+
+SavedModel: ``keras.export.ExportArchive`` with explicit signatures so the names
+are stable (Keras's automatic input names change with what the process built
+before): ``serving_default`` takes ``images`` as uint8 (None, H, W, C) at the
+trained size and returns ``probabilities`` float32 (None, K); ``serve_float``
+takes float32 raw pixel values (0..255 scale). Preprocessing (cast and the
+training pipeline's pixel scale) is inside. The class names travel in
+``assets/class_names.json`` and ``kerascnn.json``.
+
+Crash safety: the export is written into a hidden ``.NAME.partial-*`` sibling,
+reloaded with ``tf.saved_model.load`` and checked against the Keras model, and
+only then renamed onto the target. An existing target is replaced only with
+``force=True`` (old tree moved aside first, deleted after the rename).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn import fsutil
+from kerascnn.errors import ConfigError, ExportError
+
+TOLERANCE = 1e-5
+
+
+def _probe_batch(shape, n=8, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n,) + tuple(shape), dtype=np.uint8)
+
+
+def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
+    import keras
+    import tensorflow as tf
+
+    h, w, c = (int(v) for v in model.input_shape[1:])
+    k = int(model.output_shape[-1])
+    scale = float(info.pixel_scale)
+    names = list(info.class_names) if len(info.class_names) == k else [str(i) for i in range(k)]
+
+    staging = fsutil.partial_dir(target)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+
+        def _serve(x):
+            return {"probabilities": tf.cast(model(tf.cast(x, tf.float32) * scale, training=False), tf.float32)}
+
+        archive.add_endpoint("serving_default", _serve,
+                             input_signature=[tf.TensorSpec([None, h, w, c], tf.uint8, name="images")])
+        archive.add_endpoint("serve_float", _serve,
+                             input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+        archive.write_out(str(staging), verbose=False)
+        meta = {"model": info.model_name, "input_shape": [h, w, c], "num_classes": k, "class_names": names,
+                "pixel_scale": scale, "input": "images: uint8 (serving_default) or float32 0..255 (serve_float)",
+                "output": "probabilities: float32 (N, K)"}
+        (staging / "assets").mkdir(exist_ok=True)
+        (staging / "assets" / "class_names.json").write_text(json.dumps(names))
+        (staging / "kerascnn.json").write_text(json.dumps(meta, indent=2))
+        # verify before anything is renamed into place
+        probe = _probe_batch((h, w, c))
+        expected = np.asarray(model(probe.astype(np.float32) * scale, training=False), np.float32)
+        loaded = tf.saved_model.load(str(staging))
+        got = loaded.signatures["serving_default"](images=tf.constant(probe))["probabilities"].numpy()
+        diff = float(np.max(np.abs(got - expected)))
+        if diff > TOLERANCE or not np.array_equal(got.argmax(1), expected.argmax(1)):
+            raise ExportError(f"{target}: the reloaded export disagrees with the Keras model (max |diff| {diff:.3g})")
+        got1 = loaded.signatures["serve_float"](images=tf.constant(probe[:1].astype(np.float32)))["probabilities"]
+        del loaded
+        fsutil.commit_dir(staging, target, force=force)
+    except FileExistsError:
+        raise ConfigError(f"{target} already exists; pass --force to replace it (the old export is kept "
+                          f"until the new one is complete)") from None
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"path": str(target), "format": "savedmodel", "max_abs_diff": diff,
+            "batch1_diff": float(np.max(np.abs(got1.numpy() - expected[:1]))),
+            "signature": f"serving_default(images: uint8[None,{h},{w},{c}]) -> probabilities: float32[None,{k}]",
+            "class_names": names}
+
+
+def export_other(model, info, target: Path, fmt: str, force: bool = False) -> dict:
+    """ONNX / LiteRT through Keras's own exporter, verified by reloading."""
+    extra = {"onnx": "onnx", "litert": "litert"}[fmt]
+    try:
+        if fmt == "onnx":
+            import onnxruntime  # noqa: F401
+            import tf2onnx  # noqa: F401
+        else:
+            import ai_edge_litert  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--format {fmt} needs optional packages: pip install \"kerascnn[{extra}]\"") from None
+    suffix = ".onnx" if fmt == "onnx" else ".tflite"
+    path = target.with_suffix(suffix) if target.suffix != suffix else target
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to replace it")
+    h, w, c = (int(v) for v in model.input_shape[1:])
+    probe = _probe_batch((h, w, c)).astype(np.float32) * float(info.pixel_scale)
+    expected = np.asarray(model(probe, training=False), np.float32)
+    with fsutil.atomic_path(path) as tmp:
+        model.export(str(tmp), format=fmt, verbose=False)
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(tmp))
+            got = sess.run(None, {sess.get_inputs()[0].name: probe})[0]
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interp = Interpreter(model_path=str(tmp))
+            inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+            interp.resize_tensor_input(inp["index"], probe.shape)
+            interp.allocate_tensors()
+            interp.set_tensor(inp["index"], probe)
+            interp.invoke()
+            got = interp.get_tensor(out["index"])
+        diff = float(np.max(np.abs(got - expected)))
+        if diff > 1e-4:
+            raise ExportError(f"{path}: the reloaded {fmt} model disagrees with Keras (max |diff| {diff:.3g})")
+    return {"path": str(path), "format": fmt, "max_abs_diff": diff,
+            "note": f"input: float32 already scaled by {info.pixel_scale:g}"}
+
+
+def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
+           fuse_bn: bool = False, unsafe: bool = False) -> dict:
+    from kerascnn.runs import resolve_model
+
+    model, info = resolve_model(ref, which=which, unsafe=unsafe)
+    result = {}
+    if fuse_bn:
+        from kerascnn.fuse import fold_batchnorm
+
+        fused = fold_batchnorm(model)
+        probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * float(info.pixel_scale)
+        a = np.asarray(model(probe, training=False))
+        b = np.asarray(fused(probe, training=False))
+        rel = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
+        if rel > 1e-4:
+            raise ExportError(f"BatchNorm folding changed the outputs (max relative diff {rel:.3g})")
+        result["fused_bn_relative_diff"] = rel
+        result["fused_bn_layers_removed"] = len(model.layers) - len(fused.layers)
+        model = fused
+    if out is None:
+        name = Path(str(ref).rstrip("/")).name if info.run_dir or info.model_path else info.model_name
+        out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
+    target = Path(out)
+    fsutil.sweep_partials(target.parent) if target.parent.exists() else None
+    if fmt == "savedmodel":
+        result.update(export_savedmodel(model, info, target, force))
+    else:
+        result.update(export_other(model, info, target, fmt, force))
+    return result
