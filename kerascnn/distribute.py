@@ -83,16 +83,20 @@ def choose(name: str = "auto", comm_timeout: float | None = None) -> StrategyInf
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}; received {name!r}")
     cluster = tf_config()
-    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "auto" and cluster:
+        name = "multiworker"
+    if name != "multiworker":  # listing logical devices initialises TensorFlow: not before MWMS exists
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "auto":
-        name = "multiworker" if cluster else "mirrored" if len(gpus) >= 2 else "onedevice" if gpus else "default"
+        name = "mirrored" if len(gpus) >= 2 else "onedevice" if gpus else "default"
     if name == "multiworker":
         if not cluster:
             raise ConfigError("--strategy multiworker needs TF_CONFIG with the cluster and this task")
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=comm_timeout or float(os.environ.get("KERASCNN_COLLECTIVE_TIMEOUT", "120")))
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
         task = cluster["task"]
         is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task.get("index", 0)) == 0
                                                and "chief" not in cluster["cluster"])

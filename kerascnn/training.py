@@ -116,6 +116,16 @@ def _load_state(path: Path, model, optimizer) -> dict:
     return meta
 
 
+def weights_digest(model) -> str:
+    """SHA-256 of every weight's bytes: equal digests mean bitwise-equal models (e.g. across workers)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
 def _reseed_layers(model, seed: int, epoch: int) -> None:
     """Dropout (and any other SeedGenerator) state := f(seed, epoch), identical on resume."""
     for v in model.non_trainable_variables:
@@ -326,17 +336,25 @@ def train(cfg: dict, resume: str | None = None, echo=print, verbose: int = 1) ->
                 echo(f"KERASCNN_TEST_PAUSED after epoch {epoch + 1}")
                 sys.stdout.flush()
                 time.sleep(3600)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError) as e:
+        if info.kind != "multiworker":
+            raise
+        raise TrainingError(
+            f"lost contact with another worker at epoch {epoch + 1} ({type(e).__name__}); restart every worker "
+            f"with --resume {run_dir} to continue from epoch {epoch + 1}") from None
     finally:
         if writer is not None:
             writer.close()
+        if not info.is_chief and sys.exc_info()[0] is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
     metrics = {
         "model": entry.name, "epochs": epochs, "final": history[-1] if history else {},
         "best_epoch": int(np.argmax([h.get("val_accuracy", h["accuracy"]) for h in history]) + 1) if history else None,
         "best_score": best, "wall_seconds": round(time.time() - t_start, 2),
         "train_images_per_second": round(images_seen / train_seconds, 1) if train_seconds else None,
-        "run_dir": str(run_dir), "weights_checksum": float(sum(float(np.sum(w, dtype=np.float64))
-                                                               for w in model.get_weights())),
+        "run_dir": str(run_dir) if info.is_chief else None, "weights_sha256": weights_digest(model),
     }
     if info.is_chief:
         fsutil.atomic_write_json(run_dir / "metrics.json", metrics)

@@ -92,6 +92,8 @@ def train(model, config_file, resume, quiet, options, **opts):
     metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
     final = metrics["final"]
     shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("accuracy", "val_accuracy") if k in final)
-    click.echo(f"done: {shown}; best epoch {metrics['best_epoch']}; {metrics['wall_seconds']:.1f} s; "
-               f"run directory {metrics['run_dir']}")
-    click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
+    where = f"run directory {metrics['run_dir']}" if metrics["run_dir"] else "results written by the chief"
+    click.echo(f"done: {shown}; best epoch {metrics['best_epoch']}; {metrics['wall_seconds']:.1f} s; {where}")
+    click.echo(f"weights sha256 {metrics['weights_sha256']}")
+    if metrics["run_dir"]:
+        click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
