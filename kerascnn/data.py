@@ -87,7 +87,11 @@ def _load_digits(seed: int) -> ImageData:
 
 
 def _keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+    """Where ``keras.datasets`` caches downloads (``$KERAS_HOME/datasets``, default ``~/.keras/datasets``)."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+    if home.exists() and not os.access(home, os.W_OK):  # Keras falls back to /tmp/.keras then
+        home = Path("/tmp/.keras")
+    return home / "datasets"
 
 
 def _load_keras(name: str) -> ImageData:
@@ -107,6 +111,8 @@ def _load_keras(name: str) -> ImageData:
 def _load_npz(path: Path, seed: int) -> ImageData:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive; save it with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -119,6 +125,9 @@ def _load_npz(path: Path, seed: int) -> ImageData:
     if not {"x_train", "y_train"} <= set(arrays):
         raise DataError(f"{path}: expected arrays {', '.join(NPZ_KEYS)}; found {', '.join(sorted(arrays)) or 'none'}")
     x_tr, y_tr = arrays["x_train"], arrays["y_train"]
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DataError(f"{path}: has {have} but no {missing}; found {', '.join(sorted(arrays))}")
     if "x_test" in arrays and "y_test" in arrays:
         x_te, y_te = arrays["x_test"], arrays["y_test"]
     else:
@@ -199,10 +208,14 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
-                if im.mode == "RGBA":
-                    im = im.convert("RGB")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit gray -> 0..255
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+                return np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
+            if im.mode in ("1", "LA"):
+                im = im.convert("L")
+            elif im.mode not in ("L", "RGB"):  # P, RGBA, CMYK, YCbCr ... -> RGB (alpha dropped)
+                im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "RGBA") else im.convert("RGB")
             return np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
@@ -319,7 +332,8 @@ def split_validation(x, y, val_split: float, seed: int):
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]) else None
+    present = counts[counts > 0]
+    stratify = y if present.min() >= 2 and min(n_val, n - n_val) >= len(present) else None
     idx_tr, idx_val = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=stratify)
     idx_tr.sort()
     idx_val.sort()
@@ -333,37 +347,53 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def epoch_dataset(x, y, batch_size: int, seed: int, epoch: int, shuffle: bool = True, augment: bool = False,
                   drop_remainder: bool = False):
-    """One epoch of (images, labels) batches in the order ``epoch_order(seed, epoch)``; prefetched."""
+    """One epoch of (float32 images, int64 labels) batches in the order ``epoch_order(seed, epoch)``; prefetched.
+
+    ``augment`` adds a random pad-and-crop (1/8 of the side, reflected borders) and a horizontal
+    flip per image, drawn with stateless ops from (seed, epoch, batch index): deterministic, so a
+    resumed run sees exactly the augmented batches an uninterrupted one would.
+    """
     import tensorflow as tf
 
     order = epoch_order(len(x), seed, epoch) if shuffle else np.arange(len(x))
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+    ds = tf.data.Dataset.from_tensor_slices((np.ascontiguousarray(x[order], dtype=np.float32),
+                                             np.asarray(y, dtype=np.int64)[order]))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if augment:
         ds = ds.enumerate().map(_augmenter(x.shape[1:], seed, epoch), num_parallel_calls=tf.data.AUTOTUNE,
                                 deterministic=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _augmenter(shape, seed: int, epoch: int):
-    """Random pad-and-crop (1/8 of the side, reflected) + horizontal flip per image, stateless:
-    the random numbers are a function of (seed, epoch, position in the epoch)."""
+    """Batched, vectorised pad-and-crop + horizontal flip with stateless random numbers
+    that are a function of (seed, epoch, batch index) only."""
     import tensorflow as tf
 
-    h, w, c = shape
-    pad = max(1, h // 8)
+    h, w, _ = shape
+    pad_h, pad_w = max(1, h // 8), max(1, w // 8)
+    mode = "REFLECT" if pad_h < h and pad_w < w else "SYMMETRIC"
 
-    def fn(i, example):
-        xb, yb = example
-        key = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + epoch, i])
-        padded = tf.pad(xb, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-        xb = tf.image.stateless_random_crop(padded, (h, w, c), seed=key)
-        xb = tf.image.stateless_random_flip_left_right(xb, seed=key + 1)
+    def fn(i, batch):
+        xb, yb = batch
+        key = tf.stack([tf.constant(int(seed) % (2 ** 31), tf.int64) * 100_003 + int(epoch), tf.cast(i, tf.int64)])
+        n = tf.shape(xb)[0]
+        padded = tf.pad(xb, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode=mode)
+        oy = tf.random.stateless_uniform([n], key, 0, 2 * pad_h + 1, dtype=tf.int32)
+        ox = tf.random.stateless_uniform([n], key + [0, 1 << 40], 0, 2 * pad_w + 1, dtype=tf.int32)
+        rows = oy[:, None] + tf.range(h)[None, :]                                  # (n, h)
+        cols = ox[:, None] + tf.range(w)[None, :]                                  # (n, w)
+        xb = tf.gather(padded, rows, axis=1, batch_dims=1)                         # (n, h, W+2p, c)
+        xb = tf.gather(xb, cols, axis=2, batch_dims=1)                             # (n, h, w, c)
+        flip = tf.random.stateless_uniform([n], key + [0, 2 << 40]) < 0.5
+        xb = tf.where(flip[:, None, None, None], tf.reverse(xb, axis=[2]), xb)
         return xb, yb
 
     return fn
 
 
 def eval_dataset(x, y, batch_size: int):
+    """Batches in the given order (no shuffle, no augmentation), prefetched."""
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

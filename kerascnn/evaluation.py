@@ -57,7 +57,9 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     if int(y.max()) >= k:
         raise DataError(f"{d.name}: label {int(y.max())} is outside the model's {k} classes")
     shape = tuple(model.input_shape[1:])
-    x = D.prepare_images(x_raw, shape[:2], shape[2], info.pixel_scale if info.run_dir else d.pixel_scale)
+    # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
+    # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
+    x = D.prepare_images(x_raw, shape[:2], shape[2], d.pixel_scale)
     names = info.class_names if len(info.class_names) == k else d.class_names
     result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
@@ -69,12 +71,31 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     fsutil.atomic_write_json(out_dir / "metrics.json", {k_: v for k_, v in result.items() if k_ != "confusion_matrix"})
     fsutil.atomic_write_json(out_dir / "confusion.json", {"class_names": list(names),
                                                          "matrix": result["confusion_matrix"]})
-    from kerascnn.plots import plot_confusion
-
+    try:
+        from kerascnn.plots import plot_confusion
+    except ImportError:  # plots module not shipped: a plain fallback
+        plot_confusion = _plot_confusion_fallback
     plot_confusion(result["confusion_matrix"], names, out_dir / "confusion.png",
                    title=f"{Path(str(ref)).name} on {d.name} ({split}): accuracy {result['accuracy']:.2%}")
     result["out_dir"] = str(out_dir)
     return result
+
+
+def _plot_confusion_fallback(matrix, class_names, out_png, title=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5.4))
+    ax.imshow(np.asarray(matrix), cmap="Blues")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "Confusion matrix")
+    with fsutil.atomic_path(Path(out_png)) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return Path(out_png)
 
 
 def _slug(name: str) -> str:

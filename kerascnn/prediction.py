@@ -1,4 +1,10 @@
-"""Top-k predictions for image files, from a Keras model, a run, or an exported SavedModel."""
+"""Top-k predictions for image files, from a Keras model, a run, or an exported SavedModel.
+
+Image files are 8-bit (0..255), so for a Keras model they are scaled by 1/255: every kerascnn
+model is trained on pixels mapped to [0, 1] (see ``data.ImageData.pixel_scale``). A SavedModel
+written by ``kerascnn export`` has the scaling inside and takes raw pixels (uint8, or float
+0..255), so it gets them unscaled, at the size its signature declares.
+"""
 from __future__ import annotations
 
 import json
@@ -9,52 +15,85 @@ import numpy as np
 from kerascnn import data as D
 from kerascnn.errors import DataError
 
+FILE_SCALE = 1.0 / 255.0
+
+
+def is_savedmodel_dir(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "saved_model.pb").is_file()
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
 
 def _load_export(path: Path):
+    """SavedModel dir -> (run(raw float batch) -> probabilities, (H, W, C), class names or None)."""
     import tensorflow as tf
 
     try:
         loaded = tf.saved_model.load(str(path))
         fn = loaded.signatures["serving_default"]
+    except KeyError:
+        raise DataError(f"{path}: the SavedModel has no 'serving_default' signature") from None
     except Exception as e:
         raise DataError(f"{path}: not a loadable SavedModel ({e.__class__.__name__})") from None
-    spec = list(fn.structured_input_signature[1].values())[0]
-    shape = tuple(int(v) for v in spec.shape[1:])
-    meta_file = path / "kerascnn.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    names_file = path / "assets" / "class_names.json"
-    names = meta.get("class_names") or (json.loads(names_file.read_text()) if names_file.is_file() else None)
+    inputs = fn.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise DataError(f"{path}: serving_default takes {len(inputs)} inputs ({', '.join(inputs)}); expected one "
+                        f"batch of images")
+    arg, spec = next(iter(inputs.items()))
+    meta = _read_json(path / "kerascnn.json") or {}
+    dims = list(spec.shape)[1:]
+    if len(dims) != 3:
+        raise DataError(f"{path}: serving_default input {arg} has shape {spec.shape}; expected (N, H, W, C)")
+    fallback = list(meta.get("input_shape") or [None, None, None])
+    shape = tuple(int(d) if d is not None else fallback[i] for i, d in enumerate(dims))
+    if any(v is None for v in shape):
+        raise DataError(f"{path}: serving_default input {arg} has no fixed image size ({spec.shape}) and no "
+                        f"kerascnn.json gives one")
+    names = None
+    for f in (path / "assets" / "class_names.json", path / "class_names.json"):
+        if f.is_file():
+            names = _read_json(f)
+            break
+    names = names or meta.get("class_names")
 
-    def run(x_scaled: np.ndarray) -> np.ndarray:
-        raw = x_scaled / float(meta.get("pixel_scale", 1 / 255))
+    def run(raw: np.ndarray) -> np.ndarray:
         if spec.dtype == tf.uint8:
             raw = np.clip(np.round(raw), 0, 255).astype(np.uint8)
-        out = fn(**{spec.name or "images": tf.constant(raw, dtype=spec.dtype)})
-        return np.asarray(list(out.values())[0])
+        out = fn(**{arg: tf.constant(raw, dtype=spec.dtype)})
+        out = out.get("probabilities", next(iter(out.values()))) if isinstance(out, dict) else out
+        return np.asarray(out, dtype=np.float32)
 
-    return run, shape, names, float(meta.get("pixel_scale", 1 / 255))
+    return run, shape, names
 
 
 def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False) -> list:
+    """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file."""
     p = Path(ref)
-    if p.is_dir() and (p / "saved_model.pb").is_file():
-        run, shape, names, scale = _load_export(p)
+    if is_savedmodel_dir(p):
+        run, shape, names = _load_export(p)
+        scale = 1.0  # the export scales inside
     else:
         from kerascnn.evaluation import predict_probabilities
         from kerascnn.runs import resolve_model
 
         model, info = resolve_model(ref, unsafe=unsafe)
-        shape, names, scale = tuple(model.input_shape[1:]), info.class_names, info.pixel_scale
+        shape, names, scale = tuple(model.input_shape[1:]), info.class_names, FILE_SCALE
 
         def run(x):
             return predict_probabilities(model, x)
     x, files = D.load_image_files(paths, shape[:2], shape[2], scale)
     probs = run(x)
     k = probs.shape[1]
-    names = names if names and len(names) == k else [str(i) for i in range(k)]
+    names = [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]
     out = []
     for f, row in zip(files, probs):
-        order = np.argsort(-row)[:min(top_k, k)]
+        order = np.argsort(-row, kind="stable")[:min(top_k, k)]
         out.append({"image": f, "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
                                         for i in order]})
     return out

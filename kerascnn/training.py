@@ -92,27 +92,40 @@ def _save_model(model, path: Path) -> None:
         model.save(tmp)
 
 
+def _opt_key(var) -> str:
+    return "o:" + var.path.split("/", 1)[-1]   # 'adam/iteration' -> 'o:iteration'
+
+
 def _save_state(path: Path, model, optimizer, meta: dict) -> None:
     arrays = {f"w{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
-    arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays.update({_opt_key(v): np.asarray(v.numpy()) for v in optimizer.variables})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with fsutil.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
 
-def _load_state(path: Path, model, optimizer) -> dict:
+def _load_state(path: Path, model, optimizer, optimizer_name: str) -> dict:
+    """Restore weights and optimizer state; the learning rate itself comes from the current options."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             weights = [z[f"w{i}"] for i in range(len(model.get_weights()))]
-            opt_vals = [z[f"o{i}"] for i in range(len(optimizer.variables))]
+            saved = {k: z[k] for k in z.files if k.startswith("o:")}
     except Exception as e:
         raise TrainingError(f"{path}: cannot read the training state ({e.__class__.__name__}); it does not match "
-                            f"this model/optimizer or is damaged") from None
+                            f"this model or is damaged") from None
+    if meta.get("optimizer", optimizer_name) != optimizer_name:
+        raise ConfigError(f"the run was trained with {meta['optimizer']}; resuming with {optimizer_name} is not "
+                          f"supported (start a new run instead)")
     model.set_weights(weights)
-    for var, val in zip(optimizer.variables, opt_vals):
-        var.assign(val)
+    for var in optimizer.variables:
+        key = _opt_key(var)
+        if key.endswith("learning_rate"):
+            continue
+        if key not in saved:
+            raise TrainingError(f"{path}: no saved value for optimizer variable {key[2:]}; the optimizer changed")
+        var.assign(saved[key])
     return meta
 
 
@@ -219,7 +232,7 @@ def train(cfg: dict, resume: str | None = None, echo=print, verbose: int = 1) ->
     start_epoch, best, history = 0, -1.0, []
     state_path = out_dir / "backup" / "state.npz"
     if resume and (Path(resume) / "backup" / "state.npz").is_file():
-        meta = _load_state(Path(resume) / "backup" / "state.npz", model, optimizer)
+        meta = _load_state(Path(resume) / "backup" / "state.npz", model, optimizer, cfg["optimizer"])
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
         echo(f"resuming {run_dir} from epoch {start_epoch + 1} (epochs 1-{start_epoch} done)")
     elif resume:
@@ -324,7 +337,8 @@ def train(cfg: dict, resume: str | None = None, echo=print, verbose: int = 1) ->
             _save_model(model, out_dir / "last.keras")
             if improved:
                 _save_model(model, out_dir / "best.keras")
-            _save_state(state_path, model, optimizer, {"epoch": epoch, "best": best, "history": history})
+            _save_state(state_path, model, optimizer, {"epoch": epoch, "best": best, "history": history,
+                                                       "optimizer": cfg["optimizer"]})
             if info.is_chief:
                 _write_history(out_dir / "history.csv", history)
                 with writer.as_default(step=epoch + 1):

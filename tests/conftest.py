@@ -22,3 +22,23 @@ def invoke(runner):
         return runner.invoke(cli, [str(a) for a in args], **kw)
 
     return _invoke
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def run_kerascnn(*args, env=None, timeout=600, cwd=None):
+    """Run `python -m kerascnn ARGS` in a fresh process (own TensorFlow state)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "kerascnn", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A convnet trained for 3 epochs on the bundled digits (shared by evaluate/predict/export/visualize tests)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "convnet-digits"
+    r = run_kerascnn("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return run_dir

@@ -1,0 +1,139 @@
+"""`kerascnn train`: real accuracy on real data, the run directory, crash-safe resume, NaN, --config."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run_kerascnn
+
+
+def _weights(path):
+    import keras
+
+    return keras.models.load_model(path).get_weights()
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_default_training_on_digits_learns_and_writes_the_run_directory(trained_run):
+    for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "curves.png",
+                 "backup/state.npz"):
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "tb").iterdir())
+    cfg = json.loads((trained_run / "config.json").read_text())
+    assert cfg["model"] == "convnet" and cfg["input_shape"] == [28, 28, 1] and cfg["num_classes"] == 10
+    assert cfg["class_names"] == [str(i) for i in range(10)] and cfg["seed"] == 3
+    assert set(cfg["versions"]) >= {"tensorflow", "keras", "python", "kerascnn"}
+    assert cfg["train_images"] + cfg["val_images"] == 1438  # 80% of the 1,797 digits, minus nothing
+    rows = _history(trained_run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["final"]["val_accuracy"] > 0.5  # 3 epochs; the full default (30 epochs) reaches ~0.98
+
+
+@pytest.mark.slow
+def test_digits_reach_95_percent_with_the_defaults(tmp_path):
+    r = run_kerascnn("train", "convnet", "--epochs", "20", "--run-dir", tmp_path / "run", "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["val_accuracy"] >= 0.95
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    """R1: SIGKILL after the epoch-2 checkpoint, --resume, and compare with a clean run bitwise."""
+    common = ["train", "convnet", "--epochs", "4", "--seed", "11", "--deterministic", "-q"]
+    full = run_kerascnn(*common, "--run-dir", tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+
+    env = dict(__import__("os").environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="2")
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *common, "--run-dir", str(tmp_path / "cut")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1, 2]
+
+    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "from epoch 3 (epochs 1-2 done)" in resumed.stdout
+    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1, 2, 3, 4]
+    for a, b in zip(_weights(tmp_path / "full" / "last.keras"), _weights(tmp_path / "cut" / "last.keras")):
+        assert np.array_equal(a, b)  # bitwise: order = permutation(seed, epoch), state restored exactly
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
+    run = tmp_path / "run"
+    ok = run_kerascnn("train", "convnet", "--epochs", "2", "--seed", "1", "--run-dir", run, "-q")
+    assert ok.returncode == 0
+    before = _weights(run / "last.keras")
+    bad = run_kerascnn("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "--schedule", "constant", "-q")
+    assert bad.returncode == 1
+    errors = [l for l in bad.stderr.splitlines() if l.startswith("Error:")]
+    assert len(errors) == 1 and "loss became NaN at epoch 3" in errors[0]
+    assert "Traceback" not in bad.stderr
+    for a, b in zip(before, _weights(run / "last.keras")):
+        assert np.array_equal(a, b)
+    assert [int(r["epoch"]) for r in _history(run)] == [1, 2]
+    assert np.load(run / "backup" / "state.npz")["w0"].shape == (3, 3, 1, 32)
+
+
+def test_config_json_reproduces_the_run(tmp_path):
+    first = run_kerascnn("train", "lenet5", "--epochs", "2", "--seed", "5", "--deterministic", "--val-split", "0.2",
+                         "--run-dir", tmp_path / "a", "-q")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_kerascnn("train", "--config", tmp_path / "a" / "config.json", "--run-dir", tmp_path / "b", "-q")
+    assert again.returncode == 0, again.stderr[-2000:]
+    sha = [l for l in first.stdout.splitlines() if l.startswith("weights sha256")]
+    assert sha and sha == [l for l in again.stdout.splitlines() if l.startswith("weights sha256")]
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg["val_split"] == 0.2 and cfg["model"] == "lenet5" and cfg["lr"] == 0.01
+
+
+def test_yaml_config_and_command_line_precedence(tmp_path, invoke):
+    from kerascnn import train_config
+
+    (tmp_path / "c.yaml").write_text("model: convnet\nepochs: 3\nlr: 0.002\nbatch-size: 64\n")
+    file_cfg = train_config.load_config_file(tmp_path / "c.yaml")
+    cfg = train_config.resolve({"lr": 0.005}, file_cfg)
+    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"], cfg["optimizer"]) == (3, 0.005, 64, "adam")
+    assert train_config.resolve({"model": "resnet18"})["optimizer"] == "sgd"
+    (tmp_path / "bad.yaml").write_text("model: convnet\nepoch: 3\n")
+    r = invoke("train", "--config", tmp_path / "bad.yaml")
+    assert r.exit_code == 2 and "unknown option 'epoch'" in r.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "convnet", "--epochs", "0"], "0 is not in the range"),
+    (["train", "convnet", "--data", "/no/such.npz"], "does not exist"),
+    (["train", "nosuchnet"], "unknown model"),
+    (["train", "convnet", "--optimizer", "rmsprop"], "rmsprop"),
+    (["train", "convnet", "-o", "wings=1"], "no option"),
+    (["train"], "no model given"),
+    (["train", "convnet", "--lr", "-1"], "-1"),
+])
+def test_bad_training_arguments_exit_2_with_one_line(invoke, args, needle):
+    r = invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
+
+
+def test_resume_and_run_dir_guards(tmp_path, invoke, trained_run):
+    r = invoke("train", "--resume", tmp_path)
+    assert r.exit_code == 2 and "not a kerascnn run directory" in r.output
+    r = invoke("train", "convnet", "--run-dir", trained_run)
+    assert r.exit_code == 2 and "already holds a run" in r.output
+    r = invoke("train", "lenet5", "--resume", trained_run)
+    assert r.exit_code == 2 and "is a convnet run" in r.output
