@@ -102,10 +102,16 @@ def _load_keras(name: str) -> ImageData:
         (x_tr, y_tr), (x_te, y_te) = loader.load_data()
     except Exception as e:  # no network and no cached copy (URLError, HTTPError, OSError ...)
         raise DataError(f"cannot load {name}: not in the Keras cache {_keras_cache_dir()} and the download failed "
-                        f"({e.__class__.__name__}); pass --data FILE.npz with x_train, y_train, x_test, y_test "
+                        f"({_short(e)}); pass --data FILE.npz with x_train, y_train, x_test, y_test "
                         f"instead") from None
     names = CLASS_NAMES.get(name) or [str(i) for i in range(int(max(y_tr.max(), y_te.max())) + 1)]
     return _validated(x_tr, y_tr, x_te, y_te, names, name, name)
+
+
+def _short(e: BaseException, limit: int = 90) -> str:
+    text = " ".join(str(e).split())
+    text = f"{e.__class__.__name__}: {text}" if text else e.__class__.__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _load_npz(path: Path, seed: int) -> ImageData:
@@ -221,24 +227,58 @@ def _read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
 
 
+class DataWarning(UserWarning):
+    """Something in the data was skipped; training goes on."""
+
+
+class echo_warnings:  # noqa: N801  (used as a context manager)
+    """``with echo_warnings(click.echo): load_data(...)`` shows each ``DataWarning`` as one
+    ``warning: ...`` line through ``echo`` (stderr) instead of Python's two-line warning format."""
+
+    def __init__(self, echo):
+        self.echo = echo
+
+    def __enter__(self):
+        self._ctx = warnings.catch_warnings(record=True)
+        self._caught = self._ctx.__enter__()
+        warnings.simplefilter("always", DataWarning)
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        for w in self._caught:
+            if issubclass(w.category, DataWarning):
+                self.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return False
+
+
+def _warn_skipped(skipped: list) -> None:
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(DataWarning(f"skipped {len(skipped)} non-image file(s) in class folders: "
+                                  f"{', '.join(map(str, skipped[:3]))}{more}"), stacklevel=3)
+
+
 def _scan_folder(root: Path) -> tuple:
+    """root/CLASS/**/image files -> (sorted class names, files, labels); non-images skipped with a warning."""
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: no class sub-folders; expected one sub-folder of images per class")
-    files, labels = [], []
+    files, labels, skipped = [], [], []
     for i, cls in enumerate(classes):
         images = []
         for f in sorted(cls.rglob("*")):
             if not f.is_file() or f.name.startswith("."):
                 continue
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                images.append(f)
-            else:
-                warnings.warn(f"{f}: skipped (not an image file)", stacklevel=2)
+            (images if f.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(f)
         if not images:
+            _warn_skipped(skipped)
             raise DataError(f"{cls}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
         files += images
         labels += [i] * len(images)
+    _warn_skipped(skipped)
     if len(classes) < 2:
         raise DataError(f"{root}: only one class folder ({classes[0].name}); a classifier needs at least two")
     return [c.name for c in classes], files, np.array(labels, dtype=np.int64)
@@ -300,22 +340,27 @@ def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 
 
 # --------------------------------------------------------------------------- preparing
 def prepare_images(x: np.ndarray, image_size, channels: int, pixel_scale: float, chunk: int = 4096) -> np.ndarray:
-    """Resize (bilinear), adapt channels (gray <-> RGB) and scale: float32 (N, H, W, channels)."""
+    """Resize (bilinear, antialiased when shrinking), adapt channels (gray <-> RGB, luminance for
+    RGB -> gray) and scale: float32 (N, H, W, channels). Works in chunks to bound memory; the
+    cheaper side of the channel change runs through the resize (gray before RGB expansion)."""
     x = x[..., None] if x.ndim == 3 else x
-    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     out = np.empty((len(x), h, w, channels), dtype=np.float32)
+    scale = np.float32(pixel_scale)
     for i in range(0, len(x), chunk):
         part = x[i:i + chunk].astype(np.float32)
-        if part.shape[-1] != channels:
-            if channels == 3:
-                part = np.repeat(part[..., :1], 3, axis=-1)
-            else:
-                part = (part[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        if part.shape[-1] != channels and channels == 1:  # RGB -> gray before resizing
+            part = (part[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
         if part.shape[1:3] != (h, w):
             import tensorflow as tf
 
-            part = tf.image.resize(part, (h, w), method="bilinear", antialias=part.shape[1] > h).numpy()
-        out[i:i + chunk] = part * np.float32(pixel_scale)
+            part = tf.image.resize(part, (h, w), method="bilinear",
+                                   antialias=bool(part.shape[1] > h or part.shape[2] > w)).numpy()
+        part *= scale
+        if part.shape[-1] != channels:  # gray -> RGB after resizing
+            out[i:i + chunk] = part[..., :1]
+        else:
+            out[i:i + chunk] = part
     return out
 
 

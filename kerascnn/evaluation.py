@@ -35,7 +35,8 @@ def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: li
     p, r, f, s = precision_recall_fscore_support(y, ranked[:, 0], labels=labels, zero_division=0)
     out["per_class"] = [{"class": str(class_names[i]) if i < len(class_names) else str(i), "precision": float(p[i]),
                          "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels]
-    out["macro_f1"] = float(np.mean(f))
+    present = s > 0  # classes absent from this split would drag the average to 0 for no reason
+    out["macro_f1"] = float(np.mean(f[present])) if present.any() else 0.0
     out["confusion_matrix"] = confusion_matrix(y, ranked[:, 0], labels=labels).tolist()
     return out
 

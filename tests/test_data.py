@@ -250,11 +250,20 @@ def _truncated_png(path):
     path.write_bytes(data[: len(data) // 2])
 
 
+def _truncated_jpeg(path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
 BAD_FOLDER = {
     "corrupt png": (lambda r: _corrupt_png(r / "dog" / "bad.png"), "bad.png", "not a readable image"),
     "zero-byte jpg": (lambda r: (r / "dog" / "empty.jpg").write_bytes(b""), "empty.jpg", "0 bytes"),
     "truncated png": (lambda r: _truncated_png(r / "cat" / "half.png"), "half.png", "not a readable image"),
     "text named png": (lambda r: (r / "cat" / "notes.png").write_text("hello"), "notes.png", "not a readable image"),
+    "truncated jpeg": (lambda r: _truncated_jpeg(r / "cat" / "cut.jpg"), "cut.jpg", "not a readable image"),
     "empty class dir": (lambda r: (r / "emu").mkdir(), "emu", "empty class folder"),
 }
 

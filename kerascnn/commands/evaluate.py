@@ -19,10 +19,12 @@ from kerascnn.commands.common import echo_json, format_option
 @format_option
 def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, fmt):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
+    from kerascnn.data import echo_warnings
     from kerascnn.evaluation import evaluate as run
     from kerascnn.report import table
 
-    r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe)
+    with echo_warnings(click.echo):
+        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe)
     if fmt == "json":
         echo_json(r)
         return
