@@ -59,7 +59,7 @@ class KerasCNNGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            return self._invoke_quietly(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except ConfigError as e:
@@ -79,6 +79,20 @@ class KerasCNNGroup(click.Group):
             raise click.ClickException(
                 f"{e.__class__.__name__}: {one_line(e)} (set KERASCNN_DEBUG=1 for the traceback)"
             ) from None
+
+
+    def _invoke_quietly(self, ctx):
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        args = list(protected) + list(ctx.args)
+        needs_tf = args and args[0] in TF_COMMANDS and not ({"-h", "--help", "--no-keras"} & set(args))
+        if needs_tf and not (args[0] == "bench" and "jax" in args):
+            from kerascnn.tfquiet import import_tensorflow
+
+            import_tensorflow()
+        return super().invoke(ctx)
+
+
+TF_COMMANDS = {"summary", "train", "evaluate", "predict", "export", "bench", "visualize"}
 
 
 @click.group(cls=KerasCNNGroup, context_settings={"help_option_names": ["-h", "--help"]})

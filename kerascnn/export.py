@@ -4,8 +4,10 @@ SavedModel: ``keras.export.ExportArchive`` with explicit signatures so the names
 are stable (Keras's automatic input names change with what the process built
 before): ``serving_default`` takes ``images`` as uint8 (None, H, W, C) at the
 trained size and returns ``probabilities`` float32 (None, K); ``serve_float``
-takes float32 raw pixel values (0..255 scale). Preprocessing (cast and the
-training pipeline's pixel scale) is inside. The class names travel in
+takes float32 raw pixel values (0..255 scale). Preprocessing is inside: raw
+pixels are cast and scaled by 1/255 to [0, 1], the range every kerascnn model
+is trained on (the data pipeline maps uint8 and 0..255 data there, and leaves
+float data already in [0, 1] as it is). The class names travel in
 ``assets/class_names.json`` and ``kerascnn.json``.
 
 Crash safety: the export is written into a hidden ``.NAME.partial-*`` sibling,
@@ -24,6 +26,7 @@ from kerascnn import fsutil
 from kerascnn.errors import ConfigError, ExportError
 
 TOLERANCE = 1e-5
+RAW_PIXEL_SCALE = 1.0 / 255.0  # raw 0..255 pixels -> the [0, 1] range every model is trained on
 
 
 def _probe_batch(shape, n=8, seed=0) -> np.ndarray:
@@ -36,7 +39,7 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
 
     h, w, c = (int(v) for v in model.input_shape[1:])
     k = int(model.output_shape[-1])
-    scale = float(info.pixel_scale)
+    scale = RAW_PIXEL_SCALE
     names = list(info.class_names) if len(info.class_names) == k else [str(i) for i in range(k)]
 
     staging = fsutil.partial_dir(target)
@@ -99,7 +102,7 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pass --force to replace it")
     h, w, c = (int(v) for v in model.input_shape[1:])
-    probe = _probe_batch((h, w, c)).astype(np.float32) * float(info.pixel_scale)
+    probe = _probe_batch((h, w, c)).astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
     with fsutil.atomic_path(path) as tmp:
         model.export(str(tmp), format=fmt, verbose=False)
@@ -122,7 +125,7 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
         if diff > 1e-4:
             raise ExportError(f"{path}: the reloaded {fmt} model disagrees with Keras (max |diff| {diff:.3g})")
     return {"path": str(path), "format": fmt, "max_abs_diff": diff,
-            "note": f"input: float32 already scaled by {info.pixel_scale:g}"}
+            "note": "input: float32 pixels already scaled to [0, 1] (raw / 255)"}
 
 
 def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
@@ -135,7 +138,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
         from kerascnn.fuse import fold_batchnorm
 
         fused = fold_batchnorm(model)
-        probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * float(info.pixel_scale)
+        probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * RAW_PIXEL_SCALE
         a = np.asarray(model(probe, training=False))
         b = np.asarray(fused(probe, training=False))
         rel = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
