@@ -29,6 +29,18 @@ TOLERANCE = 1e-5
 RAW_PIXEL_SCALE = 1.0 / 255.0  # raw 0..255 pixels -> the [0, 1] range every model is trained on
 
 
+def _test_pause(point: str) -> None:
+    """Test hook (KERASCNN_TEST_PAUSE=POINT): stop here so a test can SIGKILL the process."""
+    import os
+    import sys
+    import time
+
+    if os.environ.get("KERASCNN_TEST_PAUSE") == point:
+        print(f"KERASCNN_TEST_PAUSED {point}", flush=True)
+        sys.stdout.flush()
+        time.sleep(3600)
+
+
 def _probe_batch(shape, n=8, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n,) + tuple(shape), dtype=np.uint8)
 
@@ -71,6 +83,7 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
             raise ExportError(f"{target}: the reloaded export disagrees with the Keras model (max |diff| {diff:.3g})")
         got1 = loaded.signatures["serve_float"](images=tf.constant(probe[:1].astype(np.float32)))["probabilities"]
         del loaded
+        _test_pause("export-before-rename")
         fsutil.commit_dir(staging, target, force=force)
     except FileExistsError:
         raise ConfigError(f"{target} already exists; pass --force to replace it (the old export is kept "
