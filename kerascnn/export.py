@@ -150,7 +150,8 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
     if fuse_bn:
         from kerascnn.fuse import fold_batchnorm
 
-        fused = fold_batchnorm(model)
+        fused = fold_batchnorm(model, info.config.get("model") or info.model_name,
+                               info.config.get("model_options") or {})
         probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * RAW_PIXEL_SCALE
         a = np.asarray(model(probe, training=False))
         b = np.asarray(fused(probe, training=False))
@@ -158,7 +159,9 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
         if rel > 1e-4:
             raise ExportError(f"BatchNorm folding changed the outputs (max relative diff {rel:.3g})")
         result["fused_bn_relative_diff"] = rel
-        result["fused_bn_layers_removed"] = len(model.layers) - len(fused.layers)
+        from kerascnn.fuse import count_batchnorm
+
+        result["fused_bn_layers_removed"] = count_batchnorm(model) - count_batchnorm(fused)
         model = fused
     if out is None:
         name = Path(str(ref).rstrip("/")).name if info.run_dir or info.model_path else info.model_name

@@ -60,7 +60,7 @@ def spec_layers(spec: S.Spec, dtype=None) -> list:
         return [InceptionBlock(spec.c1, spec.c2, spec.c3, spec.c4, **kw)]
     if isinstance(spec, S.Residual):
         from kerascnn.layers import ResidualBlock
-        return [ResidualBlock(spec.filters, spec.stride, spec.bottleneck, spec.projection, **kw)]
+        return [ResidualBlock(spec.filters, spec.stride, spec.bottleneck, spec.projection, spec.fused, **kw)]
     raise TypeError(f"no Keras layer for spec {spec!r}")
 
 

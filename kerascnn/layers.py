@@ -98,11 +98,11 @@ class ResidualBlock(_BranchBlock):
     ``projection=True`` uses a strided 1x1 conv + BN shortcut, else the identity.
     """
 
-    def __init__(self, filters, strides=1, bottleneck=False, projection=False, **kwargs):
+    def __init__(self, filters, strides=1, bottleneck=False, projection=False, fused=False, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.strides = int(filters), int(strides)
-        self.bottleneck, self.projection = bool(bottleneck), bool(projection)
-        self._make_branches(S.Residual(self.filters, self.strides, self.bottleneck, self.projection,
+        self.bottleneck, self.projection, self.fused = bool(bottleneck), bool(projection), bool(fused)
+        self._make_branches(S.Residual(self.filters, self.strides, self.bottleneck, self.projection, self.fused,
                                        name=self.name))
 
     def call(self, x, training=None):
@@ -114,4 +114,4 @@ class ResidualBlock(_BranchBlock):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "bottleneck": self.bottleneck, "projection": self.projection}
+                "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused}

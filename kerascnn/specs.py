@@ -161,6 +161,7 @@ class Residual(Spec):
     stride: int = 1
     bottleneck: bool = False
     projection: bool = False
+    fused: bool = False       # BatchNorm folded into the convolutions (inference only)
     keras_class = "ResidualBlock"
     merge = "add"
     post_activation = "relu"
@@ -191,7 +192,23 @@ class Residual(Spec):
                         BatchNorm(name=f"{n}_0_bn")]
         else:
             shortcut = []  # identity
+        if self.fused:
+            main, shortcut = fold_bn_specs(main), fold_bn_specs(shortcut)
         return [main, shortcut]
+
+
+def fold_bn_specs(specs: list) -> list:
+    """The inference-time stack: every BatchNorm that follows a Conv/Dense is folded into it
+    (the layer gains a bias, the BatchNorm disappears); residual blocks are marked ``fused``."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, BatchNorm) and out and isinstance(out[-1], (Conv, Dense)):
+            out[-1] = replace(out[-1], use_bias=True)
+            continue
+        if isinstance(spec, Residual):
+            spec = replace(spec, fused=True)
+        out.append(spec)
+    return out
 
 
 BLOCK_TYPES = (Inception, Residual)
