@@ -1,0 +1,194 @@
+"""`kerascnn bench`: training and inference throughput on synthetic data resident in memory.
+
+Warm-up, then the median over repeated timed windows of images/s and ms/step; multiply-adds
+per image come from the pure-Python analysis, so achieved GFLOP/s (training counted as
+3 x 2 x MACs per image: forward, and backward for inputs and weights; inference 2 x MACs)
+and, on a known GPU, the fraction of the device's peak follow. Uses the TensorFlow backend
+with kerascnn's own training step, or any Keras backend (``--backend jax``) through the
+backend-neutral ``train_on_batch`` / ``predict_on_batch``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+# dense peak FLOP/s by device-name substring: (bf16/fp16 tensor cores, fp32)
+PEAKS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12),
+         "L4": (121e12, 30e12), "V100": (125e12, 15.7e12), "T4": (65e12, 8.1e12)}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def device_name(backend: str) -> tuple:
+    """(human-readable device, 'GPU' or 'CPU')."""
+    if backend == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return (getattr(d, "device_kind", str(d)), "GPU" if d.platform == "gpu" else "CPU")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return details.get("device_name", "GPU"), "GPU"
+    return cpu_name(), "CPU"
+
+
+def peak_flops(device: str, precision: str):
+    for key, (half, single) in PEAKS.items():
+        if key in device:
+            return single if precision == "float32" else half
+    return None
+
+
+def _windows(fn, steps: int, repeats: int) -> list:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(steps)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, steps: int = 20, warmup: int = 5,
+        repeats: int = 5, mode: str = "both", precision: str = "float32", jit=None, fuse_bn: bool = False,
+        num_classes: int = 10) -> dict:
+    import keras
+
+    from kerascnn import guard
+    from kerascnn.registry import get_entry
+
+    backend = keras.backend.backend()
+    entry = get_entry(model_name)
+    options = options or {}
+    shape = tuple(input_shape or entry.default_input)
+    report = entry.analyze(shape, num_classes, **options)
+    guard.check(report, batch_size, "train" if mode != "infer" else "infer", what=model_name)
+    device, kind = device_name(backend)
+    if jit is None:
+        jit = kind == "GPU"
+    keras.mixed_precision.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    model = entry.build(shape, num_classes, **options)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size,) + shape, dtype=np.float32)
+    y = rng.integers(0, num_classes, batch_size)
+    macs = report.macs
+    out = {"model": model_name, "backend": backend, "batch_size": batch_size, "input_shape": list(shape),
+           "device": device, "device_type": kind, "strategy": "default (one device)", "precision": precision,
+           "jit": bool(jit), "macs_per_image": macs, "params": report.total_params,
+           "steps": steps, "warmup": warmup, "repeats": repeats,
+           "versions": {"keras": keras.__version__, "backend": backend, "python": platform.python_version()}}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        out["versions"]["tensorflow"] = tf.__version__
+    peak = peak_flops(device, precision) if kind == "GPU" else None
+
+    def record(prefix, times, flops_per_image):
+        ips = [steps * batch_size / t for t in times]
+        med = statistics.median(ips)
+        out[f"{prefix}_images_per_second"] = round(med, 1)
+        out[f"{prefix}_ms_per_step"] = round(1000 * batch_size / med, 3)
+        out[f"{prefix}_gflops"] = round(med * flops_per_image / 1e9, 2)
+        out[f"{prefix}_peak_fraction"] = round(med * flops_per_image / peak, 4) if peak else None
+
+    if mode in ("train", "both"):
+        train_steps = _train_fn(model, x, y, backend, jit)
+        train_steps(warmup)
+        record("train", _windows(train_steps, steps, repeats), 3 * 2 * macs)
+    if mode in ("infer", "both"):
+        if fuse_bn:
+            from kerascnn.fuse import fold_batchnorm
+
+            model = fold_batchnorm(model, model_name, options)
+            out["fused_bn"] = True
+        infer_steps = _infer_fn(model, x, backend, jit)
+        infer_steps(warmup)
+        record("infer", _windows(infer_steps, steps, repeats), 2 * macs)
+    return out
+
+
+def _train_fn(model, x, y, backend: str, jit: bool):
+    import keras
+
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    if backend != "tensorflow":
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
+
+        def steps_fn(n):
+            for _ in range(n):
+                loss = model.train_on_batch(x, y)
+            return float(np.asarray(loss).ravel()[0])
+
+        return steps_fn
+    import tensorflow as tf
+
+    if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    xt, yt = tf.constant(x), tf.constant(y)
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yt, model(xt, training=True)))
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    step_fn = tf.function(step, jit_compile=jit)
+
+    @tf.function
+    def many(n):
+        loss = tf.constant(0.0)
+        for _ in tf.range(n):
+            loss = step_fn()
+        return loss
+
+    def steps_fn(n):
+        return float(many(tf.constant(n)))  # .numpy() waits for the device
+
+    return steps_fn
+
+
+def _infer_fn(model, x, backend: str, jit: bool):
+    if backend != "tensorflow":
+        model.compile(jit_compile=jit)
+
+        def steps_fn(n):
+            for _ in range(n):
+                out = model.predict_on_batch(x)
+            return np.asarray(out)
+
+        return steps_fn
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    call = tf.function(lambda: model(xt, training=False), jit_compile=jit)
+
+    @tf.function
+    def many(n):
+        out = call()
+        for _ in tf.range(n - 1):
+            out = call()
+        return out
+
+    def steps_fn(n):
+        return many(tf.constant(n)).numpy()
+
+    return steps_fn

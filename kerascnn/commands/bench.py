@@ -1,0 +1,72 @@
+"""`kerascnn bench`."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import click
+
+from kerascnn.commands.common import (classes_option, echo_json, format_option, input_shape_option,
+                                      model_options)
+from kerascnn.errors import ConfigError
+
+
+def _select_backend(backend: str) -> None:
+    """Keras reads KERAS_BACKEND once, at import: set it first, or re-run the process with it."""
+    if importlib.util.find_spec(backend) is None:
+        raise ConfigError(f"--backend {backend} needs the {backend} package (pip install {backend})")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            os.environ["KERAS_BACKEND"] = backend
+            os.execv(sys.executable, [sys.executable, "-m", "kerascnn", *sys.argv[1:]])
+    os.environ["KERAS_BACKEND"] = backend
+
+
+@click.command(short_help="Training/inference throughput on synthetic data.")
+@click.argument("model")
+@click.option("--batch-size", type=click.IntRange(1, 65_536), default=64, show_default=True)
+@input_shape_option
+@classes_option
+@model_options
+@click.option("--steps", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Steps per window.")
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True, help="Timed windows.")
+@click.option("--mode", type=click.Choice(["train", "infer", "both"]), default="both", show_default=True)
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
+              show_default=True)
+@click.option("--jit/--no-jit", default=None, help="XLA (default: on for GPUs, off on CPU).")
+@click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into conv/dense for the inference timing.")
+@click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), default="tensorflow",
+              show_default=True, help="Keras backend (jax/torch need that package installed).")
+@format_option
+def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, repeats, mode, precision, jit,
+          fuse_bn, backend, fmt):
+    """Median images/s and ms/step over repeated windows, MACs per image, achieved GFLOP/s and,
+    on a known GPU, the fraction of its peak."""
+    from kerascnn.registry import get_entry, parse_options
+
+    entry = get_entry(model)
+    opts = parse_options(entry, options)
+    entry.analyze(input_shape, num_classes or 10, **opts)  # geometry errors before any framework loads
+    _select_backend(backend)
+    from kerascnn import bench as B
+
+    r = B.run(model, batch_size, input_shape, opts, steps, warmup, repeats, mode, precision, jit, fuse_bn,
+              num_classes or 10)
+    if fmt == "json":
+        echo_json(r)
+        return
+    from kerascnn.analysis import human
+
+    click.echo(f"{r['model']} at {'x'.join(map(str, r['input_shape']))}, batch {r['batch_size']} | {r['device']} | "
+               f"backend {r['backend']} | {r['strategy']} | precision {r['precision']} | jit {r['jit']}")
+    click.echo(f"multiply-adds per image: {r['macs_per_image']:,} ({human(r['macs_per_image'], 'MAC')})")
+    for prefix in ("train", "infer"):
+        if f"{prefix}_images_per_second" in r:
+            peak = r[f"{prefix}_peak_fraction"]
+            click.echo(f"{prefix:>5}: {r[f'{prefix}_images_per_second']:>10,.1f} images/s  "
+                       f"{r[f'{prefix}_ms_per_step']:8.2f} ms/step  {r[f'{prefix}_gflops']:8.2f} GFLOP/s"
+                       + (f"  {peak:.1%} of peak" if peak is not None else ""))
