@@ -124,7 +124,7 @@ def activations(model, out, x, shown, label, max_maps=16, max_layers=10):
               or type(l).__name__ in ("InceptionBlock", "ResidualBlock")][:max_layers]
     if not wanted:
         raise ConfigError("the model has no convolution or pooling layer to show")
-    probe = keras.Model(model.inputs, [l.output for l in wanted])
+    probe = keras.Model(model.inputs[0], [l.output for l in wanted])
     maps = probe(x, training=False)
     maps = maps if isinstance(maps, (list, tuple)) else [maps]
     cols = max_maps + 1

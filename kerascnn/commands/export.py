@@ -33,10 +33,14 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, as_j
     click.echo(f"exported {r['path']} ({r['format']})")
     if "signature" in r:
         click.echo(f"  signature: {r['signature']}")
-        click.echo(f"  verified: reloaded with tf.saved_model.load, max |diff| vs Keras {r['max_abs_diff']:.2g}")
+        click.echo(f"  verified: reloaded with tf.saved_model.load, max |diff| vs Keras {r['max_abs_diff']:.2g} "
+                   f"(tolerance {r['tolerance']:g})")
         click.echo(f"  inspect:  saved_model_cli show --all --dir {r['path']}")
     else:
         click.echo(f"  verified: reloaded, max |diff| vs Keras {r['max_abs_diff']:.2g}; {r['note']}")
+    if "trained_precision" in r:
+        click.echo(f"  precision: trained in {r['trained_precision']}, exported in float32 "
+                   f"(max |diff| vs the {r['trained_precision']} model {r['precision_diff']:.2g}, same classes)")
     if "fused_bn_relative_diff" in r:
         click.echo(f"  BatchNorm folded: {r['fused_bn_layers_removed']} layers removed, "
                    f"max relative diff {r['fused_bn_relative_diff']:.2g}")
