@@ -32,9 +32,9 @@ DEFAULTS = {
     "augment": False,
     "strategy": "auto",
     "gpus": None,
-    "precision": None,           # default: float32 on CPU, mixed_bfloat16/float16 on GPUs that support it
+    "precision": None,           # default: see training._precision_for (per device and model width)
     "jit": None,                 # default: on for one GPU, off on CPU (measured slower) and for MirroredStrategy
-    "steps_per_call": 16,
+    "steps_per_call": None,      # default: adaptive, about CALL_SECONDS of work per call (16 under multi-worker)
     "deterministic": False,
     "run_dir": None,
     "runs_root": "runs",
@@ -105,6 +105,8 @@ def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
         if cfg.get(key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(a for a in allowed if a)}; received {cfg.get(key)!r}")
     for key, lo in (("epochs", 1), ("batch_size", 1), ("steps_per_call", 1)):
+        if key == "steps_per_call" and cfg[key] is None:
+            continue
         if not isinstance(cfg[key], int) or cfg[key] < lo:
             raise ConfigError(f"{key} must be an integer >= {lo}; received {cfg[key]!r}")
     for key in ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "momentum"):

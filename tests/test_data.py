@@ -359,36 +359,39 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     x = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)
     y = np.arange(50)
 
-    def labels(seed, epoch, **kw):
-        return np.concatenate([b[1].numpy() for b in D.epoch_dataset(x, y, 8, seed, epoch, **kw)])
+    def epoch_labels(seed, first, epochs):
+        got = np.concatenate([b[1].numpy() for b in D.train_dataset(x, y, 8, seed, first, epochs)])
+        return got.reshape(epochs - first, 48)   # 6 full batches of 8 per epoch, the remainder dropped
 
-    e0 = labels(1, 0)
-    assert np.array_equal(e0, labels(1, 0))
-    assert not np.array_equal(e0, labels(1, 1))
-    assert not np.array_equal(e0, labels(2, 0))
-    assert sorted(e0) == list(range(50))
-    assert np.array_equal(e0, D.epoch_order(50, 1, 0))
-    assert np.array_equal(labels(1, 0, shuffle=False), y)
-    batches = list(D.epoch_dataset(x, y, 8, 1, 0, drop_remainder=True))
+    e0, e1, e2 = epoch_labels(1, 0, 3)
+    assert np.array_equal(e0, epoch_labels(1, 0, 1)[0])
+    assert np.array_equal(e2, epoch_labels(1, 2, 3)[0])      # a resumed stream starts where it left off
+    assert not np.array_equal(e0, e1) and not np.array_equal(e1, e2)
+    assert not np.array_equal(e0, epoch_labels(2, 0, 1)[0])
+    assert len(set(e0)) == 48
+    assert np.array_equal(e0, D.epoch_order(50, 1, 0).numpy()[:48])
+    assert sorted(D.epoch_order(50, 1, 0).numpy()) == list(range(50))
+    batches = list(D.train_dataset(x, y, 8, 1, 0, 1))
     assert len(batches) == 6 and batches[0][0].dtype.name == "float32" and batches[0][1].dtype.name == "int64"
-    # images follow their labels
-    for xb, yb in D.epoch_dataset(x, y, 8, 1, 0):
-        assert np.array_equal(xb.numpy().reshape(-1), yb.numpy())
+    for xb, yb in batches:   # images follow their labels
+        assert xb.shape == (8, 1, 1, 1) and np.array_equal(xb.numpy().reshape(-1), yb.numpy())
+    with pytest.raises(ConfigError, match="larger than the 50 training images"):
+        D.train_dataset(x, y, 64, 1, 0, 1)
 
 
 def test_augment_is_deterministic_per_epoch_and_keeps_labels():
     rng = np.random.default_rng(0)
-    x = rng.random((20, 16, 16, 3)).astype(np.float32)
-    y = np.arange(20)
+    x = rng.random((24, 16, 16, 3)).astype(np.float32)
+    y = np.arange(24)
 
     def run(epoch):
-        out = list(D.epoch_dataset(x, y, 8, 7, epoch, augment=True))
+        out = list(D.train_dataset(x, y, 8, 7, epoch, epoch + 1, augment=True))
         return np.concatenate([b[0].numpy() for b in out]), np.concatenate([b[1].numpy() for b in out])
 
     a, la = run(0)
     b, lb = run(0)
     c, lc = run(1)
-    assert a.shape == (20, 16, 16, 3) and a.dtype == np.float32
+    assert a.shape == (24, 16, 16, 3) and a.dtype == np.float32
     assert np.array_equal(a, b) and np.array_equal(la, lb)
     assert not np.array_equal(a, c[np.argsort(lc)][la])
     assert not np.array_equal(a, x[la])  # something was cropped or flipped

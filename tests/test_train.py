@@ -9,6 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from kerascnn.registry import get_entry
+
 from conftest import run_kerascnn
 
 
@@ -123,6 +125,7 @@ def test_yaml_config_and_command_line_precedence(tmp_path, invoke):
     (["train", "convnet", "-o", "wings=1"], "no option"),
     (["train"], "no model given"),
     (["train", "convnet", "--lr", "-1"], "-1"),
+    (["train", "convnet", "--dataset", "mnist", "--data", "tests"], "--dataset or --data, not both"),
 ])
 def test_bad_training_arguments_exit_2_with_one_line(invoke, args, needle):
     r = invoke(*args)
@@ -137,3 +140,31 @@ def test_resume_and_run_dir_guards(tmp_path, invoke, trained_run):
     assert r.exit_code == 2 and "already holds a run" in r.output
     r = invoke("train", "lenet5", "--resume", trained_run)
     assert r.exit_code == 2 and "is a convnet run" in r.output
+
+
+def test_cpu_bfloat16_only_for_models_wide_enough_to_gain():
+    """mixed_bfloat16 is the CPU default only where most MACs sit in layers with >= 32 channels."""
+    from kerascnn.training import wide_mac_fraction
+
+    lenet = get_entry("lenet5").analyze()
+    convnet = get_entry("convnet").analyze()
+    resnet = get_entry("resnet18").analyze((32, 32, 3), 10, small_input=True)
+    assert round(wide_mac_fraction(lenet), 3) == round(58_080 / 416_520, 3)   # only the 120/84-wide dense layers
+    assert wide_mac_fraction(convnet) > 0.95 and wide_mac_fraction(resnet) > 0.99
+
+
+def test_npz_run_records_an_absolute_path_and_no_builtin_dataset(tmp_path):
+    """--data given relative to the working directory: the run's config works from anywhere."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (160, 28, 28), dtype=np.uint8), np.arange(160) % 10
+    (tmp_path / "work").mkdir()
+    np.savez(tmp_path / "work" / "tiny.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40])
+    r = run_kerascnn("train", "lenet5", "--data", "tiny.npz", "--epochs", "1", "--batch-size", "32",
+                     "--run-dir", tmp_path / "run", "-q", cwd=tmp_path / "work")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"] == str(tmp_path / "work" / "tiny.npz") and cfg["dataset"] is None
+    assert cfg["precision_resolved"] == "float32"   # LeNet-5 is too narrow for bf16 to pay on a CPU
+    again = run_kerascnn("evaluate", tmp_path / "run", "--format", "json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout[again.stdout.index("{"):])["images"] == 40

@@ -1,6 +1,8 @@
 """`kerascnn train`: the click layer over ``kerascnn.training``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from kerascnn.commands.common import IMAGE_SIZE, model_options
@@ -33,10 +35,12 @@ from kerascnn.commands.common import IMAGE_SIZE, model_options
               default=None, help="tf.distribute strategy (auto: multiworker with TF_CONFIG, mirrored with 2+ GPUs).")
 @click.option("--gpus", default=None, metavar="0,1", help="Use only these GPUs.")
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default=None,
-              help="Keras dtype policy (default: float32 on CPU, mixed on GPUs that support it).")
+              help="Keras dtype policy (default: mixed_bfloat16 on GPUs and bf16 CPUs where the model is wide "
+                   "enough to gain, mixed_float16 on older GPUs, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on for one GPU, off on CPU).")
 @click.option("--steps-per-call", type=click.IntRange(1, 10_000), default=None,
-              help="Training steps per tf.function call (default 16).")
+              help="Training steps per tf.function call (default: adaptive, about half a second of work "
+                   "per call; 16 under multi-worker).")
 @click.option("--deterministic", is_flag=True, default=None, help="TensorFlow op determinism (bitwise repeatable).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the run (default runs/MODEL-TIMESTAMP).")
@@ -83,10 +87,14 @@ def train(model, config_file, resume, quiet, options, **opts):
             raise ConfigError("-o/--option needs a model")
         cli["model_options"] = {**file_cfg.get("model_options", {}), **parse_options(get_entry(name), options)}
     if cli.get("data"):
-        cli["dataset"] = None
+        if cli.get("dataset"):
+            raise ConfigError("give --dataset or --data, not both")
+        cli["data"] = str(Path(cli["data"]).resolve())  # the run's config.json then works from any directory
+    elif cli.get("dataset"):
+        file_cfg.pop("data", None)
     cfg = train_config.resolve(cli, file_cfg)
-    if cfg.get("data") and cfg.get("dataset") == "digits" and "dataset" not in cli:
-        cfg["dataset"] = None
+    if cfg.get("data"):
+        cfg["dataset"] = None  # a file or folder replaces the built-in data set
     from kerascnn.training import train as run
 
     metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
