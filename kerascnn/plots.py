@@ -46,6 +46,8 @@ def read_history(history) -> dict:
 def plot_curves(history, out_png, title: str | None = None) -> Path:
     """Loss and accuracy per epoch, training and validation."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     h = read_history(history)
     epochs = h.get("epoch") or list(range(1, len(h.get("loss", [])) + 1))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -55,6 +57,7 @@ def plot_curves(history, out_png, title: str | None = None) -> Path:
         if f"val_{key}" in h and not np.all(np.isnan(h[f"val_{key}"])):
             ax.plot(epochs, h[f"val_{key}"], "s-", label=f"validation {key}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(label.lower())
         ax.set_title(label)
         ax.grid(alpha=0.3)

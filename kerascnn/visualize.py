@@ -71,47 +71,66 @@ def _input_image(model, info, image, index, dataset, data_path):
     if not 0 <= index < len(d.x_test):
         raise ConfigError(f"--index {index} is outside the {len(d.x_test)} test images of {d.name}")
     x = D.prepare_images(d.x_test[index:index + 1], (h, w), c, d.pixel_scale)
-    return x, x[0], f"{d.name} test #{index} (class {d.class_names[d.y_test[index]]})"
+    return x, x[0], f"{_data_label(d)} test #{index} (class {d.class_names[d.y_test[index]]})"
 
 
-def _show(ax, img, title=None, cmap="gray"):
+def _show(ax, img, title=None, cmap="gray", **imshow_kw):
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
-    ax.imshow(img if img.ndim == 3 else img, cmap=None if img.ndim == 3 else cmap)
+    ax.imshow(img, cmap=None if img.ndim == 3 else cmap, **imshow_kw)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9)
 
 
+def _signed(ax, img, title=None, limit=None):
+    """Signed values on a diverging map: white 0, red positive, blue negative, symmetric range."""
+    img = np.asarray(img, dtype=np.float32)
+    m = float(limit if limit is not None else np.abs(img).max()) or 1.0
+    _show(ax, img, title, cmap="RdBu_r", vmin=-m, vmax=m)
+
+
+def _data_label(d) -> str:
+    """'mnist.npz' for a file data set (not 'file:../path/mnist.npz'), else the data set's name."""
+    return Path(d.name[5:]).name if d.name.startswith("file:") else d.name
+
+
 # --------------------------------------------------------------------------- kinds
-def filters(model, out, layer=None, max_filters=64):
+def filters(model, out, layer=None, max_filters=64, max_rows=16):
     plt = _plt()
     conv = _conv_layer(model, layer)
     kernel = np.asarray(conv.get_weights()[0])  # (kh, kw, cin, cout)
     kh, kw, cin, cout = kernel.shape
-    n = min(cout, max_filters)
-    if cin == 3:
+    if cin in (1, 3):  # one picture per filter, in a grid
+        n = min(cout, max_filters)
         rows, cols = _grid(n)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 1, 1.3 * rows + 1.2), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 1, 1.3 * rows + 1.2), squeeze=False,
+                                 layout="constrained")
         for i, ax in enumerate(axes.flat):
-            if i < n:
+            if i >= n:
+                ax.axis("off")
+            elif cin == 3:
                 _show(ax, _normalise(kernel[..., i]), f"#{i}")
             else:
-                ax.axis("off")
-        detail = "RGB kernels, each normalised to its own range"
-    else:
+                _signed(ax, kernel[:, :, 0, i], f"#{i}")
+        detail = ("RGB kernels, each normalised to its own range" if cin == 3 else
+                  "red positive, blue negative, white 0; each filter scaled to its own largest |weight|")
+    else:  # one row per filter, one column per input channel
+        n = min(cout, max_rows)
         shown_c = min(cin, 8)
-        fig, axes = plt.subplots(n, shown_c, figsize=(1.1 * shown_c + 1, 1.1 * n + 1.2), squeeze=False)
+        fig, axes = plt.subplots(n, shown_c, figsize=(1.1 * shown_c + 1, 1.1 * n + 1.2), squeeze=False,
+                                 layout="constrained")
         for i in range(n):
-            k = _normalise(kernel[..., i])
+            k = kernel[..., i]
             for j in range(shown_c):
-                _show(axes[i, j], k[:, :, j], f"f{i} c{j}" if i == 0 or shown_c == 1 else None)
+                _signed(axes[i, j], k[:, :, j], f"in ch {j}" if i == 0 else None, limit=np.abs(k).max())
             axes[i, 0].set_ylabel(f"filter {i}", fontsize=8)
-        detail = f"one row per filter, one column per input channel (first {shown_c} of {cin})"
-    fig.suptitle(f"{conv.name}: {cout} filters of {kh}x{kw}x{cin}\n{detail}", fontsize=11)
-    fig.tight_layout()
+        detail = (f"one row per filter, one column per input channel (first {shown_c} of {cin});\n"
+                  "red positive, blue negative, white 0; each filter scaled to its own largest |weight|")
+    shown = f" (first {n} shown)" if n < cout else ""
+    fig.suptitle(f"{conv.name}: {cout} filters of {kh}x{kw}x{cin}{shown}\n{detail}", fontsize=11)
     return save(fig, out)
 
 
@@ -142,7 +161,8 @@ def activations(model, out, x, shown, label, max_maps=16, max_layers=10):
             else:
                 ax.axis("off")
         axes[r, 1].set_title(f"{layer.name} ({'x'.join(map(str, m.shape))})", fontsize=9, loc="left")
-    fig.suptitle(f"Activation maps for {label}: the first {max_maps} channels of each layer", fontsize=11)
+    fig.suptitle(f"Activation maps for {label}: the first {max_maps} channels of each layer\n"
+                 "(each map on its own colour scale, dark = its lowest value)", fontsize=11)
     fig.tight_layout()
     return save(fig, out)
 
@@ -163,14 +183,14 @@ def mistakes(model, info, out, dataset=None, data_path=None, max_images=25):
         raise DataError(f"no misclassified images in the {len(x)} test images of {d.name}")
     order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]  # the most confident mistakes first
     rows, cols = _grid(n, 5)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows + 0.8), squeeze=False,
+                             layout="constrained")
     for ax, i in zip(axes.flat, order):
         _show(ax, x[i], f"true {names[d.y_test[i]]}\npred {names[pred[i]]} ({probs[i, pred[i]]:.2f})")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{len(wrong)} of {len(x)} test images misclassified ({len(wrong) / len(x):.1%}); "
                  f"the {n} most confident mistakes", fontsize=11)
-    fig.tight_layout()
     return save(fig, out)
 
 
@@ -272,7 +292,7 @@ def receptive_field(model, info, out, layer, x, shown, label):
     return save(fig, out)
 
 
-def edges(out, image=None, index=0):
+def edges(out, image=None, index=0, dataset=None, data_path=None):
     import keras
 
     plt = _plt()
@@ -280,22 +300,27 @@ def edges(out, image=None, index=0):
         x, _ = D.load_image_files([image], _image_size(image), 1, 1 / 255)
         title = Path(image).name
     else:
-        d = D.load_data("digits")
-        x = D.prepare_images(d.x_test[index:index + 1], (64, 64), 1, d.pixel_scale)
-        title = f"digits test #{index}"
-    conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False)
+        d = D.load_data(dataset or (None if data_path else "digits"), data_path)
+        if not 0 <= index < len(d.x_test):
+            raise ConfigError(f"--index {index} is outside the {len(d.x_test)} test images of {d.name}")
+        h, w = d.x_test.shape[1:3]
+        size = (h, w) if min(h, w) >= 16 else (64, 64)  # the 8x8 digits are enlarged
+        x = D.prepare_images(d.x_test[index:index + 1], size, 1, d.pixel_scale)
+        title = f"{_data_label(d)} test #{index}"
+    # 'valid' padding: zero padding would draw a false edge along every bright image border
+    conv = keras.layers.Conv2D(2, 3, padding="valid", use_bias=False)
     conv.build((None,) + x.shape[1:])
     conv.set_weights([np.stack([SOBEL_X, SOBEL_Y], axis=-1)[:, :, None, :]])
     g = np.asarray(conv(x))[0]
     mag = np.sqrt(g[..., 0] ** 2 + g[..., 1] ** 2)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 4.4))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 4.6), layout="constrained")
     _show(axes[0], x[0], f"input: {title}")
-    for ax, img, t in ((axes[1], g[..., 0], "Gx = Sobel [[-1,0,1],[-2,0,2],[-1,0,1]]\n(vertical edges)"),
-                       (axes[2], g[..., 1], "Gy = its transpose\n(horizontal edges)"),
-                       (axes[3], mag, "edge strength sqrt(Gx² + Gy²)")):
-        _show(ax, img, t, cmap="RdBu_r" if ax is not axes[3] else "magma")
-    fig.suptitle("A fixed 3x3 Sobel filter pair applied by keras.layers.Conv2D", fontsize=11)
-    fig.tight_layout()
+    lim = float(np.abs(g).max())  # one symmetric scale for Gx and Gy: white is 0
+    _signed(axes[1], g[..., 0], "Gx = Sobel [[-1,0,1],[-2,0,2],[-1,0,1]]\n(vertical edges)", limit=lim)
+    _signed(axes[2], g[..., 1], "Gy = its transpose\n(horizontal edges)", limit=lim)
+    _show(axes[3], mag, "edge strength sqrt(Gx² + Gy²)", cmap="magma")
+    fig.suptitle("A fixed 3x3 Sobel filter pair applied by keras.layers.Conv2D "
+                 "(padding 'valid'; red positive, blue negative)", fontsize=11)
     return save(fig, out)
 
 

@@ -31,14 +31,15 @@ def visualize(kind, model_or_run, out, layer, image, index, dataset, data_path, 
     curves           training curves of a run
     confusion        confusion matrix (the run's last evaluation, or computed)
     receptive-field  the input region one unit of --layer sees, with its size
-    edges            a fixed Sobel Gx/Gy pair applied by a Conv2D (MODEL_OR_RUN not needed)
+    edges            a fixed Sobel Gx/Gy pair applied by a Conv2D (no MODEL_OR_RUN; digits
+                     unless --image, --dataset or --data)
     architecture     diagram via keras.utils.plot_model (needs pydot + Graphviz)
     """
     from kerascnn import visualize as V
     from kerascnn.errors import ConfigError
 
     if kind == "edges":
-        path = V.edges(out, image, index)
+        path = V.edges(out, image, index, dataset, data_path)
         click.echo(f"wrote {path}")
         return
     if not model_or_run:
