@@ -38,7 +38,9 @@ def device_name(backend: str) -> tuple:
         import jax
 
         d = jax.devices()[0]
-        return (getattr(d, "device_kind", str(d)), "GPU" if d.platform == "gpu" else "CPU")
+        if d.platform == "gpu":
+            return getattr(d, "device_kind", str(d)), "GPU"
+        return cpu_name(), "CPU"  # jax names every CPU just "cpu"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -79,8 +81,8 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     report = entry.analyze(shape, num_classes, **options)
     guard.check(report, batch_size, "train" if mode != "infer" else "infer", what=model_name)
     device, kind = device_name(backend)
-    if jit is None:
-        jit = kind == "GPU"
+    if jit is None:  # without jit, JAX runs op by op (TensorFlow still runs a graph)
+        jit = kind == "GPU" or backend == "jax"
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     model = entry.build(shape, num_classes, **options)
@@ -97,6 +99,10 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         import tensorflow as tf
 
         out["versions"]["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        out["versions"]["jax"] = jax.__version__
     peak = peak_flops(device, precision) if kind == "GPU" else None
 
     def record(prefix, times, flops_per_image):
@@ -129,10 +135,12 @@ def _train_fn(model, x, y, backend: str, jit: bool):
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     if backend != "tensorflow":
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
+        xd, yd = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)  # on the device once, like TF's
 
         def steps_fn(n):
+            loss = 0.0
             for _ in range(n):
-                loss = model.train_on_batch(x, y)
+                loss = model.train_on_batch(xd, yd)
             return float(np.asarray(loss).ravel()[0])
 
         return steps_fn
@@ -168,11 +176,15 @@ def _train_fn(model, x, y, backend: str, jit: bool):
 
 def _infer_fn(model, x, backend: str, jit: bool):
     if backend != "tensorflow":
+        import keras
+
         model.compile(jit_compile=jit)
+        xd = keras.ops.convert_to_tensor(x)
 
         def steps_fn(n):
+            out = None
             for _ in range(n):
-                out = model.predict_on_batch(x)
+                out = model.predict_on_batch(xd)
             return np.asarray(out)
 
         return steps_fn

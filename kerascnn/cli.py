@@ -10,6 +10,7 @@ the traceback).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 import click
@@ -85,11 +86,23 @@ class KerasCNNGroup(click.Group):
         protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
         args = list(protected) + list(ctx.args)
         needs_tf = args and args[0] in TF_COMMANDS and not ({"-h", "--help", "--no-keras"} & set(args))
-        if needs_tf and not (args[0] == "bench" and "jax" in args):
+        if needs_tf and _tensorflow_backend(args) and importlib.util.find_spec("tensorflow") is not None:
             from kerascnn.tfquiet import import_tensorflow
 
             import_tensorflow()
         return super().invoke(ctx)
+
+
+def _tensorflow_backend(args) -> bool:
+    """False for `bench --backend jax|torch` (that run never needs TensorFlow)."""
+    if args[0] != "bench":
+        return True
+    for i, a in enumerate(args):
+        if a.startswith("--backend="):
+            return a.split("=", 1)[1] == "tensorflow"
+        if a == "--backend" and i + 1 < len(args):
+            return args[i + 1] == "tensorflow"
+    return True
 
 
 TF_COMMANDS = {"summary", "train", "evaluate", "predict", "export", "bench", "visualize"}

@@ -49,3 +49,70 @@ def test_bench_jax_backend_without_jax_is_one_line():
     r = run_kerascnn("bench", "convnet", "--backend", "jax")
     assert r.returncode == 2
     assert "--backend jax needs the jax package" in r.stderr and "Traceback" not in r.stderr
+
+
+# Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):
+# the path finder returns no spec for it, so `import tensorflow` raises ModuleNotFoundError and
+# importlib.util.find_spec("tensorflow") is None, exactly as when it is not installed.
+_HIDE_TF = """
+import importlib.machinery as m, sys
+class _NoTF(m.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "tensorflow" else m.PathFinder.find_spec(name, path, target)
+sys.meta_path[:] = [_NoTF if f is m.PathFinder else f for f in sys.meta_path]
+from kerascnn.cli import main
+main()
+"""
+
+
+def _run_without_tensorflow(*args, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    return subprocess.run([sys.executable, "-c", _HIDE_TF, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_cli_and_bench_front_end_need_no_tensorflow():
+    for args in (["--help"], ["bench", "--help"], ["list", "resnet*"], ["summary", "convnet", "--no-keras"]):
+        r = _run_without_tensorflow(*args)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+    assert "resnet50" in _run_without_tensorflow("list", "resnet*").stdout
+    # bad input is still refused before any framework loads
+    r = _run_without_tensorflow("bench", "vgg16", "--input-shape", "28,28,1", "--backend", "jax")
+    assert r.returncode == 2 and "smallest input" in r.stderr
+    r = _run_without_tensorflow("bench", "convnet")  # the default backend names the package to install
+    assert r.returncode == 2 and "pip install tensorflow" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_builders_layers_analysis_use_no_tensorflow_api():
+    """The model path stays on the pure `keras` API so it also runs with KERAS_BACKEND=jax."""
+    import ast
+    import pathlib
+
+    pkg = pathlib.Path(__file__).resolve().parents[1] / "kerascnn"
+    files = [pkg / f for f in ("layers.py", "keras_build.py", "fuse.py", "analysis.py", "specs.py", "registry.py",
+                               "guard.py", "speclang.py", "commands/bench.py", "commands/common.py")]
+    files += sorted((pkg / "models").glob("*.py"))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(m.split(".")[0] == "tensorflow" for m in mods), f"{path.name}:{node.lineno}"
+            assert not (isinstance(node, ast.Name) and node.id == "tf"), f"{path.name}:{node.lineno} uses tf."
+
+
+def test_bench_jax_backend_runs_without_tensorflow():
+    pytest.importorskip("jax")
+    r = _run_without_tensorflow("bench", "convnet", "--backend", "jax", "--batch-size", "16", "--steps", "1",
+                                "--warmup", "0", "--repeats", "1", "--format", "json", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert d["model"] == "convnet" and d["backend"] == "jax" and d["versions"]["backend"] == "jax"
+    assert "jax" in d["versions"] and "tensorflow" not in d["versions"]
+    assert d["macs_per_image"] == 2_529_728 and d["jit"] is True
+    assert d["train_images_per_second"] > 0 and d["infer_images_per_second"] > 0

@@ -37,7 +37,7 @@ def _select_backend(backend: str) -> None:
 @click.option("--mode", type=click.Choice(["train", "infer", "both"]), default="both", show_default=True)
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
               show_default=True)
-@click.option("--jit/--no-jit", default=None, help="XLA (default: on for GPUs, off on CPU).")
+@click.option("--jit/--no-jit", default=None, help="XLA (default: on for GPUs and for JAX, off for TensorFlow on CPU).")
 @click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into conv/dense for the inference timing.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), default="tensorflow",
               show_default=True, help="Keras backend (jax/torch need that package installed).")
