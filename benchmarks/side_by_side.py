@@ -4,10 +4,11 @@
   B. the plain Keras tutorial way: model.compile(...); model.fit(x_numpy, y_numpy, batch_size=...)
   C. the same architecture in PyTorch eager on the CPU
 
-kerascnn's defaults include mixed_bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX) and one
-inter-op thread on single-process CPU runs; plain Keras and PyTorch run with their defaults
-(float32). The inter-op setting is process-wide, so the plain Keras variant in this process gets it
-too (which can only favour plain Keras).
+kerascnn's defaults include mixed_bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX) for models
+wide enough to gain (convnet, resnet18; LeNet-5 stays float32), one inter-op thread on
+single-process CPU runs, one tf.data stream for all epochs and adaptive steps per call; plain Keras
+and PyTorch run with their defaults (float32). The inter-op setting is process-wide, so the plain
+Keras variant in this process gets it too (which can only favour plain Keras).
 
 Variants are interleaved (A, B, C, A, B, C, ...) and medians taken, because the machine may be
 shared. The first epoch of every variant (tracing / warm-up) is excluded. Results are printed and

@@ -1,8 +1,8 @@
 """Time to 99 % test accuracy on MNIST, side by side on the same machine:
 
   A. kerascnn's fast recipe, run exactly as a user would (the `kerascnn` CLI in a subprocess):
-         kerascnn train convnet --data mnist.npz --epochs 6 --batch-size 256 \
-             --schedule onecycle --lr 4e-3 --val-split 0
+         kerascnn train convnet --data mnist.npz --epochs 4 --batch-size 256 \
+             --schedule onecycle --lr 5e-3 --val-split 0
      then `kerascnn evaluate RUN --data mnist.npz` for the test accuracy.
   B. the Keras "Simple MNIST convnet" example (keras.io/examples/vision/mnist_convnet):
      Conv(32,3)-MaxPool-Conv(64,3)-MaxPool-Flatten-Dropout(0.5)-Dense(10, softmax),
@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
-RECIPE = ["train", "convnet", "--epochs", "6", "--batch-size", "256", "--schedule", "onecycle", "--lr", "4e-3",
+RECIPE = ["train", "convnet", "--epochs", "4", "--batch-size", "256", "--schedule", "onecycle", "--lr", "5e-3",
           "--val-split", "0", "--seed", "1"]
 
 
