@@ -22,4 +22,5 @@ PY
 run default   convnet                                   # the README's main command (digits, bundled)
 run convnet-mnist  convnet --data "$DATA/mnist.npz" --epochs 12 --batch-size 128
 run lenet5-mnist   lenet5 -o variant=modern -o batch_norm=true --data "$DATA/mnist.npz" --epochs 15 --batch-size 128
+run lenet5-classic lenet5 --data "$DATA/mnist.npz" --epochs 15 --batch-size 128
 run convnet-fashion convnet --data "$DATA/fashion_mnist.npz" --epochs 20 --batch-size 128 --weight-decay 1e-4

@@ -42,10 +42,10 @@ def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: li
 
 
 def evaluate(ref: str, dataset: str | None = None, data: str | None = None, split: str = "test",
-             batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False) -> dict:
+             batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False, which: str = "best") -> dict:
     from kerascnn.runs import resolve_model
 
-    model, info = resolve_model(ref, unsafe=unsafe)
+    model, info = resolve_model(ref, which=which, unsafe=unsafe)
     cfg = info.config
     if dataset is None and data is None:
         data = cfg.get("data")
@@ -64,9 +64,12 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     names = info.class_names if len(info.class_names) == k else d.class_names
     result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
+    if info.run_dir and info.model_path:
+        result["model_file"] = info.model_path.name
     if out_dir is None:
         base = info.run_dir if info.run_dir else Path(".")
-        out_dir = Path(base) / f"eval-{_slug(d.name)}-{split}"
+        suffix = "-last" if info.run_dir and info.model_path and info.model_path.name == "last.keras" else ""
+        out_dir = Path(base) / f"eval-{_slug(d.name)}-{split}{suffix}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fsutil.atomic_write_json(out_dir / "metrics.json", {k_: v for k_, v in result.items() if k_ != "confusion_matrix"})

@@ -223,3 +223,12 @@ def test_predict_bad_inputs_are_one_line(invoke, run_dir, tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = invoke("predict", run_dir, tmp_path / "nothing", "--top-k", "0")
     assert res.exit_code == 2
+
+
+def test_evaluate_which_last_uses_the_last_epoch_model(invoke, trained_run):
+    best = _json(invoke("evaluate", trained_run, "--format", "json"))
+    last = _json(invoke("evaluate", trained_run, "--format", "json", "--which", "last"))
+    assert best["model_file"] == "best.keras" and last["model_file"] == "last.keras"
+    assert (trained_run / "eval-digits-test" / "metrics.json").is_file()
+    assert json.loads((trained_run / "eval-digits-test-last" / "metrics.json").read_text())["accuracy"] == \
+        last["accuracy"]

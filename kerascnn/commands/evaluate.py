@@ -15,20 +15,23 @@ from kerascnn.commands.common import echo_json, format_option
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where to write metrics.json, confusion.json/png (default RUN/eval-DATA-SPLIT).")
+@click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Which model of a run directory: best by validation, or the last epoch's.")
 @click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
 @format_option
-def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, fmt):
+def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, unsafe, fmt):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
     from kerascnn.data import echo_warnings
     from kerascnn.evaluation import evaluate as run
     from kerascnn.report import table
 
     with echo_warnings(click.echo):
-        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe)
+        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which)
     if fmt == "json":
         echo_json(r)
         return
-    click.echo(f"{r['model']} on {r['data']} ({r['split']}, {r['images']} images)")
+    model = r["model"] + (f" ({r['model_file']})" if "model_file" in r else "")
+    click.echo(f"{model} on {r['data']} ({r['split']}, {r['images']} images)")
     line = f"loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}"
     for top in (3, 5):
         if f"top{top}_accuracy" in r:
