@@ -36,3 +36,7 @@ class TrainingError(KerasCNNError):
 
 class ExportError(KerasCNNError):
     """An export that could not be written or did not verify."""
+
+
+class WriteError(KerasCNNError):
+    """A file or directory could not be written (disk full, file too large); the previous one is kept."""

@@ -146,6 +146,11 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
     except FileExistsError:
         raise ConfigError(f"{target} already exists; pass --force to replace it (the old export is kept "
                           f"until the new one is complete)") from None
+    except Exception as e:
+        err = fsutil.write_error(target, e)
+        if err is None:
+            raise
+        raise err from None
     finally:
         if staging.exists():
             import shutil

@@ -11,13 +11,36 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from kerascnn.errors import WriteError
+
 PARTIAL_MARK = ".partial-"
+FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large",
+               errno.EDQUOT: "disk quota exceeded"}
+
+
+def disk_full_reason(exc: BaseException) -> str | None:
+    """'no space left on device' / 'file too large' / 'disk quota exceeded' when ``exc`` (an
+    OSError, or a TensorFlow/h5py error that only carries the C library's text) says so."""
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return FULL_ERRNOS[exc.errno]
+    text = str(exc).lower()
+    return next((reason for reason in FULL_ERRNOS.values() if reason in text), None)
+
+
+def write_error(target, exc: BaseException) -> WriteError | None:
+    """A one-line ``WriteError`` for a disk-full failure while writing ``target``, else None."""
+    reason = disk_full_reason(exc)
+    if reason is None:
+        return None
+    return WriteError(f"cannot write {target}: {reason}; the previous version, if any, is kept "
+                      f"(free some space or choose another directory)")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -50,6 +73,11 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except Exception as e:
+        err = write_error(target, e)
+        if err is None:
+            raise
+        raise err from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

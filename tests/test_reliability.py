@@ -173,3 +173,104 @@ def test_fuzz_case_count_reported():
     # runs after the fuzz test in file order; the count goes into the test log
     print(f"CLI fuzz cases run: {FUZZ_CASES['n']}")
     assert FUZZ_CASES["n"] >= 400 or FUZZ_CASES["n"] == 0
+
+
+# ----------------------------------------------------------------------------- disk full, torn state (R4, R2)
+def _limited_to(nbytes):
+    """preexec_fn: files may not grow beyond ``nbytes`` (writes fail with EFBIG, as on a full disk)."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # stays ignored across exec: write() returns EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
+    return apply
+
+
+def _kerascnn_limited(args, nbytes, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "kerascnn", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, preexec_fn=_limited_to(nbytes), timeout=600)
+
+
+def _one_error_line(stderr, *fragments):
+    errors = [l for l in stderr.splitlines() if l.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    for f in fragments:
+        assert f in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_full_disk_during_export_and_training_keeps_what_was_there(trained_run, tmp_path):
+    """R4: with files capped at 64 KiB (a full disk), export and train end with one line naming the
+    file; the previous export, models, history and training state are untouched and still load."""
+    import shutil
+
+    import numpy as np
+
+    from conftest import run_kerascnn
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    target = tmp_path / "export"
+    assert run_kerascnn("export", run, "--out", target).returncode == 0
+    before = {p: p.read_bytes() for p in [target / "saved_model.pb", run / "last.keras", run / "history.csv",
+                                          run / "backup" / "state.npz"]}
+
+    r = _kerascnn_limited(["export", run, "--out", target, "--force"], 64 * 1024, tmp_path)
+    assert r.returncode == 1
+    _one_error_line(r.stderr, f"cannot write {target}", "file too large", "previous version")
+    r = _kerascnn_limited(["train", "--resume", run, "--epochs", "5", "-q"], 64 * 1024, tmp_path)
+    assert r.returncode == 1
+    _one_error_line(r.stderr, "cannot write", "last.keras", "file too large")
+
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not [p for p in tmp_path.rglob("*") if ".partial-" in p.name]  # nothing half-written left
+    check = run_kerascnn("evaluate", run, "--which", "last", "--format", "json")
+    assert check.returncode == 0, check.stderr[-1500:]
+    with np.load(run / "backup" / "state.npz") as z:
+        assert json.loads(bytes(z["meta"]).decode())["epoch"] == 2   # epochs 1-3 done, resumable
+
+
+def test_a_damaged_training_state_is_refused_in_one_line(trained_run, tmp_path):
+    """R2: a torn backup/state.npz never silently restarts from epoch 1."""
+    import shutil
+
+    from conftest import run_kerascnn
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    state = run / "backup" / "state.npz"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    r = run_kerascnn("train", "--resume", run, "--epochs", "5", "-q")
+    assert r.returncode == 1
+    _one_error_line(r.stderr, "state.npz", "cannot read the training state")
+    assert (run / "history.csv").read_text().count("\n") == 4   # header + the 3 epochs, nothing appended
+
+
+# ----------------------------------------------------------------------------- MirroredStrategy (R6)
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_equals_one_device(tmp_path):
+    """R6: the same loop under MirroredStrategy (2 replicas, global batch split 64 + 64, gradients
+    all-reduced) trains the same model as the default strategy, to float32 round-off."""
+    import csv
+
+    import keras
+    import numpy as np
+
+    from conftest import run_kerascnn
+
+    common = ["train", "convnet", "--epochs", "2", "--precision", "float32", "--seed", "1", "-q"]
+    mirrored = run_kerascnn(*common, "--strategy", "mirrored", "--run-dir", tmp_path / "m",
+                            env={"KERASCNN_LOGICAL_CPUS": "2"})
+    assert mirrored.returncode == 0, mirrored.stderr[-2000:]
+    assert "strategy mirrored (MirroredStrategy), 2 replica(s) on /device:CPU:0, /device:CPU:1" in mirrored.stdout
+    single = run_kerascnn(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
+    assert single.returncode == 0, single.stderr[-2000:]
+    losses = [[float(r["loss"]) for r in csv.DictReader(open(tmp_path / d / "history.csv"))] for d in ("m", "d")]
+    assert np.allclose(losses[0], losses[1], rtol=0, atol=1e-5)
+    a = keras.models.load_model(tmp_path / "m" / "last.keras").get_weights()
+    b = keras.models.load_model(tmp_path / "d" / "last.keras").get_weights()
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
