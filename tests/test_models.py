@@ -40,6 +40,28 @@ def test_macs_within_2_percent_of_published(name, published_gmacs):
     assert abs(macs / 1e9 - published_gmacs) / published_gmacs < 0.02
 
 
+# GoogLeNet, Szegedy et al. Table 1: (input channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)
+INCEPTION_TABLE_1 = {
+    "inception_3a": (192, 64, 96, 128, 16, 32, 32), "inception_3b": (256, 128, 128, 192, 32, 96, 64),
+    "inception_4a": (480, 192, 96, 208, 16, 48, 64), "inception_4b": (512, 160, 112, 224, 24, 64, 64),
+    "inception_4c": (512, 128, 128, 256, 24, 64, 64), "inception_4d": (512, 112, 144, 288, 32, 64, 64),
+    "inception_4e": (528, 256, 160, 320, 32, 128, 128), "inception_5a": (832, 256, 160, 320, 32, 128, 128),
+    "inception_5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+def test_googlenet_blocks_follow_table_1_filter_counts():
+    """Each Inception block has exactly the weights Table 1's filter columns imply (plus biases).
+    (The table's own "params" column disagrees with its filter columns for several rows, e.g. 4c:
+    463K listed, 509K implied, so the filter columns are the reference.)"""
+    rows = {l.name: l for l in get_entry("googlenet").analyze().layers}
+    for name, (c, n1, r3, n3, r5, n5, pp) in INCEPTION_TABLE_1.items():
+        weights = c * n1 + c * r3 + 9 * r3 * n3 + c * r5 + 25 * r5 * n5 + c * pp
+        assert rows[name].params == weights + (n1 + r3 + n3 + r5 + n5 + pp), name
+        assert rows[name].output_shape[-1] == n1 + n3 + n5 + pp
+    assert get_entry("googlenet").analyze().total_params == 6_998_552
+
+
 def test_convnet_output_shapes_match_the_lecture():
     r = get_entry("convnet").analyze()
     assert [l.output_shape for l in r.layers[:5]] == [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64), (1600,)]
