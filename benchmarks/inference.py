@@ -28,7 +28,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+from _common import publish  # noqa: E402
+
 CASES = {  # model -> (input shape, model options)
     "lenet5": ((28, 28, 1), {}),
     "convnet": ((28, 28, 1), {}),
@@ -132,11 +133,7 @@ def main():
             f"({r['savedmodel_p90_ms']:.2f}) | {fused(r, 'savedmodel_fused_ms', '{:.2f} ms')} | "
             f"{r['predict_256_img_s']:,.0f} img/s | {r['savedmodel_256_img_s']:,.0f} img/s | "
             f"{fused(r, 'savedmodel_fused_256_img_s', '{:,.0f} img/s')} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

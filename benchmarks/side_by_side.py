@@ -30,6 +30,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
+from _common import publish  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 CASES = {  # model -> (input shape, model options, images used, epochs timed)
     "lenet5": ((28, 28, 1), {}, 12800, 2),
@@ -150,13 +152,11 @@ def main():
                "vs_pytorch": round(med["kerascnn"] / med["pytorch"], 2)}
         results.append(row)
         print(json.dumps(row), flush=True)
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from kerascnn.bench import cpu_name
+
+    cpu = cpu_name()
     lines = [f"\n### Side by side, {datetime.datetime.now():%Y-%m-%d %H:%M}",
-             f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+             f"{cpu}; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
              f"Keras {keras.__version__}, PyTorch {torch.__version__}; batch {args.batch_size}; "
              f"median of {args.repeats} interleaved repeats; training images/s (first epoch excluded).\n",
              "| model | input | kerascnn | plain Keras fit | PyTorch eager | kerascnn / Keras | kerascnn / PyTorch |",
@@ -164,11 +164,7 @@ def main():
     for r in results:
         lines.append(f"| {r['model']} | {r['input']} | {r['kerascnn_img_s']:,.0f} | {r['keras_fit_img_s']:,.0f} | "
                      f"{r['pytorch_img_s']:,.0f} | {r['vs_keras_fit']:.2f}x | {r['vs_pytorch']:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import publish
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 RECIPE = ["train", "convnet", "--epochs", "4", "--batch-size", "256", "--schedule", "onecycle", "--lr", "5e-3",
@@ -118,16 +120,14 @@ def main():
     import keras
     import tensorflow as tf
 
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from kerascnn.bench import cpu_name
+
+    cpu = cpu_name()
     first = b["first_reach"]
     b_time = f"{first[1]:.1f} s (epoch {first[0]}, {first[2]:.2%})" if first else f"not reached in {b['epochs']} epochs"
     ratio = f"{first[1] / a['train_seconds']:.1f}x" if first and a["test_accuracy"] >= args.target else "n/a"
     lines = [f"\n### Time to {args.target:.1%} test accuracy on MNIST, {datetime.datetime.now():%Y-%m-%d %H:%M}",
-             f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+             f"{cpu}; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
              f"Keras {keras.__version__}; full MNIST (60,000 train / 10,000 test).\n",
              "| recipe | epochs | training time | wall time | test accuracy | time to target |",
              "|---|---|---|---|---|---|",
@@ -138,11 +138,7 @@ def main():
              f"{b['total_seconds']:.1f} s | — | {b['final_test_accuracy']:.2%} | {b_time} |",
              f"\nkerascnn reaches the target {ratio} faster (training time to the target, the example's "
              f"validation passes included as the example runs them)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 from kerascnn import analysis
 from kerascnn.analysis import analyze, conv_output_size
 from kerascnn.errors import ConfigError, GeometryError
-from kerascnn.specs import BatchNorm, Conv, Dense, Flatten, GlobalPool, Inception, Pool, Residual
+from kerascnn.specs import BatchNorm, Conv, Dense, GlobalPool, Inception, Pool, Residual
 from kerascnn.speclang import parse
 
 

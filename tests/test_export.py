@@ -1,6 +1,5 @@
 """`kerascnn export`: a SavedModel that plain TensorFlow serves, verified, never half-written."""
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
