@@ -181,7 +181,11 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
     probe = _probe_batch((h, w, c)).astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
     with fsutil.atomic_path(path) as tmp:
-        model.export(str(tmp), format=fmt, verbose=False)
+        import warnings
+
+        with warnings.catch_warnings():  # tf2onnx's np.object probe warns on NumPy 2
+            warnings.simplefilter("ignore", FutureWarning)
+            model.export(str(tmp), format=fmt, verbose=False)
         if fmt == "onnx":
             import onnxruntime as ort
 
