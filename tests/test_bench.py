@@ -31,6 +31,7 @@ def test_bench_single_mode_and_table(invoke):
     r = invoke("bench", "lenet5", "--mode", "train", "--steps", "2", "--warmup", "1", "--repeats", "1")
     assert r.exit_code == 0 and "images/s" in r.output
     assert "multiply-adds per image: 416,520" in r.output  # LeNet-5 at 28x28x1
+    assert "precision float32" in r.output and "versions: keras 3." in r.output and "tensorflow 2." in r.output
 
 
 @pytest.mark.parametrize("args,code,needle", [

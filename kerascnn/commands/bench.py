@@ -63,6 +63,7 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
 
     click.echo(f"{r['model']} at {'x'.join(map(str, r['input_shape']))}, batch {r['batch_size']} | {r['device']} | "
                f"backend {r['backend']} | {r['strategy']} | precision {r['precision']} | jit {r['jit']}")
+    click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items() if k != "backend"))
     click.echo(f"multiply-adds per image: {r['macs_per_image']:,} ({human(r['macs_per_image'], 'MAC')})")
     for prefix in ("train", "infer"):
         if f"{prefix}_images_per_second" in r:
