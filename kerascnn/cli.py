@@ -77,12 +77,6 @@ class KerasCNNGroup(click.Group):
         except Exception as e:  # last resort: never show a traceback to the user
             if os.environ.get("KERASCNN_DEBUG"):
                 raise
-            from kerascnn.fsutil import disk_full_reason
-
-            reason = disk_full_reason(e)
-            if reason:
-                raise click.ClickException(f"cannot write: {reason}; files written before are kept "
-                                           f"({one_line(e)[:200]})") from None
             raise click.ClickException(
                 f"{e.__class__.__name__}: {one_line(e)} (set KERASCNN_DEBUG=1 for the traceback)"
             ) from None

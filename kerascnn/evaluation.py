@@ -64,11 +64,12 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     names = info.class_names if len(info.class_names) == k else d.class_names
     result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
-    if info.run_dir and info.model_path:
-        result["model_file"] = info.model_path.name
+    model_file = info.model_path.name if info.run_dir and info.model_path else None
+    if model_file:
+        result["model_file"] = model_file
     if out_dir is None:
         base = info.run_dir if info.run_dir else Path(".")
-        suffix = "-last" if info.run_dir and info.model_path and info.model_path.name == "last.keras" else ""
+        suffix = "-last" if model_file == "last.keras" else ""
         out_dir = Path(base) / f"eval-{_slug(d.name)}-{split}{suffix}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

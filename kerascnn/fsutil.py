@@ -25,18 +25,14 @@ FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too l
                errno.EDQUOT: "disk quota exceeded"}
 
 
-def disk_full_reason(exc: BaseException) -> str | None:
-    """'no space left on device' / 'file too large' / 'disk quota exceeded' when ``exc`` (an
-    OSError, or a TensorFlow/h5py error that only carries the C library's text) says so."""
-    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
-        return FULL_ERRNOS[exc.errno]
-    text = str(exc).lower()
-    return next((reason for reason in FULL_ERRNOS.values() if reason in text), None)
-
-
 def write_error(target, exc: BaseException) -> WriteError | None:
-    """A one-line ``WriteError`` for a disk-full failure while writing ``target``, else None."""
-    reason = disk_full_reason(exc)
+    """A one-line ``WriteError`` when writing ``target`` failed because the disk is full (an
+    OSError, or a TensorFlow/h5py error that only carries the C library's text), else None."""
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        reason = FULL_ERRNOS[exc.errno]
+    else:
+        text = str(exc).lower()
+        reason = next((r for r in FULL_ERRNOS.values() if r in text), None)
     if reason is None:
         return None
     return WriteError(f"cannot write {target}: {reason}; the previous version, if any, is kept "

@@ -75,8 +75,8 @@ def wide_mac_fraction(report, min_channels: int = 32) -> float:
 
     On a CPU, bfloat16 pays only where the dot products are wide enough for the AVX512-BF16
     kernels to beat the cost of the casts around them: the lecture convnet (32/64 channels, 96 %
-    of its MACs) trains 1.6-1.8x faster in mixed_bfloat16, LeNet-5 (6/16 channels, 14 %) 0.6-0.9x
-    as fast (measured with `kerascnn bench`, 2 cores, batch 128)."""
+    of its MACs) trains 1.5-1.8x faster in mixed_bfloat16; LeNet-5 (6/16 channels, 14 %) gains
+    nothing (0.6x-1.0x depending on the thread settings; 2 cores, batch 128, benchmarks/RESULTS.md)."""
     from kerascnn.analysis import walk
 
     leaves = [l for l in walk(report.layers) if not l.children and l.macs]
