@@ -1,0 +1,64 @@
+"""The contract between the epoch loop and an engine (pure Python; no TensorFlow, no JAX).
+
+The loop owns the run directory, history, checkpoints and NaN stop; an engine owns "build the
+model and optimizer on the devices, run K training steps, evaluate, get/set the state". Every
+engine feeds epoch ``e`` in the order ``kerascnn.data.epoch_order(n, seed, e)`` (a stateless
+shuffle keyed by (seed, epoch)), so resumes are exact on both engines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepData:
+    """Prepared in-memory training data: float32 NHWC images already scaled, int labels."""
+    x: np.ndarray
+    y: np.ndarray
+    batch: int          # global batch size (split across replicas)
+    seed: int
+    first_epoch: int    # 0-based epoch the stream starts at (resume)
+    epochs: int         # total epochs; the stream ends after epoch epochs-1
+    augment: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.x) // self.batch
+
+
+class Engine(Protocol):
+    name: str           # "tensorflow" | "jax"
+    replicas: int
+    devices: list
+    is_chief: bool
+
+    def build(self, build_model: Callable, build_optimizer: Callable) -> None:
+        """Create model and optimizer on the engine's devices (``build_model()`` -> keras.Model,
+        ``build_optimizer()`` -> built-later keras optimizer). Afterwards ``self.model`` exists."""
+
+    def set_train_data(self, data: StepData) -> None:
+        """Hold the training stream: epochs first_epoch..epochs-1, each ``steps_per_epoch`` full batches."""
+
+    def train_steps(self, n: int) -> np.ndarray:
+        """Run the next ``n`` steps of the stream; float64 [sum of per-example loss, correct, count]."""
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch: int) -> np.ndarray:
+        """Inference-mode sums over (x, y): float64 [sum loss, correct, count]."""
+
+    def reseed(self, seed: int, epoch: int) -> None:
+        """Dropout (every SeedGenerator) state := f(seed, epoch), so a resumed epoch draws the same masks."""
+
+    def sync_to_model(self) -> None:
+        """Make ``self.model``'s Keras variables hold the current state (for .keras saves and digests)."""
+
+    def get_state(self) -> dict:
+        """Weights ``w{i}`` (order of model.get_weights()) and optimizer variables ``o:<path>`` as NumPy."""
+
+    def set_state(self, state: dict) -> None:
+        """Inverse of get_state (the learning-rate variable is not restored: it comes from the options)."""
+
+    def learning_rate(self) -> float:
+        """The optimizer's current learning rate (after the step just taken)."""
