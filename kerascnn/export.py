@@ -21,7 +21,11 @@ bf16 export could not be verified tightly, and float32 serves on every CPU.
 Crash safety: the export is written into a hidden ``.NAME.partial-*`` sibling,
 reloaded with ``tf.saved_model.load`` and checked against the Keras model, and
 only then renamed onto the target. An existing target is replaced only with
-``force=True`` (old tree moved aside first, deleted after the rename).
+``force=True`` and only when it is a previous kerascnn export (``is_kerascnn_export``: its
+``kerascnn.json`` carries ``"format": EXPORT_FORMAT`` and the folder holds nothing but what an
+export writes); a run directory, a folder of other files or a plain file is refused in one line
+naming what is there. The old tree is moved aside first and deleted after the rename. Exported
+folders get normal permissions (0755 / 0644 under the usual umask).
 """
 from __future__ import annotations
 
@@ -83,6 +87,39 @@ def _agree(got, expected, tol) -> tuple[float, bool]:
     same = bool(np.array_equal(got.argmax(1)[clear], expected.argmax(1)[clear]))
     return diff, same
 RAW_PIXEL_SCALE = 1.0 / 255.0  # raw 0..255 pixels -> the [0, 1] range every model is trained on
+EXPORT_FORMAT = "kerascnn-savedmodel/1"  # the marker in kerascnn.json that says "kerascnn wrote this folder"
+EXPORT_ENTRIES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra", "kerascnn.json"}
+
+
+def _listing(names: list, limit: int = 3) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(n[:60] for n in names[:limit]) + more
+
+
+def not_replaceable(target: Path) -> str | None:
+    """None when ``target`` is a previous kerascnn export that ``--force`` may replace; else one
+    line saying what is there."""
+    from kerascnn.prediction import read_export_marker
+
+    hint = "--force replaces only a previous kerascnn export; choose another --out"
+    if target.is_symlink():
+        return f"{target} is a symbolic link, not a kerascnn export; {hint}"
+    if not target.is_dir():
+        return f"{target} is a file, not a kerascnn export; {hint}"
+    try:
+        names = [p.name for p in target.iterdir()]
+    except OSError as e:
+        return f"{target} cannot be listed ({e.strerror}); {hint}"
+    if (target / "config.json").is_file():
+        return f"{target} is a kerascnn run directory ({_listing(names)}), not an export; {hint}"
+    if read_export_marker(target) is None:
+        what = f"it holds {_listing(names)}" if names else "it is an empty folder without the marker"
+        return f"{target} is not a kerascnn export (no kerascnn.json marker; {what}); {hint}"
+    foreign = [n for n in names if n not in EXPORT_ENTRIES]
+    if foreign:
+        return f"{target} holds files that are not part of a kerascnn export ({_listing(foreign)}); {hint}"
+    return None
 
 
 def _test_pause(point: str) -> None:
@@ -123,7 +160,7 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
         archive.add_endpoint("serve_float", _serve,
                              input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
         archive.write_out(str(staging), verbose=False)
-        meta = {"model": info.model_name, "input_shape": [h, w, c], "num_classes": k, "class_names": names,
+        meta = {"format": EXPORT_FORMAT, "model": info.model_name, "input_shape": [h, w, c], "num_classes": k, "class_names": names,
                 "pixel_scale": scale, "input": "images: uint8 (serving_default) or float32 0..255 (serve_float)",
                 "output": "probabilities: float32 (N, K)"}
         (staging / "assets").mkdir(exist_ok=True)
@@ -141,11 +178,16 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
                               f"(max |diff| {diff:.3g} > {tol:g} or different classes)")
         got1 = loaded.signatures["serve_float"](images=tf.constant(probe[:1].astype(np.float32)))["probabilities"]
         del loaded
+        fsutil.normal_permissions(staging)
         _test_pause("export-before-rename")
-        fsutil.commit_dir(staging, target, force=force)
+        fsutil.commit_dir(staging, target, force=force, replaceable=not_replaceable)
     except FileExistsError:
         raise ConfigError(f"{target} already exists; pass --force to replace it (the old export is kept "
                           f"until the new one is complete)") from None
+    except PermissionError as e:
+        if e.errno is not None:
+            raise
+        raise ConfigError(str(e)) from None
     except Exception as e:
         err = fsutil.write_error(target, e)
         if err is None:
@@ -175,8 +217,10 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
         raise ConfigError(f"--format {fmt} needs optional packages: pip install \"kerascnn[{extra}]\"") from None
     suffix = ".onnx" if fmt == "onnx" else ".tflite"
     path = target.with_suffix(suffix) if target.suffix != suffix else target
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} already exists; pass --force to replace it")
+    if force and (path.is_symlink() or (path.exists() and not path.is_file())):
+        raise ConfigError(f"{path} is not a plain file; --force replaces only a previous {fmt} export")
     h, w, c = (int(v) for v in model.input_shape[1:])
     probe = _probe_batch((h, w, c)).astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
@@ -251,8 +295,12 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
         name = Path(str(ref).rstrip("/")).name if info.run_dir or info.model_path else info.model_name
         out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
     target = Path(out)
-    if fmt == "savedmodel" and target.exists() and not force:  # fail fast; re-checked atomically at commit
-        raise ConfigError(f"{target} already exists; pass --force to replace it")
+    if fmt == "savedmodel" and (target.exists() or target.is_symlink()):  # fail fast; re-checked at commit
+        if not force:
+            raise ConfigError(f"{target} already exists; pass --force to replace it")
+        reason = not_replaceable(target)
+        if reason:
+            raise ConfigError(reason)
     fsutil.sweep_partials(target.parent) if target.parent.exists() else None
     if fmt == "savedmodel":
         result.update(export_savedmodel(model, info, target, force))

@@ -3,7 +3,8 @@
 Nothing kerascnn writes is ever half-there: files are written to a temporary
 name in the same directory and renamed into place (``os.replace`` is atomic on
 POSIX); directories (SavedModel exports) are assembled in a hidden
-``.NAME.partial-*`` sibling and renamed when complete. Run directories are
+``.NAME.partial-PID-*`` sibling and renamed when complete. A sweep removes only partials
+whose process is gone, so concurrent writers never delete each other's work. Run directories are
 claimed with ``os.mkdir`` without ``exist_ok``: the ``FileExistsError`` is the
 lock, so two processes started in the same second never share one.
 """
@@ -59,7 +60,8 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".weights.h5") else target.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}{PARTIAL_MARK}", suffix=suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}{PARTIAL_MARK}{_pid_tag()}", suffix=suffix,
+                               dir=target.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as Keras want to create the file themselves
     try:
@@ -88,26 +90,62 @@ def atomic_write_json(target: str | os.PathLike, obj) -> None:
     atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def _pid_tag() -> str:
+    """``PID-RANDOM``: the part of a partial name that says which process owns it."""
+    return f"{os.getpid()}-{os.urandom(4).hex()}"
+
+
 def partial_dir(target: str | os.PathLike) -> Path:
-    """Make and return a hidden staging directory beside ``target`` (same file system)."""
+    """Make and return a hidden staging directory ``.NAME.partial-PID-RANDOM`` beside ``target``
+    (same file system), with normal permissions (0777 minus the umask, as ``mkdir`` gives; not
+    ``mkdtemp``'s 0700, so an export is readable by the other users a server may run as)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL_MARK}", dir=target.parent))
+    for _ in range(100):
+        path = target.parent / f".{target.name}{PARTIAL_MARK}{_pid_tag()}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a staging directory beside {target}")
 
 
-def commit_dir(staging: str | os.PathLike, target: str | os.PathLike, force: bool = False) -> None:
+def normal_permissions(root: str | os.PathLike) -> None:
+    """Give ``root`` and everything in it the modes a plain ``mkdir``/``open`` would: 0777 / 0666
+    minus the umask (plus the owner's execute bits kept on files that had them)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    root = Path(root)
+    entries = [root] + list(root.rglob("*"))
+    for p in entries:
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            os.chmod(p, 0o777 & ~mask)
+        else:
+            execute = 0o111 if os.stat(p).st_mode & 0o100 else 0
+            os.chmod(p, (0o666 | execute) & ~mask)
+
+
+def commit_dir(staging: str | os.PathLike, target: str | os.PathLike, force: bool = False,
+               replaceable=None) -> None:
     """Rename a complete staging directory onto ``target``.
 
     Without ``force`` an existing ``target`` is an error (FileExistsError) and is left alone.
     With ``force`` the old directory is first renamed aside, then removed only after the new
-    one is in place, so at every instant ``target`` is either the old or the new complete tree.
+    one is in place. ``replaceable(target)`` (when given) is asked first and returns None when
+    ``target`` may be replaced, else the reason it may not (raised as PermissionError; nothing
+    is touched).
     """
     staging, target = Path(staging), Path(target)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         if not force:
             raise FileExistsError(str(target))
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.rmdir(old)
+        reason = replaceable(target) if replaceable is not None else None
+        if reason:
+            raise PermissionError(reason)
+        old = target.parent / f".{target.name}.old-{_pid_tag()}"
         os.rename(target, old)
         os.rename(staging, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -116,20 +154,45 @@ def commit_dir(staging: str | os.PathLike, target: str | os.PathLike, force: boo
     _fsync_dir(target.parent)
 
 
+def _partial_owner(name: str) -> int | None:
+    """The pid in ``.STEM.partial-PID-RANDOM[SUFFIX]``, or None for any other name."""
+    import re
+
+    m = re.fullmatch(r"\..+?" + re.escape(PARTIAL_MARK) + r"([0-9]{1,10})-[0-9a-f]{8}[^/]*", name)
+    return int(m.group(1)) if m else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's), or cannot tell: keep it
+    return True
+
+
 def sweep_partials(directory: str | os.PathLike) -> list[Path]:
-    """Remove leftovers of interrupted writes (``.*.partial-*``) in ``directory``."""
+    """Remove leftovers of interrupted writes in ``directory``: only names kerascnn gives its own
+    partial files (``.STEM.partial-PID-RANDOM...``) whose process ``PID`` is no longer alive on this
+    machine. Partials of a live process (a concurrent export into the same parent), this
+    process's own, and any other hidden file are left alone."""
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        if p.name.startswith(".") and PARTIAL_MARK in p.name:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            removed.append(p)
+        pid = _partial_owner(p.name)
+        if pid is None or _pid_alive(pid):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        removed.append(p)
     return removed
 
 

@@ -30,6 +30,21 @@ def _read_json(path: Path):
         return None
 
 
+def read_export_marker(path) -> dict | None:
+    """The ``kerascnn.json`` of a folder written by ``kerascnn export`` (its ``format`` tag starts with
+    ``kerascnn-savedmodel/``), or None."""
+    f = Path(path) / "kerascnn.json"
+    try:
+        if not f.is_file() or f.stat().st_size > 1 << 20:
+            return None
+    except OSError:
+        return None
+    meta = _read_json(f)
+    if isinstance(meta, dict) and str(meta.get("format", "")).startswith("kerascnn-savedmodel/"):
+        return meta
+    return None
+
+
 def _load_export(path: Path):
     """SavedModel dir -> (run(raw float batch) -> probabilities, (H, W, C), class names or None)."""
     import tensorflow as tf

@@ -100,10 +100,16 @@ def test_no_overwrite_without_force_and_force_replaces(invoke, tiny_run, tmp_pat
     assert "Traceback" not in r.output and len([ln for ln in r.output.splitlines() if ln.startswith("Error:")]) == 1
     assert (out / "marker.txt").read_text() == "old export" and not (out / "saved_model.pb").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]  # no staging dir left beside it
-    r = invoke("export", tiny_run, "--out", out, "--force")
+    r = invoke("export", tiny_run, "--out", out, "--force")  # not a kerascnn export: refused, untouched
+    assert r.exit_code == 2 and "not a kerascnn export" in r.output and "marker.txt" in r.output, r.output
+    assert (out / "marker.txt").read_text() == "old export" and not (out / "saved_model.pb").exists()
+    out2 = tmp_path / "sm2"
+    assert invoke("export", tiny_run, "--out", out2).exit_code == 0
+    first = (out2 / "saved_model.pb").stat().st_ino
+    r = invoke("export", tiny_run, "--out", out2, "--force")  # a previous kerascnn export: replaced
     assert r.exit_code == 0, r.output
-    assert (out / "saved_model.pb").is_file() and not (out / "marker.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+    assert (out2 / "saved_model.pb").is_file() and (out2 / "saved_model.pb").stat().st_ino != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm", "sm2"]
 
 
 def test_crash_before_commit_keeps_old_export_loadable(invoke, tiny_run, tmp_path, monkeypatch):
@@ -124,8 +130,11 @@ def test_crash_before_commit_keeps_old_export_loadable(invoke, tiny_run, tmp_pat
     assert (out / "saved_model.pb").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
 
-    # a partial left by a hard kill (no finally) is swept by the next export
-    stale = fsutil.partial_dir(out)
+    # a partial left by a hard kill (no finally; its process is gone) is swept by the next export
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".sm.partial-{dead}-0123abcd"
+    stale.mkdir()
     (stale / "saved_model.pb").write_text("half")
     r = invoke("export", tiny_run, "--out", out, "--force")
     assert r.exit_code == 0, r.output
