@@ -45,10 +45,17 @@ def read_export_marker(path) -> dict | None:
     return None
 
 
-def _load_export(path: Path):
-    """SavedModel dir -> (run(raw float batch) -> probabilities, (H, W, C), class names or None)."""
+def _load_export(path: Path, unsafe: bool = False):
+    """SavedModel dir -> (run(raw float batch) -> probabilities, (H, W, C), class names or None).
+
+    Unless ``unsafe``, the graph is checked against the classifier op allowlist first
+    (``savedmodel_policy``): nothing of an untrusted SavedModel runs before that."""
     import tensorflow as tf
 
+    if not unsafe:
+        from kerascnn.savedmodel_policy import check_savedmodel
+
+        check_savedmodel(path)
     try:
         loaded = tf.saved_model.load(str(path))
         fn = loaded.signatures["serving_default"]
@@ -91,7 +98,7 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False) -> list
     """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file."""
     p = Path(ref)
     if is_savedmodel_dir(p):
-        run, shape, names = _load_export(p)
+        run, shape, names = _load_export(p, unsafe)
         scale = 1.0  # the export scales inside
     else:
         from kerascnn.evaluation import predict_probabilities

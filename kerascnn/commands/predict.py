@@ -10,7 +10,8 @@ from kerascnn.commands.common import echo_json, format_option
 @click.argument("model_or_export")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
-@click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
+@click.option("--unsafe", is_flag=True, help="Allow models that contain code: Lambda layers (.keras), ops "
+              "outside the classifier allowlist such as file access (SavedModel).")
 @format_option
 def predict(model_or_export, images, top_k, unsafe, fmt):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
