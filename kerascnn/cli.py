@@ -16,7 +16,7 @@ import os
 import click
 
 from kerascnn import __version__
-from kerascnn.errors import ConfigError, KerasCNNError
+from kerascnn.errors import ConfigError, KerasCNNError, Stopped
 
 # command name -> "module:attribute"; modules are imported on first use.
 COMMANDS = {
@@ -63,6 +63,9 @@ class KerasCNNGroup(click.Group):
             return self._invoke_quietly(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except Stopped as e:
+            click.echo(f"Error: {one_line(e)}", err=True)
+            ctx.exit(128 + SIGNAL_NUMBERS.get(e.signal_name, 15))
         except ConfigError as e:
             raise click.UsageError(one_line(e), ctx=ctx) from None
         except KerasCNNError as e:
@@ -122,8 +125,32 @@ def cli():
     """
 
 
+SIGNAL_NUMBERS = {"SIGTERM": 15, "SIGHUP": 1}
+
+
+def _raise_stopped(signum, frame):
+    import signal
+
+    raise Stopped(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (and SIGHUP) raise ``Stopped`` in the main thread, so a stopped command unwinds like
+    Ctrl-C (cleanup runs) and ends with "Error: stopped (SIGTERM)" and exit 143, not silently."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in SIGNAL_NUMBERS:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _raise_stopped)
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ INFO lines off the terminal
+    install_signal_handlers()
     cli.main(args=argv, prog_name="kerascnn")
 
 

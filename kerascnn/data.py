@@ -119,6 +119,7 @@ def _load_npz(path: Path, seed: int) -> ImageData:
         raise DataError(f"{path}: empty file (0 bytes)")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz file (not a zip archive; save it with numpy.savez)")
+    check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -138,12 +139,67 @@ def _load_npz(path: Path, seed: int) -> ImageData:
         x_te, y_te = arrays["x_test"], arrays["y_test"]
     else:
         _check_pair(path, "x_train", x_tr, "y_train", y_tr)
-        x_tr, y_tr, x_te, y_te = split_validation(_as_nhwc(path, "x_train", x_tr), _labels(path, "y_train", y_tr),
-                                                  0.2, seed)
-    names = None
-    if "class_names" in arrays:
-        names = [str(s) for s in arrays["class_names"].tolist()]
+        y_tr = _labels(path, "y_train", y_tr)
+        check_labels(path, {"y_train": y_tr}, _class_names(path, arrays))
+        x_tr, y_tr, x_te, y_te = split_validation(_as_nhwc(path, "x_train", x_tr), y_tr, 0.2, seed)
+    names = _class_names(path, arrays)
     return _validated(x_tr, y_tr, x_te, y_te, names, f"file:{path}", path)
+
+
+def _class_names(path, arrays) -> list | None:
+    if "class_names" not in arrays:
+        return None
+    names = arrays["class_names"]
+    if names.ndim != 1:
+        raise DataError(f"{path}: class_names has shape {names.shape}; expected one name per class (K,)")
+    return [str(s)[:200] for s in names.tolist()]
+
+
+def _npz_members(path: Path) -> dict:
+    """{array name: (shape, dtype)} read from each ``.npy`` member's header, without decompressing
+    the data (only the first few hundred bytes of each member are inflated)."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    out[info.filename] = ((info.file_size,), np.dtype(np.uint8))
+                    continue
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        raise ValueError(f"unsupported .npy version {version}")
+                out[info.filename[:-4]] = (tuple(int(v) for v in shape), dtype)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({_short(e)})") from None
+    return out
+
+
+def check_npz_headers(path: Path) -> dict:
+    """Refuse, from the member headers alone, an ``.npz`` whose arrays would not fit in memory
+    once decompressed (a small file can expand a thousandfold) or whose image/label arrays
+    are 0-d scalars. Returns {name: (shape, dtype)}."""
+    from kerascnn.guard import available_bytes
+    from kerascnn.analysis import human_bytes
+
+    members = _npz_members(path)
+    total = 0
+    for name, (shape, dtype) in members.items():
+        if name in NPZ_KEYS and shape == ():
+            raise DataError(f"{path}: {name[:40]} is a 0-d array (a single value); expected "
+                            f"{'images (N,H,W) or (N,H,W,C)' if name.startswith('x') else 'one label per image (N,)'}")
+        if dtype.hasobject:
+            raise DataError(f"{path}: holds object (pickled) arrays; only plain numeric arrays are accepted")
+        total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = available_bytes()
+    if total > have:
+        raise DataError(f"{path}: its arrays expand to {human_bytes(total)} ({path.stat().st_size:,} bytes on disk) "
+                        f"but only {human_bytes(have)} of memory is available; refused before decompressing")
+    return members
 
 
 def _as_nhwc(src, key, x) -> np.ndarray:
@@ -157,6 +213,8 @@ def _as_nhwc(src, key, x) -> np.ndarray:
         x = x[..., :3]
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise DataError(f"{src}: {key} contains NaN or infinite values")
+    if x.ndim == 0:
+        raise DataError(f"{src}: {key} is a 0-d array (a single value); expected images (N,H,W) or (N,H,W,C)")
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{src}: {key} has integer pixel values outside 0..255")
@@ -175,9 +233,37 @@ def _labels(src, key, y) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise DataError(f"{src}: {key} holds non-integer labels")
+        if y.size and float(np.max(np.abs(y))) >= 2.0 ** 53:
+            raise DataError(f"{src}: {key} holds a label of {float(np.max(np.abs(y))):.3g}; labels are class "
+                            f"indices 0..K-1")
     elif not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{src}: {key} has dtype {y.dtype}; expected integer class labels")
     return y.astype(np.int64)
+
+
+def check_labels(src, ys: dict, names) -> int:
+    """The number of classes K: labels must be 0..K-1 with every class present (dense), or indices
+    into the given class names. Checked with O(N) work whatever the label values (a label of 1e12
+    never turns into a list of 1e12 names)."""
+    present = [y for y in ys.values() if y.size]
+    low = min(int(y.min()) for y in present)
+    high = max(int(y.max()) for y in present)
+    if low < 0:
+        key = next(k for k, y in ys.items() if y.size and int(y.min()) == low)
+        raise DataError(f"{src}: {key} has label {low}; labels are class indices 0..K-1")
+    if names:
+        k = len(names)
+        if high >= k:
+            key = next(k_ for k_, y in ys.items() if y.size and int(y.max()) == high)
+            raise DataError(f"{src}: {key} has label {high}, outside [0, {k}) for the {k} class names")
+        return k
+    used = np.unique(np.concatenate([np.unique(y) for y in present]))
+    if high + 1 != len(used):
+        missing = next(i for i, v in enumerate(used) if i != v) if high + 1 > len(used) else None
+        raise DataError(f"{src}: labels are not dense: {len(used)} distinct labels but the largest is {high:,} "
+                        f"(label {missing} is never used); relabel them 0..{len(used) - 1} or add a class_names "
+                        f"array with one name per label")
+    return high + 1
 
 
 def _check_pair(src, xk, x, yk, y):
@@ -194,37 +280,87 @@ def _validated(x_tr, y_tr, x_te, y_te, names, name, src) -> ImageData:
     y_tr, y_te = _labels(src, "y_train", y_tr), _labels(src, "y_test", y_te)
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DataError(f"{src}: x_train images are {x_tr.shape[1:]} but x_test images are {x_te.shape[1:]}")
-    k = len(names) if names else int(max(y_tr.max(), y_te.max())) + 1
-    for key, y in (("y_train", y_tr), ("y_test", y_te)):
-        if y.min() < 0 or y.max() >= k:
-            bad = int(y.min() if y.min() < 0 else y.max())
-            raise DataError(f"{src}: {key} has label {bad}, outside [0, {k})")
+    k = check_labels(src, {"y_train": y_tr, "y_test": y_te}, names)
     if len(np.unique(y_tr)) < 2:
         raise DataError(f"{src}: y_train has fewer than two classes; a classifier needs at least two")
     names = names or [str(i) for i in range(k)]
-    scale = 1.0 if (x_tr.dtype == np.float32 and x_tr.size and float(x_tr.max()) <= 1.0) else 1.0 / 255.0
+    scale = _pixel_scale(src, {"x_train": x_tr, "x_test": x_te})
     return ImageData(x_tr, y_tr, x_te, y_te, list(names), name, scale)
+
+
+def _unit_range(x) -> bool:
+    """True for float pixels already in [0, 1]; False for 0..255 (uint8, or float above 1)."""
+    return x.dtype == np.float32 and float(x.max()) <= 1.0
+
+
+def _pixel_scale(src, splits: dict) -> float:
+    """One pixel scale per data set: every split in [0, 1], or every split 0..255."""
+    kinds = {key: _unit_range(x) for key, x in splits.items() if x.size}
+    if len(set(kinds.values())) > 1:
+        unit = [k for k, v in kinds.items() if v]
+        raw = [k for k, v in kinds.items() if not v]
+        raise DataError(f"{src}: {', '.join(unit)} pixels are in [0, 1] but {', '.join(raw)} pixels go up to "
+                        f"{float(max(splits[k].max() for k in raw)):g} (0..255); use one scale for every split")
+    return 1.0 if kinds.get("x_train", False) else 1.0 / 255.0
+
+
+MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 9,459 x 9,459): no classifier input
+
+
+def _check_image_header(path: Path, im) -> None:
+    """Refuse, from the header (PIL's open reads only that), an image too large to decode."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    w, h = im.size
+    bands = max(1, len(im.getbands()))
+    if w * h > MAX_IMAGE_PIXELS or w * h * bands * 2 > available_bytes():
+        raise DataError(f"{path}: {w:,}x{h:,} pixels ({human_bytes(w * h * bands)} decoded) is far larger than any "
+                        f"classifier input (limit {MAX_IMAGE_PIXELS:,} pixels); refused before decoding "
+                        f"(a decompression bomb?)")
+
+
+def _regular_file(path: Path, what: str = "image") -> None:
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a device, pipe or socket); expected an {what} file")
+    if st.st_size == 0:
+        raise DataError(f"{path}: empty {what} file (0 bytes)")
 
 
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty image file (0 bytes)")
+    _regular_file(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit gray -> 0..255
-                a = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-                return np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
-            if im.mode in ("1", "LA"):
-                im = im.convert("L")
-            elif im.mode not in ("L", "RGB"):  # P, RGBA, CMYK, YCbCr ... -> RGB (alpha dropped)
-                im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "RGBA") else im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_image_header(path, im)
+                return _decode(im)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
+
+
+def _decode(im) -> np.ndarray:
+    """An opened PIL image -> uint8 (H, W) gray or (H, W, 3) RGB."""
+    im.load()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit gray -> 0..255
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    if im.mode in ("1", "LA"):
+        im = im.convert("L")
+    elif im.mode not in ("L", "RGB"):  # P, RGBA, CMYK, YCbCr ... -> RGB (alpha dropped)
+        im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "RGBA") else im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8)
 
 
 class DataWarning(UserWarning):
@@ -284,23 +420,69 @@ def _scan_folder(root: Path) -> tuple:
     return [c.name for c in classes], files, np.array(labels, dtype=np.int64)
 
 
-def _stack(images: list, files: list) -> np.ndarray:
+def _stack(images: list, files: list, note: bool = True) -> np.ndarray:
+    """Images of mixed modes and sizes -> one uint8 (N, H, W, C) array at the most common size and
+    channel count (gray <-> RGB by luminance / repetition, bilinear resize); one note line says
+    how many were converted."""
     channels = Counter(3 if im.ndim == 3 else 1 for im in images).most_common(1)[0][0]
     size = Counter(im.shape[:2] for im in images).most_common(1)[0][0]
+    _check_fits(files[0].parent if files else "images", (len(images),) + size + (channels,), 1,
+                f"{len(images):,} images at {size[0]}x{size[1]}x{channels}")
     out = np.empty((len(images),) + size + (channels,), dtype=np.uint8)
+    converted = resized = 0
     for j, im in enumerate(images):
         im = im[..., None] if im.ndim == 2 else im
         if im.shape[-1] != channels:
-            im = np.repeat(im, 3, axis=-1) if channels == 3 else np.round(im @ [0.299, 0.587, 0.114])[..., None]
+            converted += 1
+            im = (np.repeat(im, 3, axis=-1) if channels == 3
+                  else np.clip(np.round(im @ np.array([0.299, 0.587, 0.114])), 0, 255).astype(np.uint8)[..., None])
         if im.shape[:2] != size:
             from PIL import Image
 
-            mode = "L" if channels == 1 else "RGB"
-            pil = Image.fromarray(im[..., 0] if channels == 1 else im.astype(np.uint8), mode)
+            resized += 1
+            pil = Image.fromarray(np.ascontiguousarray(im[..., 0] if channels == 1 else im).astype(np.uint8),
+                                  "L" if channels == 1 else "RGB")
             im = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
             im = im[..., None] if im.ndim == 2 else im
         out[j] = im
+    if note and (converted or resized):
+        mode = "gray" if channels == 1 else "RGB"
+        warnings.warn(DataWarning(f"{len(images)} images of mixed modes/sizes: {converted} converted to {mode}, "
+                                  f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=2)
     return out
+
+
+def _check_fits(src, shape, itemsize: int, what: str, hint: str = "") -> None:
+    """Refuse an array of ``shape`` that would not fit in the available memory, before allocating it."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    need = int(np.prod(shape, dtype=object)) * itemsize
+    have = available_bytes()
+    if need > have:
+        raise DataError(f"{src}: {what} need {human_bytes(need)} but only {human_bytes(have)} of memory "
+                        f"is available{hint}")
+
+
+def _check_headers(root: Path, files: list) -> None:
+    """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
+    that would not fit in memory, or any single image that is a decompression bomb."""
+    from PIL import Image
+
+    total = 0
+    for f in files:
+        _regular_file(f)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    _check_image_header(f, im)
+                    total += im.size[0] * im.size[1] * (1 if len(im.getbands()) == 1 else 3)
+        except DataError:
+            raise
+        except Exception:  # unreadable: _read_image reports it with its own message
+            continue
+    _check_fits(root, (total,), 1, f"{len(files):,} images decoded")
 
 
 def _load_folder(root: Path, seed: int) -> ImageData:
@@ -309,11 +491,13 @@ def _load_folder(root: Path, seed: int) -> ImageData:
         names_te, f_te, y_te = _scan_folder(root / "test")
         if names_te != names:
             raise DataError(f"{root}: train/ and test/ have different class folders")
+        _check_headers(root, f_tr + f_te)
         imgs = [_read_image(f) for f in f_tr + f_te]
         x = _stack(imgs, f_tr + f_te)
         x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
     else:
         names, files, y = _scan_folder(root)
+        _check_headers(root, files)
         x = _stack([_read_image(f) for f in files], files)
         x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
     return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
@@ -328,12 +512,13 @@ def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 
             if not found:
                 raise DataError(f"{p}: no image files")
             files += found
-        elif p.is_file():
+        elif p.exists():
+            _regular_file(p)
             files.append(p)
         else:
             raise DataError(f"{p}: no such file or directory")
     raw = [_read_image(f) for f in files]
-    batch = np.concatenate([prepare_images(_stack([im], [f]), image_size, channels, pixel_scale)
+    batch = np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
                             for im, f in zip(raw, files)])
     return batch, [str(f) for f in files]
 
@@ -345,6 +530,8 @@ def prepare_images(x: np.ndarray, image_size, channels: int, pixel_scale: float,
     cheaper side of the channel change runs through the resize (gray before RGB expansion)."""
     x = x[..., None] if x.ndim == 3 else x
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    _check_fits(f"image size {h}x{w}", (len(x), h, w, channels), 4,
+                f"{len(x):,} images at {h}x{w}x{channels} in float32", "; use a smaller --image-size (or fewer images)")
     out = np.empty((len(x), h, w, channels), dtype=np.float32)
     scale = np.float32(pixel_scale)
     for i in range(0, len(x), chunk):

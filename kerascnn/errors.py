@@ -40,3 +40,14 @@ class ExportError(KerasCNNError):
 
 class WriteError(KerasCNNError):
     """A file or directory could not be written (disk full, file too large); the previous one is kept."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM); raised by the CLI's signal handler. A subclass of
+    KeyboardInterrupt, so the same path as Ctrl-C runs (no ``except Exception`` swallows it;
+    ``finally`` blocks and partial-file cleanup run) and the CLI prints one line.
+    ``signal_name`` is e.g. "SIGTERM"; a command may catch it to add how to resume."""
+
+    def __init__(self, signal_name: str = "SIGTERM"):
+        super().__init__(f"stopped ({signal_name})")
+        self.signal_name = signal_name

@@ -26,11 +26,35 @@ def save(fig, out_png) -> Path:
     return out_png
 
 
+MAX_HISTORY_BYTES = 64 << 20  # a history.csv has one short row per epoch
+
+
+def _read_history_csv(path: Path) -> list:
+    """Rows of a history.csv; a binary, huge or malformed file is one DataError naming it."""
+    from kerascnn.errors import DataError
+
+    try:
+        if not path.is_file():
+            raise DataError(f"{path}: not a regular file; expected the run's history.csv")
+        if path.stat().st_size > MAX_HISTORY_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes is too large for a history.csv")
+        with open(path, newline="", encoding="utf-8") as fh:
+            text = fh.read()
+        if "\0" in text:
+            raise ValueError("it contains NUL bytes")
+        rows = list(csv.DictReader(text.splitlines()))
+    except DataError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
+        reason = "binary, not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)[:80]
+        raise DataError(f"{path}: not a readable history.csv ({reason})") from None
+    return rows
+
+
 def read_history(history) -> dict:
     """dict of lists, list of row dicts, or a history.csv path -> dict of float lists."""
     if isinstance(history, (str, Path)):
-        with open(history, newline="") as fh:
-            history = list(csv.DictReader(fh))
+        history = _read_history_csv(Path(history))
     if isinstance(history, list):
         keys = history[0].keys() if history else []
         history = {k: [r.get(k) for r in history] for k in keys}

@@ -72,6 +72,32 @@ def load_keras_model(path, unsafe: bool = False):
         raise DataError(f"{path}: not a loadable Keras model ({_first_line(e)})") from None
 
 
+def check_classifier(model, path) -> None:
+    """A loaded model kerascnn can use: one image input (N, H, W, C) with a fixed size and C 1 or 3,
+    one output of class scores (N, K). Anything else is one DataError naming the file."""
+    def shape_of(t):
+        return tuple(getattr(t, "shape", ()) or ())
+
+    inputs, outputs = list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
+    if len(inputs) != 1:
+        raise DataError(f"{path}: the model takes {len(inputs)} inputs; kerascnn needs one batch of images")
+    if len(outputs) != 1:
+        raise DataError(f"{path}: the model has {len(outputs)} outputs; kerascnn needs one (class scores)")
+    shape = shape_of(inputs[0])
+    fmt = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+    if len(shape) != 4:
+        raise DataError(f"{path}: the model's input is {fmt}, not images (None, H, W, C)")
+    if any(d is None for d in shape[1:]):
+        raise DataError(f"{path}: the model's input {fmt} has no fixed image size; kerascnn needs (None, H, W, C) "
+                        f"with H, W and C fixed")
+    if shape[3] not in (1, 3):
+        raise DataError(f"{path}: the model's input {fmt} has {shape[3]} channels; expected 1 (gray) or 3 (RGB)")
+    out = shape_of(outputs[0])
+    ofmt = "(" + ", ".join("None" if d is None else str(d) for d in out) + ")"
+    if len(out) != 2 or out[1] is None or out[1] < 1:
+        raise DataError(f"{path}: the model's output is {ofmt}, not one score per class (None, K)")
+
+
 def _first_line(e) -> str:
     import re
 
@@ -98,10 +124,12 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
         for name in order:
             if (p / name).is_file():
                 model = load_keras_model(p / name, unsafe)
+                check_classifier(model, p / name)
                 return model, _info_from_config(cfg, p, p / name)
         raise DataError(f"{p}: the run has no saved model yet ({' or '.join(MODEL_FILES)})")
     if p.suffix == ".keras" or p.is_file():
         model = load_keras_model(p, unsafe)
+        check_classifier(model, p)
         if (p.parent / CONFIG_FILE).is_file():
             return model, _info_from_config(load_config(p.parent), p.parent, p)
         shape = tuple(model.input_shape[1:])
