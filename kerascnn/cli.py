@@ -61,7 +61,11 @@ class KerasCNNGroup(click.Group):
     def invoke(self, ctx):
         try:
             return self._invoke_quietly(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except click.ClickException as e:  # click echoes the bad value: bound it (a 5,000-digit number)
+            if len(e.message) > 400:
+                e.message = e.message[:200] + f" ...[{len(e.message) - 300:,} characters]... " + e.message[-100:]
+            raise
+        except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Stopped as e:
             click.echo(f"Error: {one_line(e)}", err=True)

@@ -9,6 +9,7 @@ file and what is wrong.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 import zipfile
@@ -320,6 +321,22 @@ def _check_image_header(path: Path, im) -> None:
                         f"(a decompression bomb?)")
 
 
+@contextlib.contextmanager
+def _open_header(path: Path):
+    """``Image.open`` (reads the header only) with PIL's own bomb check handed to
+    ``_check_image_header``, which names the file and the size in one line."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    with im:
+        yield im
+
+
 def _regular_file(path: Path, what: str = "image") -> None:
     import stat
 
@@ -338,11 +355,9 @@ def _read_image(path: Path) -> np.ndarray:
 
     _regular_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_image_header(path, im)
-                return _decode(im)
+        with _open_header(path) as im:
+            _check_image_header(path, im)
+            return _decode(im)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -473,11 +488,9 @@ def _check_headers(root: Path, files: list) -> None:
     for f in files:
         _regular_file(f)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(f) as im:
-                    _check_image_header(f, im)
-                    total += im.size[0] * im.size[1] * (1 if len(im.getbands()) == 1 else 3)
+            with _open_header(f) as im:
+                _check_image_header(f, im)
+                total += im.size[0] * im.size[1] * (1 if len(im.getbands()) == 1 else 3)
         except DataError:
             raise
         except Exception:  # unreadable: _read_image reports it with its own message

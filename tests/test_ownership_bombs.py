@@ -120,3 +120,300 @@ def test_exported_folders_get_normal_permissions(invoke, tiny_model, tmp_path):
     assert modes["saved_model.pb"] == 0o644 and modes["kerascnn.json"] == 0o644
     assert {m for p, m in modes.items() if (out / p).is_dir()} == {0o755}
     assert {m for p, m in modes.items() if (out / p).is_file()} == {0o644}
+
+
+# --------------------------------------------------------------------------- labels
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("labels, words", [
+    ([0, 1, 0, 1e12], ("not dense", "1,000,000,000,000")),
+    ([0, 1, 0, 5e7], ("not dense", "50,000,000", "label 2 is never used")),
+    ([0, 1000, 2000, 3000], ("4 distinct labels", "3,000", "relabel them 0..3")),
+])
+def test_sparse_or_huge_labels_are_refused_before_allocating(tmp_path, labels, words):
+    import tracemalloc
+
+    from kerascnn.data import load_data
+    from kerascnn.errors import DataError
+
+    y = np.array(labels * 10, dtype=np.float64 if max(labels) > 1e6 else np.int64)
+    f = _npz(tmp_path / "d.npz", x_train=np.zeros((len(y), 4, 4), np.uint8), y_train=y)
+    tracemalloc.start()
+    with pytest.raises(DataError) as e:
+        load_data(data=str(f))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert str(f) in str(e.value) and peak < 2 << 20  # nothing proportional to the label value
+
+
+def test_sparse_labels_with_class_names_are_accepted(tmp_path):
+    from kerascnn.data import load_data
+
+    y = np.array([0, 2, 3, 0, 2, 3] * 5)
+    names = np.array(["cat", "dog", "eel", "fox"])
+    f = _npz(tmp_path / "d.npz", x_train=np.zeros((30, 4, 4), np.uint8), y_train=y, class_names=names)
+    d = load_data(data=str(f))
+    assert d.num_classes == 4 and d.class_names == ["cat", "dog", "eel", "fox"]
+
+
+# --------------------------------------------------------------------------- npz and image bombs
+def _npz_bomb(path, n_bytes):
+    """An honest .npz whose x_train (zeros) is n_bytes decompressed: a thousandfold smaller on disk."""
+    import zipfile
+
+    side = 32
+    n = n_bytes // (side * side)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("x_train.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (n, side, side)})
+            chunk = bytes(1 << 20)
+            for _ in range(n * side * side // len(chunk)):
+                fh.write(chunk)
+        with zf.open("y_train.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.zeros(n, np.int64))
+    return path
+
+
+def test_npz_bomb_is_refused_from_its_headers(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from kerascnn.data import load_data
+    from kerascnn.errors import DataError
+
+    f = _npz_bomb(tmp_path / "bomb.npz", 256 << 20)  # 256 MiB of images
+    assert f.stat().st_size < 1 << 20                  # in under 1 MiB on disk
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", "64M")
+    tracemalloc.start()
+    with pytest.raises(DataError) as e:
+        load_data(data=str(f))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    msg = str(e.value)
+    assert str(f) in msg and "expand to 258.00 MiB" in msg and "64.00 MiB" in msg, msg
+    assert peak < 4 << 20, peak  # the arrays were never decompressed
+
+
+def test_zero_d_arrays_in_npz_are_one_line(invoke, tmp_path):
+    f = _npz(tmp_path / "scalar.npz", x_train=np.array(7), y_train=np.array(1))
+    r = invoke("train", "convnet", "--data", f, "--epochs", "1", "--run-dir", tmp_path / "run")
+    line = _one_error(r, 1)
+    assert "x_train is a 0-d array" in line and str(f) in line
+
+
+def _png_bomb(path, width, height):
+    """A PNG whose header claims width x height gray pixels (decoding would need w*h bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = zlib.compress(b"\0" * (width + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", row) + chunk(b"IEND", b""))
+    return path
+
+
+def _class_folder(root, n=5, size=(16, 16), mode="L"):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            shape = size if mode == "L" else size + (3,)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_image_decompression_bomb_is_refused_from_its_header(tmp_path):
+    import tracemalloc
+
+    from kerascnn.data import load_data, load_image_files
+    from kerascnn.errors import DataError
+
+    root = _class_folder(tmp_path / "imgs")
+    bomb = _png_bomb(root / "a" / "zz.png", 40_000, 40_000)  # 1.6 G pixels, 235 bytes on disk
+    assert bomb.stat().st_size < 300
+    tracemalloc.start()
+    with pytest.raises(DataError) as e1:
+        load_data(data=str(root))
+    with pytest.raises(DataError) as e2:
+        load_image_files([bomb], (16, 16), 1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    for e in (e1, e2):
+        assert str(bomb) in str(e.value) and "40,000x40,000" in str(e.value) and "before decoding" in str(e.value)
+    assert peak < 8 << 20
+
+
+def test_image_size_600_is_refused_by_an_estimate_before_allocating(invoke, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", "1G")
+    r = invoke("train", "convnet", "--image-size", "600", "--epochs", "1", "--run-dir", tmp_path / "run")
+    line = _one_error(r, 1)
+    # 1,294 digits training images at 600x600x1 float32 = 1,294 * 360,000 * 4 B = 1.74 GiB > 1 GiB
+    assert "1,294 images at 600x600x1 in float32 need 1.74 GiB" in line and "1.00 GiB" in line and "--image-size" in line, line
+
+
+# --------------------------------------------------------------------------- YAML alias bomb, unbounded messages
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_without_expanding(tmp_path):
+    import tracemalloc
+
+    from kerascnn.errors import ConfigError
+    from kerascnn.train_config import load_config_file
+
+    f = tmp_path / "bomb.yaml"
+    f.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 600
+    tracemalloc.start()
+    with pytest.raises(ConfigError) as e:
+        load_config_file(f)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "anchors and aliases" in str(e.value) and peak < 4 << 20
+
+
+def test_messages_never_format_unbounded_values(invoke, tmp_path):
+    import json
+
+    f = tmp_path / "big.json"
+    f.write_text(json.dumps({"model": "convnet", "x" * 200_000: 1}))
+    r = invoke("train", "--config", f)
+    line = _one_error(r, 2)
+    assert "unknown option 'xxxxx" in line and len(line) < 450
+    f = tmp_path / "big.yaml"
+    f.write_text("model: convnet\nepochs: [" + ",".join(["1"] * 50_000) + "]\n")
+    r = invoke("train", "--config", f)
+    line = _one_error(r, 2)
+    assert "epochs must be an integer" in line and "50,000 items" in line and len(line) < 300
+    r = invoke("train", "convnet", "--epochs", "9" * 5000)
+    assert r.exit_code == 2 and "Traceback" not in r.output and len(r.output) < 2000, r.output[:300]
+
+
+# --------------------------------------------------------------------------- valid input that used to fail
+def test_gray_folder_with_one_rgb_image_of_another_size_loads(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from kerascnn.data import DataWarning, load_data
+
+    root = _class_folder(tmp_path / "imgs")
+    Image.new("RGB", (20, 20), (200, 100, 50)).save(root / "b" / "rgb.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = load_data(data=str(root), seed=0)
+    assert d.image_shape == (16, 16, 1) and len(d.y_train) + len(d.y_test) == 11
+    x = np.concatenate([d.x_train, d.x_test])
+    assert any(np.all(im == 124) for im in x)  # 0.299*200 + 0.587*100 + 0.114*50 = 124.2
+    notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert notes == ["11 images of mixed modes/sizes: 1 converted to gray, 1 resized to 16x16 (the most common)"]
+
+
+def test_one_pixel_scale_per_data_set(tmp_path):
+    from kerascnn.data import load_data
+    from kerascnn.errors import DataError
+
+    rng = np.random.default_rng(0)
+    y = np.arange(20) % 2
+    f = _npz(tmp_path / "mixed.npz", x_train=rng.random((20, 4, 4), np.float32), y_train=y,
+             x_test=rng.random((20, 4, 4), np.float32) * 255, y_test=y)
+    with pytest.raises(DataError, match=r"x_train pixels are in \[0, 1\] but x_test pixels go up to 25\d\.\d+"):
+        load_data(data=str(f))
+    f = _npz(tmp_path / "same.npz", x_train=rng.random((20, 4, 4), np.float32), y_train=y,
+             x_test=rng.random((20, 4, 4), np.float32), y_test=y)
+    assert load_data(data=str(f)).pixel_scale == 1.0
+
+
+@pytest.fixture(scope="module")
+def foreign_models(tmp_path_factory):
+    import keras
+
+    root = tmp_path_factory.mktemp("foreign")
+    made = {}
+    m = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dense(2)])
+    made["no fixed image size"] = m
+    made["not images (None, H, W, C)"] = keras.Sequential([keras.Input((784,)), keras.layers.Dense(2)])
+    a, b = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+    made["takes 2 inputs"] = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Flatten()(a + b)))
+    made["not one score per class"] = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 1)])
+    paths = {}
+    for i, (words, model) in enumerate(made.items()):
+        paths[words] = root / f"foreign{i}.keras"
+        model.save(paths[words])
+    return paths
+
+
+def test_foreign_keras_models_are_one_line_each(invoke, foreign_models, tmp_path):
+    img = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(img)
+    for words, path in foreign_models.items():
+        r = invoke("predict", path, img)
+        line = _one_error(r, 1)
+        assert str(path) in line and words in line, line
+
+
+def test_binary_history_csv_is_one_line(tmp_path):
+    from kerascnn.errors import DataError
+    from kerascnn.plots import read_history
+
+    f = tmp_path / "history.csv"
+    f.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"history.csv: not a readable history.csv \(binary"):
+        read_history(f)
+    f.write_bytes(b"epoch,loss\n1,0.5\x00\n")
+    with pytest.raises(DataError, match="NUL"):
+        read_history(f)
+    f.write_text("epoch,loss,accuracy\n1,0.5,0.8\n2,0.25,0.9\n")
+    assert read_history(f) == {"epoch": [1.0, 2.0], "loss": [0.5, 0.25], "accuracy": [0.8, 0.9]}
+
+
+def test_predict_dev_zero_is_one_line(invoke, tiny_model):
+    r = invoke("predict", tiny_model, "/dev/zero")
+    line = _one_error(r, 1)
+    assert "/dev/zero: not a regular file" in line
+
+
+# --------------------------------------------------------------------------- SIGTERM
+def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
+    import signal
+
+    out = tmp_path / "sm"
+    env = dict(os.environ, KERASCNN_TEST_PAUSE="export-before-rename", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", "export", str(tiny_model), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if "KERASCNN_TEST_PAUSED" in line:
+                break
+        assert any(p.name.startswith(".sm.partial-") for p in tmp_path.iterdir())  # staged, not committed
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == ["Error: stopped (SIGTERM)"], err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the staging folder was removed, no target
