@@ -40,9 +40,13 @@ def test_commit_dir_never_exposes_a_partial_tree(tmp_path):
     assert (target / "saved_model.pb").read_text() == "v1"
     fsutil.commit_dir(stage2, target, force=True)
     assert (target / "saved_model.pb").read_text() == "v2"
-    leftover = fsutil.partial_dir(target)  # an export killed before its rename
+    mine = fsutil.partial_dir(target)  # this (live) process's staging: never swept
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    leftover = tmp_path / f".export.partial-{dead}-0badc0de"  # an export killed before its rename
+    leftover.mkdir()
     assert fsutil.sweep_partials(tmp_path) == [leftover]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["export", mine.name])
 
 
 def test_atomic_write_survives_sigkill_of_the_writer(tmp_path):
