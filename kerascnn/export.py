@@ -209,10 +209,43 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
             "note": "input: float32 pixels already scaled to [0, 1] (raw / 255)"}
 
 
+EXTRAS = {"onnx": ("onnxruntime", "tf2onnx"), "litert": ("ai_edge_litert",)}
+
+
+def target_path(ref: str, out: str | None, fmt: str = "savedmodel", fuse_bn: bool = False) -> Path:
+    """Where the export goes, known before any model is loaded (saved_models/NAME[.onnx|.tflite])."""
+    if out is None:
+        p = Path(str(ref).rstrip("/"))
+        name = p.name if (p.is_dir() or p.is_file() or p.suffix == ".keras") else str(ref)
+        out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
+    target = Path(out)
+    suffix = {"onnx": ".onnx", "litert": ".tflite"}.get(fmt)
+    return target.with_suffix(suffix) if suffix and target.suffix != suffix else target
+
+
+def precheck(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel",
+             fuse_bn: bool = False) -> Path:
+    """Everything about an export that needs no TensorFlow: the reference, the optional packages
+    of the format and an existing target (without --force). Returns the target path."""
+    import importlib.util
+
+    from kerascnn.runs import check_model_ref
+
+    check_model_ref(ref)
+    missing = [m for m in EXTRAS.get(fmt, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"--format {fmt} needs optional packages: pip install \"kerascnn[{fmt}]\"")
+    target = target_path(ref, out, fmt, fuse_bn)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; pass --force to replace it")
+    return target
+
+
 def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
            fuse_bn: bool = False, unsafe: bool = False) -> dict:
     from kerascnn.runs import resolve_model
 
+    precheck(ref, out, force, fmt, fuse_bn)
     model, info = resolve_model(ref, which=which, unsafe=unsafe)
     result = {}
     if tolerance_for(model) != TOLERANCE:  # mixed precision: serve the float32 master weights
@@ -247,10 +280,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
 
         result["fused_bn_layers_removed"] = count_batchnorm(model) - count_batchnorm(fused)
         model = fused
-    if out is None:
-        name = Path(str(ref).rstrip("/")).name if info.run_dir or info.model_path else info.model_name
-        out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
-    target = Path(out)
+    target = target_path(ref, out, "savedmodel", fuse_bn)
     if fmt == "savedmodel" and target.exists() and not force:  # fail fast; re-checked atomically at commit
         raise ConfigError(f"{target} already exists; pass --force to replace it")
     fsutil.sweep_partials(target.parent) if target.parent.exists() else None

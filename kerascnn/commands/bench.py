@@ -52,6 +52,10 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
     opts = parse_options(entry, options)
     entry.analyze(input_shape, num_classes or 10, **opts)  # geometry errors before any framework loads
     _select_backend(backend)
+    if backend == "tensorflow":
+        from kerascnn.commands.common import load_tensorflow
+
+        load_tensorflow()
     from kerascnn import bench as B
 
     r = B.run(model, batch_size, input_shape, opts, steps, warmup, repeats, mode, precision, jit, fuse_bn,

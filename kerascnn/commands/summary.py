@@ -132,6 +132,10 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         raise GeometryError(f"--strict: {report.warnings()[0]}")
     _guard_size(report)
 
+    if use_keras:
+        from kerascnn.commands.common import load_tensorflow
+
+        load_tensorflow()
     model = build() if use_keras else None
     counts = _keras_counts(model) if model is not None else None
     if fmt == "json":
