@@ -25,8 +25,12 @@ def _entry_row(name):
 @click.argument("pattern", default="*")
 @format_option
 def list_cmd(pattern, fmt):
-    """List registered models matching PATTERN (shell wildcard, e.g. 'vgg*'), with family,
-    paper, year, default input, parameters and multiply-adds at that input."""
+    """List registered models matching PATTERN, with family, paper, year, default input,
+    parameters and multiply-adds at that input.
+
+    PATTERN is a plain word, matched as a substring of the name or the family name
+    (`kerascnn list resnet`, `kerascnn list lecture`), or a shell wildcard ('vgg1?_bn').
+    """
     from kerascnn.analysis import human
     from kerascnn.registry import list_models
     from kerascnn.report import table
