@@ -176,7 +176,7 @@ def _prepare_data(cfg: dict, entry, echo):
     natural = entry.default_input
     size = tuple(cfg["image_size"] or natural[:2])
     input_shape = size + (natural[2],)
-    d = D.load_data(cfg["dataset"], cfg["data"], seed=cfg["seed"])
+    d = D.load_data(cfg["dataset"], cfg["data"], seed=cfg["seed"], class_names=cfg.get("class_names"))
     x_tr, y_tr, x_val, y_val = D.split_validation(d.x_train, d.y_train, float(cfg["val_split"]), cfg["seed"])
     x_tr = D.prepare_images(x_tr, size, input_shape[2], d.pixel_scale)
     x_val = D.prepare_images(x_val, size, input_shape[2], d.pixel_scale)

@@ -7,7 +7,7 @@ KINDS = ["filters", "activations", "mistakes", "curves", "confusion", "receptive
 
 
 @click.command(short_help="Draw filters, activations, mistakes, curves, receptive fields, edges.")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("model_or_run", required=False)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 @click.option("--layer", default=None, help="Layer to show (filters, receptive-field).")
