@@ -178,19 +178,21 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pass --force to replace it")
     h, w, c = (int(v) for v in model.input_shape[1:])
-    probe = _probe_batch((h, w, c)).astype(np.float32) * RAW_PIXEL_SCALE
+    raw = _probe_batch((h, w, c))
+    probe = raw.astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
+    exported = uint8_model(model) if fmt == "onnx" else model
     with fsutil.atomic_path(path) as tmp:
         import warnings
 
         with warnings.catch_warnings():  # tf2onnx's np.object probe warns on NumPy 2
             warnings.simplefilter("ignore", FutureWarning)
-            model.export(str(tmp), format=fmt, verbose=False)
+            exported.export(str(tmp), format=fmt, verbose=False)
         if fmt == "onnx":
             import onnxruntime as ort
 
             sess = ort.InferenceSession(str(tmp))
-            got = sess.run(None, {sess.get_inputs()[0].name: probe})[0]
+            got = sess.run(None, {sess.get_inputs()[0].name: raw})[0]
         else:
             from ai_edge_litert.interpreter import Interpreter
 
@@ -205,8 +207,21 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
         diff, same = _agree(np.asarray(got, np.float32), expected, tol)
         if diff > tol or not same:
             raise ExportError(f"{path}: the reloaded {fmt} model disagrees with Keras (max |diff| {diff:.3g})")
-    return {"path": str(path), "format": fmt, "max_abs_diff": diff,
-            "note": "input: float32 pixels already scaled to [0, 1] (raw / 255)"}
+    note = ("input: images uint8 (N, H, W, C) 0..255, scaled inside, like the SavedModel" if fmt == "onnx" else
+            "input: float32 pixels already scaled to [0, 1] (raw / 255), unlike the SavedModel's uint8")
+    return {"path": str(path), "format": fmt, "max_abs_diff": diff, "note": note}
+
+
+def uint8_model(model):
+    """``model`` behind an ``images`` uint8 input scaled by 1/255 inside: the SavedModel's input
+    contract, for exporters that trace the Keras model itself (ONNX)."""
+    import keras
+
+    inp = keras.Input(model.input_shape[1:], dtype="uint8", name="images")
+    scaled = keras.layers.Rescaling(RAW_PIXEL_SCALE, name="scale_raw_pixels")(inp)
+    wrapped = keras.Model(inp, model(scaled), name=f"{model.name}_uint8")
+    wrapped(np.zeros((1,) + tuple(model.input_shape[1:]), np.uint8))  # Keras's exporter wants a called model
+    return wrapped
 
 
 EXTRAS = {"onnx": ("onnxruntime", "tf2onnx"), "litert": ("ai_edge_litert",)}

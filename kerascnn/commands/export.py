@@ -11,8 +11,9 @@ from kerascnn.commands.common import echo_json
 @click.option("--out", type=click.Path(), default=None, help="Target (default saved_models/NAME).")
 @click.option("--force", is_flag=True, help="Replace an existing export (only after the new one verified).")
 @click.option("--to", "export_format", type=click.Choice(["savedmodel", "onnx", "litert"]), default=None,
-              help="What to write: savedmodel (default), onnx or litert (these need their extras). All three "
-                   "take raw pixels (uint8 0..255) and scale them inside.")
+              help="What to write: savedmodel (default), onnx or litert (these need their extras). SavedModel "
+                   "and ONNX take `images` as uint8 pixels 0..255 and scale inside; LiteRT takes float32 "
+                   "pixels already divided by 255.")
 @click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="For a run directory: the best or the last model.")
 @click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into the preceding conv/dense layer first.")
