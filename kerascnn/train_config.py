@@ -102,8 +102,10 @@ def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
     cfg.update(file_cfg)
     cfg.update({k: v for k, v in cli.items() if v is not None})
     cfg["model"] = model
-    if ("data" in cli or "dataset" in cli) and cli.get("class_names") is None:
-        cfg["class_names"] = None  # another data source: the recorded names belong to the old one
+    file_source = file_cfg.get("data") is not None or "dataset" in file_cfg
+    new_source = any(key in cli and cli[key] != file_cfg.get(key) for key in ("data", "dataset"))
+    if file_source and new_source and cli.get("class_names") is None:
+        cfg["class_names"] = None  # e.g. a run's config.json with another --data: its names belong to the old data
     from kerascnn.data import parse_class_names
 
     cfg["class_names"] = parse_class_names(cfg["class_names"])
