@@ -143,8 +143,8 @@ def test_onnx_export_takes_uint8_images_like_the_savedmodel(tmp_path, invoke):
     assert out["path"] == str(tmp_path / "m.onnx") and "uint8" in out["note"]
     sess = ort.InferenceSession(out["path"])
     inp = sess.get_inputs()[0]
-    assert inp.name == "images" and inp.type == "tensor(uint8)" and inp.shape[1:] == [32, 32, 1]
-    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
+    assert inp.name == "images" and inp.type == "tensor(uint8)" and inp.shape[1:] == [28, 28, 1]
+    x = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
     got = sess.run(None, {"images": x})[0]
     assert got.shape == (4, 10) and np.allclose(got.sum(1), 1.0, atol=1e-5)
     assert out["max_abs_diff"] <= 1e-4  # the export verified itself against Keras on x / 255
