@@ -25,15 +25,15 @@ def _select_backend(backend: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
 
 
-def warn_emulated_precision(precision: str) -> bool:
-    """One line on stderr when mixed_bfloat16 runs on a CPU without native bf16 (TensorFlow, no GPU)."""
+def warn_emulated_precision(precision: str, backend: str = "tensorflow") -> bool:
+    """One line on stderr when mixed_bfloat16 is to run on a CPU without native bf16 (and no GPU)."""
     from kerascnn.cpu import cpu_has_bf16
 
     if precision != "mixed_bfloat16" or cpu_has_bf16():
         return False
-    import tensorflow as tf
+    from kerascnn.bench import device_name
 
-    if tf.config.list_physical_devices("GPU"):
+    if backend in ("tensorflow", "jax") and device_name(backend)[1] == "GPU":
         return False
     click.echo("warning: this CPU has no native bfloat16 (AVX512_BF16 or AMX): mixed_bfloat16 is emulated "
                "and runs several times slower than float32 here", err=True)
@@ -72,8 +72,9 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
         from kerascnn.commands.common import load_tensorflow
 
         load_tensorflow()
-        warn_emulated_precision(precision)
     from kerascnn import bench as B
+
+    warn_emulated_precision(precision, backend)
 
     r = B.run(model, batch_size, input_shape, opts, steps, warmup, repeats, mode, precision, jit, fuse_bn,
               num_classes or 10)
