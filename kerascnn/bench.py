@@ -9,7 +9,6 @@ backend-neutral ``train_on_batch`` / ``predict_on_batch``.
 """
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import time
@@ -22,14 +21,10 @@ PEAKS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
+    """'AMD EPYC (2 cores; AVX2, AVX-512, AVX512_BF16)': a timing means little without the vector extensions."""
+    from kerascnn.cpu import cpu_description
+
+    return cpu_description()
 
 
 def device_name(backend: str) -> tuple:

@@ -1,16 +1,17 @@
 """The ``kerascnn`` command line: a thin click layer.
 
 Each command lives in ``kerascnn/commands/NAME.py`` and imports TensorFlow only
-inside its function body, so ``kerascnn --help`` and ``kerascnn CMD --help``
-are instant. Domain errors are turned into click errors here, once:
-``ConfigError`` -> usage error (exit 2), other ``KerasCNNError`` -> exit 1.
+inside its function body, after click has parsed its arguments and the command
+has checked everything that needs no model (``commands.common.load_tensorflow``),
+so ``--help`` and every argument error are instant. Domain errors are turned into
+click errors here, once: ``ConfigError`` -> exit 2 with one ``Error:`` line,
+other ``KerasCNNError`` -> exit 1.
 Anything unexpected becomes a one-line error too (set ``KERASCNN_DEBUG=1`` for
 the traceback).
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 
 import click
@@ -60,7 +61,7 @@ class KerasCNNGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return self._invoke_quietly(ctx)
+            return super().invoke(ctx)
         except click.ClickException as e:  # click echoes the bad value: bound it (a 5,000-digit number)
             if len(e.message) > 400:
                 e.message = e.message[:200] + f" ...[{len(e.message) - 300:,} characters]... " + e.message[-100:]
@@ -71,7 +72,7 @@ class KerasCNNGroup(click.Group):
             click.echo(f"Error: {one_line(e)}", err=True)
             ctx.exit(128 + SIGNAL_NUMBERS.get(e.signal_name, 15))
         except ConfigError as e:
-            raise click.UsageError(one_line(e), ctx=ctx) from None
+            raise DomainError(one_line(e)) from None
         except KerasCNNError as e:
             raise click.ClickException(one_line(e)) from None
         except BrokenPipeError:  # e.g. `kerascnn list | head`
@@ -89,30 +90,13 @@ class KerasCNNGroup(click.Group):
             ) from None
 
 
-    def _invoke_quietly(self, ctx):
-        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
-        args = list(protected) + list(ctx.args)
-        needs_tf = args and args[0] in TF_COMMANDS and not ({"-h", "--help", "--no-keras"} & set(args))
-        if needs_tf and _tensorflow_backend(args) and importlib.util.find_spec("tensorflow") is not None:
-            from kerascnn.tfquiet import import_tensorflow
-
-            import_tensorflow()
-        return super().invoke(ctx)
 
 
-def _tensorflow_backend(args) -> bool:
-    """False for `bench --backend jax|torch` (that run never needs TensorFlow)."""
-    if args[0] != "bench":
-        return True
-    for i, a in enumerate(args):
-        if a.startswith("--backend="):
-            return a.split("=", 1)[1] == "tensorflow"
-        if a == "--backend" and i + 1 < len(args):
-            return args[i + 1] == "tensorflow"
-    return True
+class DomainError(click.ClickException):
+    """A ConfigError from inside a command: exit 2 like a usage error, but one `Error:` line and no
+    usage header (click's own parse errors still print the subcommand's usage)."""
 
-
-TF_COMMANDS = {"summary", "train", "evaluate", "predict", "export", "bench", "visualize"}
+    exit_code = 2
 
 
 @click.group(cls=KerasCNNGroup, context_settings={"help_option_names": ["-h", "--help"]})

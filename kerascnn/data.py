@@ -53,9 +53,48 @@ class ImageData:
 
 
 # --------------------------------------------------------------------------- loading
+def parse_class_names(value) -> list | None:
+    """``--class-names``: a file (one name per line, or a JSON list), a comma list ``a,b,c``, or a
+    list already. Names must be non-empty and distinct."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        names = [str(v).strip() for v in value]
+    else:
+        text, path = str(value), Path(str(value))
+        if path.is_file():
+            try:
+                raw = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"--class-names {path}: cannot read it ({_short(e)})") from None
+            if raw.lstrip().startswith("["):
+                import json
+
+                try:
+                    names = [str(v).strip() for v in json.loads(raw)]
+                except ValueError as e:
+                    raise ConfigError(f"--class-names {path}: not a JSON list ({_short(e)})") from None
+            else:
+                names = [line.strip() for line in raw.splitlines() if line.strip()]
+        elif "," in text or not ("/" in text or text.endswith((".txt", ".json"))):
+            names = [n.strip() for n in text.split(",")]
+        else:
+            raise ConfigError(f"--class-names {text}: no such file")
+    if len(names) < 2 or any(not n for n in names):
+        raise ConfigError(f"--class-names: expected two or more non-empty names (a file, or a,b,c); received {value!r}")
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--class-names: {dup!r} appears twice")
+    return names
+
+
 def load_data(dataset: str | None = "digits", data: str | None = None, num_classes: int | None = None,
-              seed: int = 0) -> ImageData:
-    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins)."""
+              seed: int = 0, class_names=None) -> ImageData:
+    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins).
+
+    ``class_names`` (see ``parse_class_names``) names the classes of any source, replacing the
+    data's own names (an ``.npz`` file's ``class_names`` array, folder names, "0".."9")."""
+    names = parse_class_names(class_names)
     if data:
         path = Path(data)
         if not path.exists():
@@ -71,6 +110,13 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
         if dataset not in BUILTIN:
             raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(BUILTIN)} or pass --data")
         out = _load_digits(seed) if dataset == "digits" else _load_keras(dataset)
+    if names is not None:
+        top = int(max(out.y_train.max(), out.y_test.max()))
+        if len(names) <= top:
+            raise ConfigError(f"--class-names gives {len(names)} names but {out.name} has labels up to {top}")
+        import dataclasses
+
+        out = dataclasses.replace(out, class_names=list(names))
     if num_classes is not None and out.num_classes > num_classes:
         bad = int(max(out.y_train.max(), out.y_test.max()))
         raise DataError(f"{out.name}: labels go up to {bad} but the model has {num_classes} classes")

@@ -222,19 +222,21 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
     if force and (path.is_symlink() or (path.exists() and not path.is_file())):
         raise ConfigError(f"{path} is not a plain file; --force replaces only a previous {fmt} export")
     h, w, c = (int(v) for v in model.input_shape[1:])
-    probe = _probe_batch((h, w, c)).astype(np.float32) * RAW_PIXEL_SCALE
+    raw = _probe_batch((h, w, c))
+    probe = raw.astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
+    exported = uint8_model(model) if fmt == "onnx" else model
     with fsutil.atomic_path(path) as tmp:
         import warnings
 
         with warnings.catch_warnings():  # tf2onnx's np.object probe warns on NumPy 2
             warnings.simplefilter("ignore", FutureWarning)
-            model.export(str(tmp), format=fmt, verbose=False)
+            exported.export(str(tmp), format=fmt, verbose=False)
         if fmt == "onnx":
             import onnxruntime as ort
 
             sess = ort.InferenceSession(str(tmp))
-            got = sess.run(None, {sess.get_inputs()[0].name: probe})[0]
+            got = sess.run(None, {sess.get_inputs()[0].name: raw})[0]
         else:
             from ai_edge_litert.interpreter import Interpreter
 
@@ -249,14 +251,64 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
         diff, same = _agree(np.asarray(got, np.float32), expected, tol)
         if diff > tol or not same:
             raise ExportError(f"{path}: the reloaded {fmt} model disagrees with Keras (max |diff| {diff:.3g})")
-    return {"path": str(path), "format": fmt, "max_abs_diff": diff,
-            "note": "input: float32 pixels already scaled to [0, 1] (raw / 255)"}
+    note = ("input: images uint8 (N, H, W, C) 0..255, scaled inside, like the SavedModel" if fmt == "onnx" else
+            "input: float32 pixels already scaled to [0, 1] (raw / 255), unlike the SavedModel's uint8")
+    return {"path": str(path), "format": fmt, "max_abs_diff": diff, "note": note}
+
+
+def uint8_model(model):
+    """``model`` behind an ``images`` uint8 input scaled by 1/255 inside: the SavedModel's input
+    contract, for exporters that trace the Keras model itself (ONNX)."""
+    import keras
+
+    inp = keras.Input(model.input_shape[1:], dtype="uint8", name="images")
+    scaled = keras.layers.Rescaling(RAW_PIXEL_SCALE, name="scale_raw_pixels")(inp)
+    wrapped = keras.Model(inp, model(scaled), name=f"{model.name}_uint8")
+    wrapped(np.zeros((1,) + tuple(model.input_shape[1:]), np.uint8))  # Keras's exporter wants a called model
+    return wrapped
+
+
+EXTRAS = {"onnx": ("onnxruntime", "tf2onnx"), "litert": ("ai_edge_litert",)}
+
+
+def target_path(ref: str, out: str | None, fmt: str = "savedmodel", fuse_bn: bool = False) -> Path:
+    """Where the export goes, known before any model is loaded (saved_models/NAME[.onnx|.tflite])."""
+    if out is None:
+        p = Path(str(ref).rstrip("/"))
+        name = p.name if (p.is_dir() or p.is_file() or p.suffix == ".keras") else str(ref)
+        out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
+    target = Path(out)
+    suffix = {"onnx": ".onnx", "litert": ".tflite"}.get(fmt)
+    return target.with_suffix(suffix) if suffix and target.suffix != suffix else target
+
+
+def precheck(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel",
+             fuse_bn: bool = False) -> Path:
+    """Everything about an export that needs no TensorFlow: the reference, the optional packages
+    of the format and an existing target (without --force). Returns the target path."""
+    import importlib.util
+
+    from kerascnn.runs import check_model_ref
+
+    check_model_ref(ref)
+    missing = [m for m in EXTRAS.get(fmt, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"--format {fmt} needs optional packages: pip install \"kerascnn[{fmt}]\"")
+    target = target_path(ref, out, fmt, fuse_bn)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise ConfigError(f"{target} already exists; pass --force to replace it")
+    if force and fmt == "savedmodel" and (target.exists() or target.is_symlink()):
+        reason = not_replaceable(target)
+        if reason:
+            raise ConfigError(reason)
+    return target
 
 
 def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
            fuse_bn: bool = False, unsafe: bool = False) -> dict:
     from kerascnn.runs import resolve_model
 
+    precheck(ref, out, force, fmt, fuse_bn)
     model, info = resolve_model(ref, which=which, unsafe=unsafe)
     result = {}
     if tolerance_for(model) != TOLERANCE:  # mixed precision: serve the float32 master weights
@@ -291,10 +343,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
 
         result["fused_bn_layers_removed"] = count_batchnorm(model) - count_batchnorm(fused)
         model = fused
-    if out is None:
-        name = Path(str(ref).rstrip("/")).name if info.run_dir or info.model_path else info.model_name
-        out = Path("saved_models") / (Path(name).stem + ("-fused" if fuse_bn else ""))
-    target = Path(out)
+    target = target_path(ref, out, "savedmodel", fuse_bn)
     if fmt == "savedmodel" and (target.exists() or target.is_symlink()):  # fail fast; re-checked at commit
         if not force:
             raise ConfigError(f"{target} already exists; pass --force to replace it")

@@ -116,9 +116,14 @@ def _natural_key(name: str):
 
 
 def list_models(pattern: str = "*") -> list:
-    """Registered model names matching a shell-style wildcard, naturally sorted."""
+    """Registered model names matching PATTERN, naturally sorted: a shell-style wildcard ('vgg1?_bn'),
+    or a plain word, matched case-insensitively as a substring of the name or the family name."""
     _load()
-    return sorted((n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)), key=_natural_key)
+    if any(ch in pattern for ch in "*?["):
+        return sorted((n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)), key=_natural_key)
+    word = pattern.lower()
+    return sorted((n for n, e in _REGISTRY.items() if word in n.lower() or word in e.family.lower()),
+                  key=_natural_key)
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -112,9 +112,33 @@ def _info_from_config(cfg: dict, run_dir: Optional[Path], model_path: Optional[P
                    float(cfg.get("pixel_scale", 1 / 255)), run_dir, model_path, cfg)
 
 
+def looks_like_path(ref: str) -> bool:
+    return "/" in ref or "\\" in ref or ref.endswith(".keras") or ref.startswith(".")
+
+
+def check_model_ref(ref: str) -> None:
+    """The cheap part of ``resolve_model`` (no TensorFlow): a run directory with a saved model, an
+    existing file, or a registered model name; else one line saying which of them it is not."""
+    p = Path(ref)
+    if p.is_dir():
+        if not is_run_dir(p):
+            raise DataError(f"{p}: not a kerascnn run directory (no {CONFIG_FILE})")
+        if not any((p / name).is_file() for name in MODEL_FILES):
+            raise DataError(f"{p}: the run has no saved model yet ({' or '.join(MODEL_FILES)})")
+        return
+    if p.is_file():
+        return
+    if looks_like_path(ref):
+        raise ConfigError(f"{ref}: no such file or directory")
+    from kerascnn.registry import get_entry
+
+    get_entry(ref)  # raises ModelNotFound with suggestions
+
+
 def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_shape=None, num_classes=None,
                   options=None):
     """MODEL_OR_RUN -> (keras model, RunInfo)."""
+    check_model_ref(ref)
     p = Path(ref)
     if p.is_dir():
         if not is_run_dir(p):

@@ -17,6 +17,7 @@ DEFAULTS = {
     "model_options": {},
     "dataset": "digits",
     "data": None,
+    "class_names": None,         # names for the data's classes (a list, a file or "a,b,c"); default: the data's own
     "image_size": None,          # default: the model's natural input size
     "epochs": 30,
     "batch_size": 128,
@@ -58,7 +59,7 @@ CHOICES = {
     "precision": (None, "float32", "mixed_float16", "mixed_bfloat16"),
 }
 # keys recorded in config.json that are results, not options
-RECORD_ONLY = {"versions", "input_shape", "num_classes", "class_names", "pixel_scale", "run_dir_resolved",
+RECORD_ONLY = {"versions", "input_shape", "num_classes", "pixel_scale", "run_dir_resolved",
                "strategy_resolved", "replicas", "devices", "started", "kerascnn_command", "data_name",
                "train_images", "val_images", "jit_resolved", "precision_resolved"}
 
@@ -134,6 +135,13 @@ def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
     cfg.update(file_cfg)
     cfg.update({k: v for k, v in cli.items() if v is not None})
     cfg["model"] = model
+    file_source = file_cfg.get("data") is not None or "dataset" in file_cfg
+    new_source = any(key in cli and cli[key] != file_cfg.get(key) for key in ("data", "dataset"))
+    if file_source and new_source and cli.get("class_names") is None:
+        cfg["class_names"] = None  # e.g. a run's config.json with another --data: its names belong to the old data
+    from kerascnn.data import parse_class_names
+
+    cfg["class_names"] = parse_class_names(cfg["class_names"])
     for key, allowed in CHOICES.items():
         if cfg.get(key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(a for a in allowed if a)}; "

@@ -84,17 +84,7 @@ def wide_mac_fraction(report, min_channels: int = 32) -> float:
     return sum(l.macs for l in leaves if l.output_shape[-1] >= min_channels) / total if total else 0.0
 
 
-def cpu_has_bf16() -> bool:
-    """Native bfloat16 arithmetic (AVX512-BF16 or AMX): oneDNN then runs bf16 convolutions about
-    1.6x faster than float32 (lecture convnet, 2 cores: 11,400 -> 17,100 training images/s)."""
-    if os.environ.get("KERASCNN_CPU_BF16") is not None:
-        return os.environ["KERASCNN_CPU_BF16"] not in ("", "0", "false")
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+from kerascnn.cpu import cpu_has_bf16  # noqa: E402  (re-exported: training.cpu_has_bf16)
 
 
 def _jit_for(info, requested, echo):
@@ -186,7 +176,7 @@ def _prepare_data(cfg: dict, entry, echo):
     natural = entry.default_input
     size = tuple(cfg["image_size"] or natural[:2])
     input_shape = size + (natural[2],)
-    d = D.load_data(cfg["dataset"], cfg["data"], seed=cfg["seed"])
+    d = D.load_data(cfg["dataset"], cfg["data"], seed=cfg["seed"], class_names=cfg.get("class_names"))
     x_tr, y_tr, x_val, y_val = D.split_validation(d.x_train, d.y_train, float(cfg["val_split"]), cfg["seed"])
     x_tr = D.prepare_images(x_tr, size, input_shape[2], d.pixel_scale)
     x_val = D.prepare_images(x_val, size, input_shape[2], d.pixel_scale)

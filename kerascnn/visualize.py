@@ -336,13 +336,18 @@ def _image_size(path):
     return (max(8, int(h * scale)), max(8, int(w * scale)))
 
 
-def architecture(model, out):
+def check_architecture_tools() -> None:
+    """pydot and Graphviz's `dot` (checked before any model is loaded)."""
     import importlib.util
     import shutil
 
     if importlib.util.find_spec("pydot") is None or shutil.which("dot") is None:
         raise ConfigError("architecture diagrams need pydot and Graphviz: pip install pydot; "
                           "apt-get install graphviz (or brew install graphviz)")
+
+
+def architecture(model, out):
+    check_architecture_tools()
     import keras
 
     from kerascnn import fsutil

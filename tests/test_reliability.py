@@ -257,23 +257,37 @@ def test_a_damaged_training_state_is_refused_in_one_line(trained_run, tmp_path):
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_equals_one_device(tmp_path):
     """R6: the same loop under MirroredStrategy (2 replicas, global batch split 64 + 64, gradients
-    all-reduced) trains the same model as the default strategy, to float32 round-off."""
+    all-reduced) trains the same model as the default strategy, up to float32 round-off.
+
+    The two strategies sum the gradients in different orders, so the weights may differ by
+    round-off, and how much depends on the CPU's kernels (AVX-512 vs AVX2 FMA blocking) and grows
+    with every epoch. One epoch, and a bound from the optimizer rather than from one CPU: Adam moves
+    a weight by at most about lr per step, so after S steps the runs can differ by at most S * lr;
+    round-off perturbs each update by a relative ~sqrt(n) * 2**-24 (n <= 128 * 26 * 26 summed
+    terms: ~5e-5), far below the 1% allowed here, while a wrong all-reduce (a replica's own
+    gradient, a sum instead of a mean) perturbs it by O(1). Measured: 2.5e-7 (AVX-512), 4.5e-7
+    (ONEDNN_MAX_CPU_ISA=AVX2) against the bound 1e-4."""
     import csv
+    import json
 
     import keras
     import numpy as np
 
     from conftest import run_kerascnn
 
-    common = ["train", "convnet", "--epochs", "2", "--precision", "float32", "--seed", "1", "-q"]
+    common = ["train", "convnet", "--epochs", "1", "--precision", "float32", "--seed", "1", "-q"]
     mirrored = run_kerascnn(*common, "--strategy", "mirrored", "--run-dir", tmp_path / "m",
                             env={"KERASCNN_LOGICAL_CPUS": "2"})
     assert mirrored.returncode == 0, mirrored.stderr[-2000:]
     assert "strategy mirrored (MirroredStrategy), 2 replica(s) on /device:CPU:0, /device:CPU:1" in mirrored.stdout
     single = run_kerascnn(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
     assert single.returncode == 0, single.stderr[-2000:]
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    steps = cfg["train_images"] // cfg["batch_size"]
+    assert cfg["optimizer"] == "adam" and steps == 10  # 1294 digits, batch 128
+    bound = 0.01 * steps * cfg["lr"]
     losses = [[float(r["loss"]) for r in csv.DictReader(open(tmp_path / d / "history.csv"))] for d in ("m", "d")]
-    assert np.allclose(losses[0], losses[1], rtol=0, atol=1e-5)
+    assert np.allclose(losses[0], losses[1], rtol=1e-3, atol=0)  # a sum instead of a mean would be 2x
     a = keras.models.load_model(tmp_path / "m" / "last.keras").get_weights()
     b = keras.models.load_model(tmp_path / "d" / "last.keras").get_weights()
-    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < bound

@@ -25,6 +25,21 @@ def _select_backend(backend: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
 
 
+def warn_emulated_precision(precision: str, backend: str = "tensorflow") -> bool:
+    """One line on stderr when mixed_bfloat16 is to run on a CPU without native bf16 (and no GPU)."""
+    from kerascnn.cpu import cpu_has_bf16
+
+    if precision != "mixed_bfloat16" or cpu_has_bf16():
+        return False
+    from kerascnn.bench import device_name
+
+    if backend in ("tensorflow", "jax") and device_name(backend)[1] == "GPU":
+        return False
+    click.echo("warning: this CPU has no native bfloat16 (AVX512_BF16 or AMX): mixed_bfloat16 is emulated "
+               "and runs several times slower than float32 here", err=True)
+    return True
+
+
 @click.command(short_help="Training/inference throughput on synthetic data.")
 @click.argument("model")
 @click.option("--batch-size", type=click.IntRange(1, 65_536), default=64, show_default=True)
@@ -36,7 +51,8 @@ def _select_backend(backend: str) -> None:
 @click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True, help="Timed windows.")
 @click.option("--mode", type=click.Choice(["train", "infer", "both"]), default="both", show_default=True)
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
-              show_default=True)
+              show_default=True, help="Keras dtype policy; mixed_bfloat16 pays only on GPUs and CPUs with native "
+                                      "bf16 (AVX512_BF16/AMX), elsewhere it is emulated and slower (warned).")
 @click.option("--jit/--no-jit", default=None, help="XLA (default: on for GPUs and for JAX, off for TensorFlow on CPU).")
 @click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into conv/dense for the inference timing.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), default="tensorflow",
@@ -52,7 +68,13 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
     opts = parse_options(entry, options)
     entry.analyze(input_shape, num_classes or 10, **opts)  # geometry errors before any framework loads
     _select_backend(backend)
+    if backend == "tensorflow":
+        from kerascnn.commands.common import load_tensorflow
+
+        load_tensorflow()
     from kerascnn import bench as B
+
+    warn_emulated_precision(precision, backend)
 
     r = B.run(model, batch_size, input_shape, opts, steps, warmup, repeats, mode, precision, jit, fuse_bn,
               num_classes or 10)

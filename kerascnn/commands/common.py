@@ -62,3 +62,16 @@ def format_option(f):
 
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow (quietly) once the command has checked everything that needs no model.
+
+    Commands call this after click's parsing and their own cheap checks, so a bad argument is
+    answered in well under a second instead of after TensorFlow's 5-20 s import."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        from kerascnn.tfquiet import import_tensorflow
+
+        import_tensorflow()

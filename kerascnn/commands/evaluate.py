@@ -21,6 +21,11 @@ from kerascnn.commands.common import echo_json, format_option
 @format_option
 def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, unsafe, fmt):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
+    from kerascnn.commands.common import load_tensorflow
+    from kerascnn.runs import check_model_ref
+
+    check_model_ref(model_or_run)
+    load_tensorflow()
     from kerascnn.data import echo_warnings
     from kerascnn.evaluation import evaluate as run
     from kerascnn.report import table

@@ -10,22 +10,38 @@ from kerascnn.commands.common import echo_json
 @click.argument("model_or_run")
 @click.option("--out", type=click.Path(), default=None, help="Target (default saved_models/NAME).")
 @click.option("--force", is_flag=True, help="Replace an existing export (only after the new one verified).")
-@click.option("--format", "export_format", type=click.Choice(["savedmodel", "onnx", "litert"]),
-              default="savedmodel", show_default=True, help="What to write (onnx/litert need their extras).")
+@click.option("--to", "export_format", type=click.Choice(["savedmodel", "onnx", "litert"]), default=None,
+              help="What to write: savedmodel (default), onnx or litert (these need their extras). SavedModel "
+                   "and ONNX take `images` as uint8 pixels 0..255 and scale inside; LiteRT takes float32 "
+                   "pixels already divided by 255.")
 @click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="For a run directory: the best or the last model.")
 @click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into the preceding conv/dense layer first.")
 @click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, as_json):
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "savedmodel", "onnx", "litert"]),
+              default="table", metavar="[table|json]", show_default=True,
+              help="Output format (like every command; the older `--format onnx|litert` still means --to).")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
+def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt, as_json):
     """Export MODEL_OR_RUN so that plain TensorFlow (no kerascnn) can serve it.
 
     The SavedModel's serving_default signature takes `images` (uint8, N x H x W x C at
     the trained size) and returns `probabilities`; it is reloaded and checked against
     the Keras model before it is renamed into place.
     """
+    from kerascnn.commands.common import load_tensorflow
+    from kerascnn.errors import ConfigError
     from kerascnn.export import export as run
+    from kerascnn.export import precheck
 
+    if fmt in ("savedmodel", "onnx", "litert"):  # the pre-0.x spelling of --to
+        if export_format not in (None, fmt):
+            raise ConfigError(f"--to {export_format} and --format {fmt} disagree; use --to")
+        export_format, fmt = fmt, "table"
+    export_format = export_format or "savedmodel"
+    as_json = as_json or fmt == "json"
+    precheck(model_or_run, out, force, export_format, fuse_bn)
+    load_tensorflow()
     r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe)
     if as_json:
         echo_json(r)

@@ -16,8 +16,13 @@ from kerascnn.commands.common import echo_json, format_option
 def predict(model_or_export, images, top_k, unsafe, fmt):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
     file, or a SavedModel exported by `kerascnn export`."""
-    from kerascnn.prediction import predict_files
+    from kerascnn.commands.common import load_tensorflow
+    from kerascnn.prediction import is_savedmodel_dir, predict_files
+    from kerascnn.runs import check_model_ref
 
+    if not is_savedmodel_dir(model_or_export):
+        check_model_ref(model_or_export)
+    load_tensorflow()
     results = predict_files(model_or_export, images, top_k, unsafe)
     if fmt == "json":
         echo_json(results)

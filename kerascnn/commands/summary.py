@@ -25,8 +25,12 @@ def _entry_row(name):
 @click.argument("pattern", default="*")
 @format_option
 def list_cmd(pattern, fmt):
-    """List registered models matching PATTERN (shell wildcard, e.g. 'vgg*'), with family,
-    paper, year, default input, parameters and multiply-adds at that input."""
+    """List registered models matching PATTERN, with family, paper, year, default input,
+    parameters and multiply-adds at that input.
+
+    PATTERN is a plain word, matched as a substring of the name or the family name
+    (`kerascnn list resnet`, `kerascnn list lecture`), or a shell wildcard ('vgg1?_bn').
+    """
     from kerascnn.analysis import human
     from kerascnn.registry import list_models
     from kerascnn.report import table
@@ -87,7 +91,19 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
 
     MODEL_OR_SPEC is a registered model (`kerascnn list`) or a layer spec such as
-    "conv5-10s1p2" (with --input-shape 32,32,3; syntax in the README).
+    "conv5-10s1p2" (with --input-shape 32,32,3).
+
+    \b
+    Layer spec syntax (layers separated by commas, spaces or >):
+      convF-K [sS pP|same|valid gG nb]  Conv2D FxF, K filters (stride, pad,
+                                        groups, no bias)
+      maxpoolF avgpoolF [sS pP same]    pooling (stride defaults to F)
+      gap gmp flatten                   global avg/max pooling, flatten
+      fcN[nb] dropout0.5 bn relu ...    dense, dropout, BatchNorm, activation
+      N*LAYER                           LAYER repeated N times
+    e.g. "3*conv3-64p1nb", or LeNet-5 at 32,32,1:
+      "conv5-6, maxpool2, conv5-16, maxpool2, flatten, fc120, fc84, fc10"
+    The full table: README, section "Layer specs".
     """
     from kerascnn import analysis, speclang
     from kerascnn.registry import get_entry, is_model, parse_options
@@ -132,6 +148,10 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         raise GeometryError(f"--strict: {report.warnings()[0]}")
     _guard_size(report)
 
+    if use_keras:
+        from kerascnn.commands.common import load_tensorflow
+
+        load_tensorflow()
     model = build() if use_keras else None
     counts = _keras_counts(model) if model is not None else None
     if fmt == "json":

@@ -95,6 +95,9 @@ def train(model, config_file, resume, quiet, options, **opts):
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
+    from kerascnn.commands.common import load_tensorflow
+
+    load_tensorflow()
     from kerascnn.training import train as run
 
     metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1)

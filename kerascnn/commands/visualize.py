@@ -7,7 +7,7 @@ KINDS = ["filters", "activations", "mistakes", "curves", "confusion", "receptive
 
 
 @click.command(short_help="Draw filters, activations, mistakes, curves, receptive fields, edges.")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(KINDS), metavar="KIND")
 @click.argument("model_or_run", required=False)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 @click.option("--layer", default=None, help="Layer to show (filters, receptive-field).")
@@ -35,20 +35,34 @@ def visualize(kind, model_or_run, out, layer, image, index, dataset, data_path, 
                      unless --image, --dataset or --data)
     architecture     diagram via keras.utils.plot_model (needs pydot + Graphviz)
     """
-    from kerascnn import visualize as V
+    from kerascnn.commands.common import load_tensorflow
     from kerascnn.errors import ConfigError
+
+    if kind != "edges" and not model_or_run:
+        raise ConfigError(f"visualize {kind} needs MODEL_OR_RUN (a run directory, a .keras file or a model name)")
+    if kind == "architecture":
+        from kerascnn.visualize import check_architecture_tools
+
+        check_architecture_tools()
+    if model_or_run:
+        from kerascnn.runs import check_model_ref
+
+        check_model_ref(model_or_run)
+    load_tensorflow()
+    from kerascnn import visualize as V
 
     if kind == "edges":
         path = V.edges(out, image, index, dataset, data_path)
         click.echo(f"wrote {path}")
         return
-    if not model_or_run:
-        raise ConfigError(f"visualize {kind} needs MODEL_OR_RUN (a run directory, a .keras file or a model name)")
     from kerascnn.runs import resolve_model
 
     model, info = resolve_model(model_or_run, unsafe=unsafe)
     if kind == "filters":
         path = V.filters(model, out, layer)
+        if info.run_dir is None and info.model_path is None:
+            click.echo(f"note: {model_or_run} is an untrained model: these are its random initial weights "
+                       f"(train it first, then pass the run directory)")
     elif kind == "activations":
         x, shown, label = V._input_image(model, info, image, index, dataset, data_path)
         path = V.activations(model, out, x, shown, label, max_maps)
