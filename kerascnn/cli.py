@@ -28,6 +28,7 @@ COMMANDS = {
     "export": "kerascnn.commands.export:export",
     "bench": "kerascnn.commands.bench:bench",
     "visualize": "kerascnn.commands.visualize:visualize",
+    "values": "kerascnn.commands.values:values",
 }
 
 
@@ -105,7 +106,7 @@ def _tensorflow_backend(args) -> bool:
     return True
 
 
-TF_COMMANDS = {"summary", "train", "evaluate", "predict", "export", "bench", "visualize"}
+TF_COMMANDS = {"summary", "values", "train", "evaluate", "predict", "export", "bench", "visualize"}
 
 
 @click.group(cls=KerasCNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
