@@ -67,3 +67,23 @@ def totals(report: Report) -> str:
     for w in report.warnings():
         lines.append(f"* {w}")
     return "\n".join(lines)
+
+
+def not_analysed(report) -> str:
+    """The layers of a Keras model that no rule covers (their params and MACs are not counted)."""
+    unknown = getattr(report, "unknown", None) or []
+    if not unknown:
+        return ""
+    names = ", ".join(f"{n} ({c})" for n, c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20
+                                                               else "")
+    return f"Not analysed ({len(unknown)} layers without a rule; their params and MACs are not counted): {names}"
+
+
+def render(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
+    """Title, the per-layer table, the totals and any layers not analysed, as one text."""
+    parts = [f"{title} at {_shape(report.input_shape)}:"] if title else []
+    parts += [analysis_table(report, keras_params, depth), "", totals(report)]
+    extra = not_analysed(report)
+    if extra:
+        parts.append(extra)
+    return "\n".join(parts)

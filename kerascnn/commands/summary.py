@@ -92,6 +92,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     from kerascnn import analysis, speclang
     from kerascnn.registry import get_entry, is_model, parse_options
 
+    if model_or_spec.endswith((".keras", ".h5")):
+        return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
     if is_model(model_or_spec):
         entry = get_entry(model_or_spec)
         opts = parse_options(entry, options)
@@ -162,6 +164,31 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     if counts is not None:
         ok = all(counts.get(l.name) == l.params for l in analysis.walk(report.layers))
         click.echo(f"Keras count_params() agrees with the arithmetic on every layer: {'yes' if ok else 'NO'}")
+
+
+def _summary_of_file(path, input_shape, num_classes, options, fmt, use_keras, depth, strict):
+    """`kerascnn summary model.keras`: any Keras model, mapped layer by layer to the rules."""
+    from kerascnn.keras_analysis import analyze_keras, load_keras_model
+    from kerascnn.report import render
+
+    if input_shape is not None or num_classes is not None or options:
+        raise ConfigError("--input-shape, --classes and -o apply to registered models and specs; "
+                          "a .keras file has its own")
+    model = load_keras_model(path)
+    report = analyze_keras(model)
+    if strict and report.warnings():
+        raise GeometryError(f"--strict: {report.warnings()[0]}")
+    if fmt == "json":
+        echo_json(report.to_dict())
+        return
+    if use_keras:
+        click.echo("Keras model.summary():")
+        click.echo(_keras_summary_text(model))
+        click.echo("")
+    click.echo(render(report, report.keras_counts, depth, title=f"Lecture arithmetic for {report.name}"))
+    which = f"analysed layer ({len(report.unknown)} not analysed)" if report.unknown else "layer"
+    click.echo(f"Keras count_params() agrees with the arithmetic on every {which}: "
+               f"{'yes' if report.keras_agrees else 'NO'}")
 
 
 def _guard_size(report, limit_bytes: float = 16 * 2**30):
