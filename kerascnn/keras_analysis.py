@@ -58,7 +58,7 @@ def to_spec(layer):
                       _padding(layer.padding), name=name)
     if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         return S.GlobalPool("avg" if "Average" in cls else "max", name=name)
-    if cls == "ZeroPadding2D":
+    if cls in ("ZeroPadding2D", "NegInfPadding2D"):  # the geometry of padding, whatever it pads with
         return S.ZeroPad(tuple(tuple(int(v) for v in p) for p in layer.padding), name=name)
     if cls == "Flatten":
         return S.Flatten(name=name)
@@ -100,6 +100,7 @@ class _Walker:
         self.seen: set = set()        # layers whose parameters are already counted (shared layers)
         self.unknown: list = []       # (name, class) not analysed
         self.keras_counts: dict = {}  # layer name -> Keras count_params()
+        self.calls: dict = {}         # id(layer) -> times called so far (shared layers)
 
     # ---- one layer
     def layer(self, layer, ins: list, out_shapes: list):
@@ -133,8 +134,10 @@ class _Walker:
             if lost:
                 row.receptive_field = row.jump = "?"
                 new = _State(new.shape, None, None, st.start)
-            if not first:  # a shared layer called again: its weights are counted once
+            if not first:  # a shared layer called again: its weights are counted once, its work each time
+                self.calls[id(layer)] = self.calls.get(id(layer), 1) + 1
                 row.params = row.trainable_params = 0
+                row.name = f"{layer.name} (call {self.calls[id(layer)]})"
             if tuple(row.output_shape) != tuple(out_shape):  # e.g. GlobalAveragePooling2D(keepdims=True)
                 row.output_shape = tuple(out_shape)
                 row.activation_bytes = math.prod(out_shape) * self.bpe
@@ -147,8 +150,9 @@ class _Walker:
                 rf = tuple(max(s.rf[i] for s in ins) for i in (0, 1))
                 jump = tuple(max(s.jump[i] for s in ins) for i in (0, 1))
             params = trainable = 0
-            if cls == "Normalization" and first:
-                params = k_total  # mean + variance per channel + the count: non-trainable state
+            if cls == "Normalization" and first and layer.weights:
+                # mean + variance per normalized channel + the sample count: non-trainable state
+                # (none when mean and variance are given as constants)
                 axes = [a if a >= 0 else len(st.shape) + 1 + a for a in
                         (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis])]
                 params = 2 * math.prod(st.shape[a - 1] for a in axes) + 1
