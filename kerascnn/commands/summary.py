@@ -70,7 +70,7 @@ def _keras_summary_text(model) -> str:
     return "\n".join(lines).rstrip()
 
 
-@click.command(short_help="Keras summary next to the lecture arithmetic.")
+@click.command(short_help="Keras summary next to the lecture arithmetic (zoo, spec or .keras file).")
 @click.argument("model_or_spec")
 @input_shape_option
 @classes_option
@@ -86,8 +86,9 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
 
-    MODEL_OR_SPEC is a registered model (`kerascnn list`) or a layer spec such as
-    "conv5-10s1p2" (with --input-shape 32,32,3; syntax in the README).
+    MODEL_OR_SPEC is a registered model (`kerascnn list`), a layer spec such as
+    "conv5-10s1p2" (with --input-shape 32,32,3; syntax in the README), or a saved Keras
+    model (.keras/.h5, Sequential or functional); layers without a rule are listed, not guessed.
     """
     from kerascnn import analysis, speclang
     from kerascnn.registry import get_entry, is_model, parse_options

@@ -54,7 +54,7 @@ def _register(name, cfg, batch_norm, doc, published=()):
 def _tv(trainable, gmacs, keras_params=None):
     out = [Published(TORCHVISION, trainable_params=trainable, macs=int(round(gmacs * 1e9)))]
     if keras_params:
-        out.append(Published("keras.applications model card (Keras 3 docs, 'Available models' table)",
+        out.append(Published("keras.applications VGG16/VGG19(weights=None).count_params() (the docs' table rounds it)",
                              params=keras_params))
     return tuple(out)
 
