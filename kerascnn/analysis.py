@@ -10,8 +10,12 @@ For every layer of a spec list (``kerascnn.specs``):
 * multiply-adds: every conv output element costs ``F*F*C_in/groups``; a dense
   layer costs ``in*out``; pooling, BN and activations count 0;
 * receptive field ``r_out = r_in + (F-1)*j_in`` and jump ``j_out = j_in*S``
-  (``1 + L(K-1)`` for a stride-1 stack); a block's field is the largest over its
-  branches;
+  (``1 + L(K-1)`` for a stride-1 stack; a dilated kernel spans ``1 + d(F-1)``); a
+  block's field is the largest over its branches; per axis, shown as ``HxW`` when
+  they differ;
+
+Each layer kind's formulas live in its rule (``kerascnn.rules``); this module walks
+the list and collects the rows.
 * activation memory: output elements x bytes per element (float32: 4).
 """
 from __future__ import annotations
@@ -145,134 +149,59 @@ def walk(layers):
 def conv_output_size(w: int, f: int, s: int = 1, p=0, name: str = "layer"):
     """Output size of a conv/pool along one axis and a note if it "doesn't fit".
 
-    ``p`` is an int (zero padding per side), ``"valid"`` (0) or ``"same"``
-    (Keras: ceil(W/S)). Returns ``(size, note)``; raises ``GeometryError`` if the
-    size is zero or below.
+    ``p`` is an int (zero padding per side), a ``(before, after)`` pair, ``"valid"`` (0) or
+    ``"same"`` (P = (F-1)/2 per side for odd F; (F-2)/2 before and F/2 after for even F), always
+    through the lecture's formula ``(W - F + 2P)/S + 1``. Returns ``(size, note)``; raises
+    ``GeometryError`` if the size is zero or below.
     """
+    from kerascnn.rules.base import axis_out, pads
+
     if f < 1 or s < 1:
         raise ConfigError(f"{name}: kernel and stride must be >= 1; received F={f}, S={s}")
-    note = ""
-    if p == "same":
-        out = -(-w // s)
-    else:
-        p = 0 if p == "valid" else int(p)
-        if p < 0:
+    if isinstance(p, (tuple, list)):
+        lo, hi = (int(v) for v in p)
+        if min(lo, hi) < 0:
             raise ConfigError(f"{name}: padding must be >= 0; received P={p}")
-        exact = Fraction(w - f + 2 * p, s) + 1
-        out = math.floor(exact)
-        if exact.denominator != 1 and out >= 1:
-            note = (f"doesn't fit: ({w} - {f} + 2*{p})/{s} + 1 = {float(exact):.4g}, "
-                    f"not an integer (floored to {out})")
-    if out <= 0:
-        shown = f"ceil({w}/{s})" if p == "same" else f"({w} - {f} + 2*{p})/{s} + 1"
-        raise GeometryError(f"{name}: spatial size collapses: {shown} = {out} <= 0 "
-                            f"(input {w}, kernel {f}, stride {s})", )
-    return out, note
+    else:
+        lo, hi = pads(p, (f, f), name)[0]
+    return axis_out(w, f, s, lo, hi, name)
 
 
 # --------------------------------------------------------------------------- walking
+def _hw(v):
+    """(3, 3) -> 3; (1, 7) -> (1, 7); start coordinates stay floats."""
+    v = tuple(v)
+    return v[0] if v[0] == v[1] else v
+
+
 @dataclass
 class _State:
     shape: tuple   # (H, W, C) or (N,)
-    rf: int = 1
-    jump: int = 1
-
-
-def _conv_like(spec, st: _State, kernel: int, stride: int, padding, out_c: int):
-    if len(st.shape) != 3:
-        raise GeometryError(f"{spec.name}: needs an HxWxC input, received shape {st.shape}")
-    h, w, _ = st.shape
-    oh, nh = conv_output_size(h, kernel, stride, padding, spec.name)
-    ow, nw = conv_output_size(w, kernel, stride, padding, spec.name)
-    return (oh, ow, out_c), (nh or nw), st.rf + (kernel - 1) * st.jump, st.jump * stride
-
-
-def _row(spec, shape, params, trainable, macs, rf, jump, bpe, note="", children=None):
-    return LayerStats(spec.name, spec.keras_class, tuple(shape), params, trainable, macs, rf, jump,
-                      math.prod(shape) * bpe, note, children or [])
+    rf: tuple = (1, 1)
+    jump: tuple = (1, 1)
+    start: tuple = (0.0, 0.0)
 
 
 def analyze_spec(spec: S.Spec, st: _State, bpe: int = 4) -> tuple:
-    """One spec -> (LayerStats, new _State)."""
-    if isinstance(spec, S.Conv):
-        c_in = st.shape[-1] if st.shape else 0
-        if spec.filters < 1:
-            raise ConfigError(f"{spec.name}: filters must be >= 1; received {spec.filters}")
-        if spec.groups < 1 or c_in % spec.groups or spec.filters % spec.groups:
-            raise ConfigError(f"{spec.name}: groups={spec.groups} must divide input channels {c_in} "
-                              f"and filters {spec.filters}")
-        shape, note, rf, jump = _conv_like(spec, st, spec.kernel, spec.stride, spec.padding, spec.filters)
-        per_out = spec.kernel * spec.kernel * c_in // spec.groups
-        params = per_out * spec.filters + (spec.filters if spec.use_bias else 0)
-        macs = shape[0] * shape[1] * spec.filters * per_out
-        return _row(spec, shape, params, params, macs, rf, jump, bpe, note), _State(shape, rf, jump)
-    if isinstance(spec, S.Pool):
-        stride = spec.stride or spec.size
-        shape, note, rf, jump = _conv_like(spec, st, spec.size, stride, spec.padding, st.shape[-1])
-        return _row(spec, shape, 0, 0, 0, rf, jump, bpe, note), _State(shape, rf, jump)
-    if isinstance(spec, S.GlobalPool):
-        if len(st.shape) != 3:
-            raise GeometryError(f"{spec.name}: needs an HxWxC input, received shape {st.shape}")
-        k = max(st.shape[0], st.shape[1])
-        rf = st.rf + (k - 1) * st.jump
-        shape = (st.shape[-1],)
-        return _row(spec, shape, 0, 0, 0, rf, st.jump, bpe), _State(shape, rf, st.jump)
-    if isinstance(spec, S.Flatten):
-        rf = st.rf
-        if len(st.shape) == 3:
-            rf = st.rf + (max(st.shape[0], st.shape[1]) - 1) * st.jump
-        shape = (math.prod(st.shape),)
-        return _row(spec, shape, 0, 0, 0, rf, st.jump, bpe), _State(shape, rf, st.jump)
-    if isinstance(spec, S.Dense):
-        if spec.units < 1:
-            raise ConfigError(f"{spec.name}: units must be >= 1; received {spec.units}")
-        n_in = st.shape[-1]
-        positions = math.prod(st.shape[:-1])
-        params = n_in * spec.units + (spec.units if spec.use_bias else 0)
-        shape = tuple(st.shape[:-1]) + (spec.units,)
-        return (_row(spec, shape, params, params, positions * n_in * spec.units, st.rf, st.jump, bpe),
-                _State(shape, st.rf, st.jump))
-    if isinstance(spec, S.BatchNorm):
-        c = st.shape[-1]
-        return _row(spec, st.shape, 4 * c, 2 * c, 0, st.rf, st.jump, bpe), st
-    if isinstance(spec, (S.Dropout, S.Activation)):
-        if isinstance(spec, S.Dropout) and not 0 <= spec.rate < 1:
-            raise ConfigError(f"{spec.name}: dropout rate must be in [0, 1); received {spec.rate}")
-        return _row(spec, st.shape, 0, 0, 0, st.rf, st.jump, bpe), st
-    if isinstance(spec, S.BLOCK_TYPES):
-        return _analyze_block(spec, st, bpe)
-    raise ConfigError(f"unknown layer spec {spec!r}")
+    """One spec -> (LayerStats, new _State), through the spec's rule (``kerascnn.rules``)."""
+    from kerascnn.rules import rule_for
 
-
-def _analyze_block(spec, st: _State, bpe: int):
-    children, ends = [], []
-    for branch in spec.branches():
-        bst = st
-        for sub in branch:
-            row, bst = analyze_spec(sub, bst, bpe)
-            children.append(row)
-        ends.append(bst)
-    if spec.merge == "concat":
-        spatial = {e.shape[:2] for e in ends}
-        if len(spatial) != 1:
-            raise GeometryError(f"{spec.name}: branch sizes differ {sorted(spatial)}")
-        shape = ends[0].shape[:2] + (sum(e.shape[2] for e in ends),)
-    else:  # add
-        shapes = {e.shape for e in ends}
-        if len(shapes) != 1:
-            raise GeometryError(f"{spec.name}: residual branch shapes differ {sorted(shapes)}; "
-                                f"the shortcut needs a projection")
-        shape = ends[0].shape
-    rf = max(e.rf for e in ends)
-    jump = max(e.jump for e in ends)
-    params = sum(c.params for c in children)
-    trainable = sum(c.trainable_params for c in children)
-    macs = sum(c.macs for c in children)
-    if spec.merge == "add":
-        macs += 0  # the addition is not a multiply-add
-    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, rf, jump,
-                     math.prod(shape) * bpe, "", children)
-    return row, _State(shape, rf, jump)
+    rule = rule_for(spec)
+    shape = tuple(rule.output_shape(st.shape))
+    note = rule.note(st.shape)
+    params, trainable = rule.params(st.shape)
+    macs = rule.macs(st.shape)
+    rf, jump, start = rule.field(st.rf, st.jump, st.start, in_shape=st.shape)
+    children = []
+    if rule.is_block:
+        for branch in spec.branches():
+            bst = st
+            for sub in branch:
+                row, bst = analyze_spec(sub, bst, bpe)
+                children.append(row)
+    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, _hw(rf), _hw(jump),
+                     math.prod(shape) * bpe, note, children)
+    return row, _State(shape, rf, jump, start)
 
 
 def analyze(specs: list, input_shape, bytes_per_element: int = 4) -> Report:

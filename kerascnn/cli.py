@@ -29,6 +29,7 @@ COMMANDS = {
     "export": "kerascnn.commands.export:export",
     "bench": "kerascnn.commands.bench:bench",
     "visualize": "kerascnn.commands.visualize:visualize",
+    "values": "kerascnn.commands.values:values",
 }
 
 

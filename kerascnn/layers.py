@@ -115,3 +115,62 @@ class ResidualBlock(_BranchBlock):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
                 "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused}
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class NegInfPadding2D(keras.layers.Layer):
+    """Pads H and W with -inf: the padding of a max pool (PyTorch's), which never wins a maximum."""
+
+    def __init__(self, padding=((1, 1), (1, 1)), **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple(tuple(int(v) for v in p) for p in padding)
+
+    def call(self, x):
+        (t, b), (l, r) = self.padding
+        return keras.ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=float("-inf"))
+
+    def compute_output_shape(self, input_shape):
+        (t, b), (l, r) = self.padding
+        n, h, w, c = input_shape
+        return (n, None if h is None else h + t + b, None if w is None else w + l + r, c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+
+
+def pad_layer(padding, fill: str, name: str):
+    """The explicit padding layer before a "valid" conv/pool: zeros, or -inf for max pooling."""
+    if fill == "-inf":
+        return NegInfPadding2D(padding, name=name)
+    return keras.layers.ZeroPadding2D(padding, name=name)
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class BranchBlock(_BranchBlock):
+    """A block written in the spec language: ``merge="add"`` (residual; an empty path is the
+    identity) or ``"concat"`` (Inception-style, along channels)."""
+
+    def __init__(self, paths, merge="add", **kwargs):
+        super().__init__(**kwargs)
+        self.paths = tuple(tuple(S.spec_from_dict(s) if isinstance(s, dict) else s for s in p) for p in paths)
+        self.merge = merge
+        self._make_branches(S.Branches(self.paths, merge, name=self.name))
+
+    def call(self, x, training=None):
+        outs = self._branch_outputs(x, training)
+        if self.merge == "concat":
+            return keras.ops.concatenate(outs, axis=-1)
+        y = outs[0]
+        for o in outs[1:]:
+            y = y + keras.ops.cast(o, y.dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._branch_shapes(input_shape)
+        if self.merge == "concat":
+            return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "merge": self.merge,
+                "paths": [[s.to_dict() for s in p] for p in self.paths]}

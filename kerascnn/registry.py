@@ -1,20 +1,22 @@
-"""Model registry: name -> builder, default input, paper, description.
+"""Model registry: name -> spec function, plus one typed metadata record per model.
 
-Modelled on timm's ``register_model``/``list_models``: a family file decorates
-one function per model; that function returns the model's spec list (see
-``kerascnn.specs``) and the decorator turns it into a builder that returns a
-``keras.Sequential``. Registering needs no TensorFlow; building imports Keras.
+Modelled on timm's and torchvision's ``register_model``: a family file decorates one
+function per model and the decorator registers it and returns it **unchanged**, so
+``resnet18((224, 224, 3), 1000)`` still returns the model's spec list (see
+``kerascnn.specs``). Everything else about a model (paper, year, default input,
+classes, options, the published parameter and multiply-add figures with their
+source) lives in one frozen ``ModelCfg`` record. Building a Keras model goes through
+``build_model(name, ...)`` (also ``kerascnn.build``). Registering needs no TensorFlow.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import functools
 import importlib
 import inspect
 import re
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from kerascnn.errors import ConfigError, GeometryError, ModelNotFound
 
@@ -22,17 +24,65 @@ _REGISTRY: dict = {}
 _LOADED = False
 
 
-@dataclass
-class ModelEntry:
+@dataclass(frozen=True)
+class Published:
+    """One published figure for a model: parameters and/or multiply-adds, and where it comes from.
+
+    ``params`` counts every weight (trainable + non-trainable, e.g. BatchNorm's moving
+    statistics); ``trainable_params`` only the trainable ones (torchvision's convention);
+    ``macs`` is multiply-adds per image (what torchvision and most papers call FLOPs).
+    ``input_shape``/``num_classes``/``options`` default to the model's own.
+    """
+
+    source: str
+    params: Optional[int] = None
+    trainable_params: Optional[int] = None
+    macs: Optional[int] = None
+    input_shape: Optional[tuple] = None
+    num_classes: Optional[int] = None
+    options: tuple = ()  # ((key, value), ...)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """Everything kerascnn knows about a registered model except its layers."""
+
     name: str
-    spec_fn: Callable
     family: str
     paper: str
     year: int
     default_input: tuple
     num_classes: int
     description: str
-    options: dict = field(default_factory=dict)
+    option_defaults: tuple = ()  # ((key, default), ...) from the spec function's signature
+    published: tuple = ()        # Published records
+
+    @property
+    def options(self) -> dict:
+        return dict(self.option_defaults)
+
+
+class ModelEntry:
+    """A registered model: its ``ModelCfg`` record and its spec function."""
+
+    __slots__ = ("cfg", "spec_fn")
+
+    def __init__(self, cfg: ModelCfg, spec_fn: Callable):
+        self.cfg, self.spec_fn = cfg, spec_fn
+
+    # the record's fields, read-only, for callers that use entry.family, entry.default_input ...
+    name = property(lambda self: self.cfg.name)
+    family = property(lambda self: self.cfg.family)
+    paper = property(lambda self: self.cfg.paper)
+    year = property(lambda self: self.cfg.year)
+    default_input = property(lambda self: self.cfg.default_input)
+    num_classes = property(lambda self: self.cfg.num_classes)
+    description = property(lambda self: self.cfg.description)
+    options = property(lambda self: self.cfg.options)
+    published = property(lambda self: self.cfg.published)
+
+    def __repr__(self):
+        return f"ModelEntry({self.cfg!r})"
 
     def resolve(self, input_shape=None, num_classes=None, options=None):
         input_shape = tuple(int(v) for v in (input_shape or self.default_input))
@@ -75,31 +125,26 @@ class ModelEntry:
         return build_sequential(self.specs(input_shape, num_classes, **options), input_shape, name=self.name)
 
 
-def register_model(family: str, paper: str, year: int, default_input: tuple, num_classes: int = 1000):
-    """Register a spec function under its own name and return a Keras builder in its place.
+def register_model(family: str, paper: str, year: int, default_input: tuple, num_classes: int = 1000,
+                   published: tuple = (), name: Optional[str] = None, description: Optional[str] = None):
+    """Register a spec function under its own name (or ``name``) and return it unchanged.
 
-    The decorated function takes ``input_shape``, ``num_classes`` and keyword options
-    and returns a list of specs. The returned builder has the signature
-    ``builder(input_shape=None, num_classes=None, **options) -> keras.Sequential``.
+    The function takes ``input_shape``, ``num_classes`` and keyword options (their
+    defaults become the model's options) and returns a list of specs.
     """
 
     def decorator(fn):
+        model_name = name or fn.__name__
         sig = inspect.signature(fn)
-        options = {k: p.default for k, p in sig.parameters.items()
-                   if k not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty}
-        doc = inspect.getdoc(fn) or ""
-        entry = ModelEntry(fn.__name__, fn, family, paper, year, tuple(default_input), num_classes,
-                           doc.splitlines()[0] if doc else fn.__name__, options)
-        if fn.__name__ in _REGISTRY:
-            raise RuntimeError(f"model {fn.__name__!r} registered twice")
-        _REGISTRY[fn.__name__] = entry
-
-        @functools.wraps(fn)
-        def builder(input_shape=None, num_classes=None, **opts):
-            return entry.build(input_shape, num_classes, **opts)
-
-        builder.entry = entry
-        return builder
+        options = tuple((k, p.default) for k, p in sig.parameters.items()
+                        if k not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty)
+        doc = description or inspect.getdoc(fn) or ""
+        cfg = ModelCfg(model_name, family, paper, year, tuple(default_input), num_classes,
+                       doc.splitlines()[0] if doc else model_name, options, tuple(published))
+        if model_name in _REGISTRY:
+            raise RuntimeError(f"model {model_name!r} registered twice")
+        _REGISTRY[model_name] = ModelEntry(cfg, fn)
+        return fn
 
     return decorator
 
@@ -136,13 +181,18 @@ def get_entry(name: str) -> ModelEntry:
         raise ModelNotFound(f"unknown model {name!r}{hint}") from None
 
 
+def model_cfg(name: str) -> ModelCfg:
+    """The metadata record of a registered model."""
+    return get_entry(name).cfg
+
+
 def is_model(name: str) -> bool:
     _load()
     return name in _REGISTRY
 
 
 def build_model(name: str, input_shape=None, num_classes=None, **options):
-    """Build a registered model as a ``keras.Sequential``."""
+    """Build a registered model as a ``keras.Sequential`` (also ``kerascnn.build``)."""
     return get_entry(name).build(input_shape, num_classes, **options)
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 from kerascnn.analysis import Report, human, human_bytes
 
 
+def _hw(v) -> str:
+    """3 -> '3'; (1, 7) -> '1x7' (a receptive field or jump that differs per axis)."""
+    return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
 def _shape(shape) -> str:
     return "x".join(str(v) for v in shape)
 
@@ -36,7 +41,7 @@ def analysis_table(report: Report, keras_params: dict | None = None, depth: int 
         if keras_params is not None:
             k = keras_params.get(layer.name)
             row.append("" if k is None else (f"{k:,} ok" if k == layer.params else f"{k:,} MISMATCH"))
-        row += [f"{layer.macs:,}", str(layer.receptive_field), str(layer.jump), human_bytes(layer.activation_bytes)]
+        row += [f"{layer.macs:,}", _hw(layer.receptive_field), _hw(layer.jump), human_bytes(layer.activation_bytes)]
         if layer.note:
             row[0] += " *"
         rows.append(row)
@@ -56,9 +61,29 @@ def totals(report: Report) -> str:
         f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
         f"non-trainable {report.non_trainable_params:,}; {human_bytes(report.param_bytes)} as float32)",
         f"Multiply-adds per image: {report.macs:,} ({human(report.macs, 'MAC')})",
-        f"Receptive field of the last spatial layer: {report.receptive_field} px",
+        f"Receptive field of the last spatial layer: {_hw(report.receptive_field)} px",
         f"Activation memory per image (forward, float32): {human_bytes(report.activation_bytes)}",
     ]
     for w in report.warnings():
         lines.append(f"* {w}")
     return "\n".join(lines)
+
+
+def not_analysed(report) -> str:
+    """The layers of a Keras model that no rule covers (their params and MACs are not counted)."""
+    unknown = getattr(report, "unknown", None) or []
+    if not unknown:
+        return ""
+    names = ", ".join(f"{n} ({c})" for n, c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20
+                                                               else "")
+    return f"Not analysed ({len(unknown)} layers without a rule; their params and MACs are not counted): {names}"
+
+
+def render(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
+    """Title, the per-layer table, the totals and any layers not analysed, as one text."""
+    parts = [f"{title} at {_shape(report.input_shape)}:"] if title else []
+    parts += [analysis_table(report, keras_params, depth), "", totals(report)]
+    extra = not_analysed(report)
+    if extra:
+        parts.append(extra)
+    return "\n".join(parts)

@@ -13,9 +13,16 @@ Branching blocks (Inception, residual) are specs too: they list their
 branches as spec lists, and ``kerascnn.layers`` builds one custom Keras layer
 per block from those same lists.
 
-Padding follows the lectures: an integer P (zero padding on every side) or
-``"same"``/``"valid"`` as in Keras. For odd F, P = (F-1)/2 gives exactly
-Keras's ``"same"`` output for every input size and stride.
+Sizes follow the lectures: a kernel, stride or dilation is an int or an ``(h, w)``
+pair. Padding is an integer P (zero padding on every side), an ``(h, w)`` pair,
+``((top, bottom), (left, right))``, ``"valid"`` (0) or ``"same"``, which means
+P = (F-1)/2 on every side for an odd (effective) kernel F -- the lecture's
+padding, computed with the lecture's formula, for every input size and stride
+(Keras's own ``"same"`` puts the odd pixel at the bottom/right when S > 1; the
+built layers do not). For an even F, ``"same"`` pads (F-2)/2 before and F/2 after.
+
+The arithmetic, Keras layers and spec syntax of every kind live in one rule
+per kind: ``kerascnn.rules``.
 """
 from __future__ import annotations
 
@@ -23,7 +30,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional, Union
 
-Padding = Union[int, str]
+Size = Union[int, tuple]
+Padding = Union[int, str, tuple]
 
 
 def _snake(name: str) -> str:
@@ -49,16 +57,54 @@ class Spec:
 
 @dataclass(frozen=True)
 class Conv(Spec):
-    """Conv2D: ``filters`` kernels of ``kernel``x``kernel``, stride, zero padding, groups."""
+    """Conv2D: ``filters`` kernels of ``kernel``x``kernel``, stride, zero padding, groups, dilation."""
 
     filters: int
-    kernel: int
-    stride: int = 1
+    kernel: Size
+    stride: Size = 1
     padding: Padding = 0
     activation: Optional[str] = None
     use_bias: bool = True
     groups: int = 1
+    dilation: Size = 1
     keras_class = "Conv2D"
+
+
+@dataclass(frozen=True)
+class DepthwiseConv(Spec):
+    """DepthwiseConv2D: one ``kernel`` per input channel (``depth_multiplier`` of them)."""
+
+    kernel: Size
+    stride: Size = 1
+    padding: Padding = 0
+    depth_multiplier: int = 1
+    dilation: Size = 1
+    use_bias: bool = True
+    activation: Optional[str] = None
+    keras_class = "DepthwiseConv2D"
+
+
+@dataclass(frozen=True)
+class SeparableConv(Spec):
+    """SeparableConv2D: a depthwise ``kernel`` then a 1x1 pointwise conv to ``filters`` (one bias)."""
+
+    filters: int
+    kernel: Size
+    stride: Size = 1
+    padding: Padding = 0
+    depth_multiplier: int = 1
+    dilation: Size = 1
+    use_bias: bool = True
+    activation: Optional[str] = None
+    keras_class = "SeparableConv2D"
+
+
+@dataclass(frozen=True)
+class ZeroPad(Spec):
+    """ZeroPadding2D: an int, an (h, w) pair or ((top, bottom), (left, right))."""
+
+    padding: Padding = 1
+    keras_class = "ZeroPadding2D"
 
 
 @dataclass(frozen=True)
@@ -66,8 +112,8 @@ class Pool(Spec):
     """MaxPooling2D / AveragePooling2D; ``stride`` defaults to ``size``."""
 
     kind: str = "max"
-    size: int = 2
-    stride: Optional[int] = None
+    size: Size = 2
+    stride: Optional[Size] = None
     padding: Padding = 0
 
     @property
@@ -111,8 +157,35 @@ class BatchNorm(Spec):
 
 
 @dataclass(frozen=True)
+class LayerNorm(Spec):
+    """LayerNormalization over the channel axis (as ConvNeXt and PyTorch's LayerNorm(C)): 2C params."""
+
+    keras_class = "LayerNormalization"
+
+
+@dataclass(frozen=True)
+class GroupNorm(Spec):
+    """GroupNormalization: statistics over ``groups`` groups of channels; 2C params."""
+
+    groups: int = 32
+    keras_class = "GroupNormalization"
+
+
+@dataclass(frozen=True)
+class SpatialDropout(Spec):
+    """SpatialDropout2D: drops whole feature maps."""
+
+    rate: float = 0.5
+    keras_class = "SpatialDropout2D"
+
+
+@dataclass(frozen=True)
 class Activation(Spec):
+    """``fn``: relu, sigmoid, tanh, softmax, leaky_relu (slope ``alpha``, default 0.01 as PyTorch),
+    elu, gelu (exact, as PyTorch's default), swish."""
+
     fn: str = "relu"
+    alpha: Optional[float] = None
     keras_class = "Activation"
 
 
@@ -207,22 +280,55 @@ def fold_bn_specs(specs: list) -> list:
             continue
         if isinstance(spec, Residual):
             spec = replace(spec, fused=True)
+        if isinstance(spec, Branches):
+            spec = replace(spec, paths=tuple(tuple(fold_bn_specs(list(p))) for p in spec.paths))
         out.append(spec)
     return out
 
 
-BLOCK_TYPES = (Inception, Residual)
+@dataclass(frozen=True)
+class Branches(Spec):
+    """A block written in the spec language: parallel ``paths`` (tuples of specs) merged by
+    ``"add"`` (a residual block; an empty path is the identity shortcut) or ``"concat"``
+    (an Inception module, along channels)."""
+
+    paths: tuple = ()
+    merge: str = "add"
+    keras_class = "BranchBlock"
+    post_activation = None
+
+    def branches(self) -> list:
+        n = self.name or "block"
+        out = []
+        for i, path in enumerate(self.paths):
+            named = auto_name(list(path))
+            out.append([s.named(f"{n}_b{i}_{s.name}") if not s.name.startswith(f"{n}_") else s
+                        for s in named])
+        return out
+
+    def to_dict(self) -> dict:
+        return {"type": "Branches", "name": self.name, "merge": self.merge,
+                "paths": [[s.to_dict() for s in path] for path in self.paths]}
+
+
+BLOCK_TYPES = (Inception, Residual, Branches)
 SPEC_TYPES = {cls.__name__: cls for cls in
-              (Conv, Pool, GlobalPool, Flatten, Dense, Dropout, BatchNorm, Activation, Inception, Residual)}
+              (Conv, DepthwiseConv, SeparableConv, ZeroPad, Pool, GlobalPool, Flatten, Dense, Dropout,
+               SpatialDropout, BatchNorm, LayerNorm, GroupNorm, Activation, Inception, Residual, Branches)}
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 def spec_from_dict(d: dict) -> Spec:
     d = dict(d)
     cls = SPEC_TYPES[d.pop("type")]
     names = {f.name for f in fields(cls)}
-    for key in ("c2", "c3"):
-        if key in d and isinstance(d[key], list):
-            d[key] = tuple(d[key])
+    if cls is Branches:
+        d["paths"] = tuple(tuple(spec_from_dict(s) for s in path) for path in d.get("paths", ()))
+    else:
+        d = {k: _tuples(v) for k, v in d.items()}
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -233,6 +339,7 @@ def auto_name(specs: list) -> list:
     for s in specs:
         if s.name is None:
             base = _snake(s.keras_class).replace("conv2_d", "conv2d").replace("pooling2_d", "pooling2d")
+            base = base.replace("padding2_d", "padding2d").replace("dropout2_d", "dropout2d")
             k = counts.get(base, 0)
             counts[base] = k + 1
             s = s.named(base if k == 0 else f"{base}_{k}")

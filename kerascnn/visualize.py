@@ -13,7 +13,9 @@ from kerascnn.errors import ConfigError, DataError
 from kerascnn.plots import _plt, plot_confusion, plot_curves, save
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32)
-SOBEL_Y = SOBEL_X.T.copy()
+# the lecture's Gy (lecture 000, "Reference: Sobel Edge Detector"): positive above, negative below.
+# It is -Gx^T, not Gx^T: with Gx^T a bright-above/dark-below edge would come out negative.
+SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -292,9 +294,20 @@ def receptive_field(model, info, out, layer, x, shown, label):
     return save(fig, out)
 
 
-def edges(out, image=None, index=0, dataset=None, data_path=None):
+def sobel(x):
+    """Gx and Gy responses (last axis) of a batch of one-channel images ``x`` (N, H, W, 1), computed
+    by a ``keras.layers.Conv2D`` holding the lecture's Sobel pair ('valid' padding: zero padding
+    would draw a false edge along every bright image border)."""
     import keras
 
+    x = np.asarray(x, dtype=np.float32)
+    conv = keras.layers.Conv2D(2, 3, padding="valid", use_bias=False)
+    conv.build((None,) + x.shape[1:])
+    conv.set_weights([np.stack([SOBEL_X, SOBEL_Y], axis=-1)[:, :, None, :]])
+    return np.asarray(conv(x))
+
+
+def edges(out, image=None, index=0, dataset=None, data_path=None):
     plt = _plt()
     if image:
         x, _ = D.load_image_files([image], _image_size(image), 1, 1 / 255)
@@ -307,17 +320,13 @@ def edges(out, image=None, index=0, dataset=None, data_path=None):
         size = (h, w) if min(h, w) >= 16 else (64, 64)  # the 8x8 digits are enlarged
         x = D.prepare_images(d.x_test[index:index + 1], size, 1, d.pixel_scale)
         title = f"{_data_label(d)} test #{index}"
-    # 'valid' padding: zero padding would draw a false edge along every bright image border
-    conv = keras.layers.Conv2D(2, 3, padding="valid", use_bias=False)
-    conv.build((None,) + x.shape[1:])
-    conv.set_weights([np.stack([SOBEL_X, SOBEL_Y], axis=-1)[:, :, None, :]])
-    g = np.asarray(conv(x))[0]
+    g = sobel(x)[0]
     mag = np.sqrt(g[..., 0] ** 2 + g[..., 1] ** 2)
     fig, axes = plt.subplots(1, 4, figsize=(15, 4.6), layout="constrained")
     _show(axes[0], x[0], f"input: {title}")
     lim = float(np.abs(g).max())  # one symmetric scale for Gx and Gy: white is 0
     _signed(axes[1], g[..., 0], "Gx = Sobel [[-1,0,1],[-2,0,2],[-1,0,1]]\n(vertical edges)", limit=lim)
-    _signed(axes[2], g[..., 1], "Gy = its transpose\n(horizontal edges)", limit=lim)
+    _signed(axes[2], g[..., 1], "Gy = Sobel [[+1,+2,+1],[0,0,0],[-1,-2,-1]]\n(horizontal edges)", limit=lim)
     _show(axes[3], mag, "edge strength sqrt(Gx² + Gy²)", cmap="magma")
     fig.suptitle("A fixed 3x3 Sobel filter pair applied by keras.layers.Conv2D "
                  "(padding 'valid'; red positive, blue negative)", fontsize=11)

@@ -12,12 +12,19 @@ from kerascnn.speclang import parse
 
 @pytest.mark.parametrize("w,f,s,p,expected", [
     (7, 3, 1, 0, 5), (7, 3, 2, 0, 3), (7, 3, 1, 1, 7), (32, 5, 1, 2, 32), (227, 11, 4, 0, 55),
-    (224, 3, 1, "same", 224), (112, 3, 2, "same", 56), (5, 3, 2, "valid", 2),
+    (224, 3, 1, "same", 224), (113, 3, 2, "same", 57), (5, 3, 2, "valid", 2),
 ])
 def test_output_size_formula(w, f, s, p, expected):
     out, note = conv_output_size(w, f, s, p)
     assert out == expected
     assert note == ""
+
+
+def test_same_is_p_equals_f_minus_1_over_2_so_it_does_not_fit_where_p1_does_not():
+    """`same` and P=(F-1)/2 are one layer: both are flagged at an even size with stride 2."""
+    assert conv_output_size(112, 3, 2, "same") == conv_output_size(112, 3, 2, 1)
+    out, note = conv_output_size(112, 3, 2, "same")
+    assert out == 56 and "(112 - 3 + 2*1)/2 + 1 = 56.5" in note
 
 
 def test_stride_that_does_not_fit_is_flagged_with_the_numbers():

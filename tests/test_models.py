@@ -6,38 +6,57 @@ from kerascnn.analysis import walk
 from kerascnn.errors import ConfigError, GeometryError, ModelNotFound
 from kerascnn.registry import build_model, get_entry, list_models, parse_options
 
-# (model, input, classes, options) -> (total params, trainable params) from the papers / torchvision /
-# keras.applications
-PUBLISHED = [
-    ("mlp", (150, 150, 3), 6, {}, 8_640_902, 8_640_902),
-    ("convnet", (28, 28, 1), 10, {}, 123_690, 123_690),
-    ("lenet5", (28, 28, 1), 10, {}, 61_706, 61_706),
-    ("lenet5", (32, 32, 1), 10, {}, 61_706, 61_706),
-    ("alexnet", (227, 227, 3), 1000, {}, 62_378_344, 62_378_344),
-    ("alexnet", (227, 227, 3), 1000, {"grouped": True}, 60_965_224, 60_965_224),
-    ("vgg16", (224, 224, 3), 1000, {}, 138_357_544, 138_357_544),
-    ("vgg16_bn", (224, 224, 3), 1000, {}, None, 138_365_992),
-    ("vgg11", (224, 224, 3), 1000, {}, 132_863_336, 132_863_336),
-    ("vgg19", (224, 224, 3), 1000, {}, 143_667_240, 143_667_240),
-    ("resnet18", (224, 224, 3), 1000, {}, None, 11_689_512),
-    ("resnet34", (224, 224, 3), 1000, {}, None, 21_797_672),
-    ("resnet50", (224, 224, 3), 1000, {}, None, 25_557_032),
-]
+def _published():
+    """(model, Published record) for every published figure the registry records keep."""
+    return [(name, pub) for name in list_models() for pub in get_entry(name).published]
 
 
-@pytest.mark.parametrize("name,shape,k,opts,total,trainable", PUBLISHED)
-def test_published_parameter_counts(name, shape, k, opts, total, trainable):
-    r = get_entry(name).analyze(shape, k, **opts)
-    if total is not None:
-        assert r.total_params == total
-    assert r.trainable_params == trainable
+PUBLISHED = _published()
 
 
-@pytest.mark.parametrize("name,published_gmacs", [("vgg16", 15.47), ("resnet18", 1.82), ("resnet50", 4.09),
-                                                  ("alexnet", 1.14)])
-def test_macs_within_2_percent_of_published(name, published_gmacs):
-    macs = get_entry(name).analyze().macs
-    assert abs(macs / 1e9 - published_gmacs) / published_gmacs < 0.02
+@pytest.mark.parametrize("name,pub", PUBLISHED, ids=[f"{n}-{i}" for i, (n, _) in enumerate(PUBLISHED)])
+def test_published_figures_from_the_model_records(name, pub):
+    """Parameters exactly, multiply-adds within 2% of the figure (published MACs carry 2-3 digits)."""
+    assert pub.source and (pub.params or pub.trainable_params or pub.macs)
+    r = get_entry(name).analyze(pub.input_shape, pub.num_classes, **dict(pub.options))
+    if pub.params is not None:
+        assert r.total_params == pub.params
+    if pub.trainable_params is not None:
+        assert r.trainable_params == pub.trainable_params
+    if pub.macs is not None:
+        assert abs(r.macs - pub.macs) / pub.macs < 0.02
+
+
+def test_records_cover_the_zoo_and_are_frozen():
+    import dataclasses
+
+    from kerascnn.registry import ModelCfg, model_cfg
+
+    with_figures = {n for n, _ in PUBLISHED}
+    assert set(list_models()) - with_figures == {"nin"}  # NiN's paper gives no parameter count
+    assert sum(p.macs is not None for _, p in PUBLISHED) == 12
+    cfg = model_cfg("vgg16")
+    assert isinstance(cfg, ModelCfg) and cfg.default_input == (224, 224, 3) and cfg.year == 2014
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.year = 2015
+
+
+def test_register_model_returns_the_spec_function_unchanged():
+    from kerascnn.models.resnet import resnet18
+    from kerascnn.models.vgg import vgg16
+    from kerascnn.specs import Conv, Residual
+
+    specs = resnet18((32, 32, 3), 10, small_input=True)
+    assert isinstance(specs, list) and isinstance(specs[0], Conv) and isinstance(specs[3], Residual)
+    assert get_entry("resnet18").spec_fn is resnet18
+    assert sum(isinstance(s, Conv) for s in vgg16((224, 224, 3), 1000)) == 13
+
+
+def test_kerascnn_build_is_the_keras_builder():
+    import kerascnn
+
+    model = kerascnn.build("lenet5", input_shape=(28, 28, 1), num_classes=10)
+    assert model.count_params() == 61_706 and model.name == "lenet5"
 
 
 # GoogLeNet, Szegedy et al. Table 1: (input channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)

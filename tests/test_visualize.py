@@ -74,3 +74,23 @@ def test_architecture_needs_graphviz_or_draws(invoke, tmp_path):
 def test_visualize_bad_input(invoke, args, needle):
     r = invoke(*args)
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+
+
+def test_sobel_pair_is_the_lectures():
+    """Lecture 000: Gx = [[-1,0,+1],[-2,0,+2],[-1,0,+1]], Gy = [[+1,+2,+1],[0,0,0],[-1,-2,-1]]."""
+    from kerascnn.visualize import SOBEL_X, SOBEL_Y, sobel
+
+    np.testing.assert_array_equal(SOBEL_Y, [[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
+    np.testing.assert_array_equal(SOBEL_X, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    # a bright top half over a dark bottom half (a horizontal edge): Gy = +4 on the edge rows, Gx = 0
+    img = np.zeros((1, 6, 5, 1), np.float32)
+    img[0, :3] = 1.0
+    g = sobel(img)[0]
+    np.testing.assert_array_equal(g[..., 1], [[0, 0, 0], [4, 4, 4], [4, 4, 4], [0, 0, 0]])
+    np.testing.assert_array_equal(g[..., 0], np.zeros((4, 3)))
+    # dark left, bright right (a vertical edge): Gx = +4, Gy = 0
+    img = np.zeros((1, 5, 6, 1), np.float32)
+    img[0, :, 3:] = 1.0
+    g = sobel(img)[0]
+    np.testing.assert_array_equal(g[..., 0], [[0, 4, 4, 0]] * 3)
+    np.testing.assert_array_equal(g[..., 1], np.zeros((3, 4)))

@@ -74,7 +74,7 @@ def _keras_summary_text(model) -> str:
     return "\n".join(lines).rstrip()
 
 
-@click.command(short_help="Keras summary next to the lecture arithmetic.")
+@click.command(short_help="Keras summary next to the lecture arithmetic (zoo, spec or .keras file).")
 @click.argument("model_or_spec")
 @input_shape_option
 @classes_option
@@ -90,24 +90,27 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
 
-    MODEL_OR_SPEC is a registered model (`kerascnn list`) or a layer spec such as
-    "conv5-10s1p2" (with --input-shape 32,32,3).
+    MODEL_OR_SPEC is a registered model (`kerascnn list`), a layer spec such as
+    "conv5-10s1p2" (with --input-shape 32,32,3), or a saved Keras model (.keras/.h5,
+    Sequential or functional); layers without a rule are listed, not guessed.
 
     \b
     Layer spec syntax (layers separated by commas, spaces or >):
-      convF-K [sS pP|same|valid gG nb]  Conv2D FxF, K filters (stride, pad,
-                                        groups, no bias)
-      maxpoolF avgpoolF [sS pP same]    pooling (stride defaults to F)
-      gap gmp flatten                   global avg/max pooling, flatten
-      fcN[nb] dropout0.5 bn relu ...    dense, dropout, BatchNorm, activation
-      N*LAYER                           LAYER repeated N times
+      convF-K [sS pP|same|valid gG dD nb]  Conv2D FxF (or FxG), K filters (stride,
+                                           pad, groups, dilation, no bias)
+      maxpoolF avgpoolF [sS pP same]       pooling (stride defaults to F)
+      gap gmp flatten                      global avg/max pooling, flatten
+      fcN[nb] dropout0.5 bn relu ...       dense, dropout, BatchNorm, activation
+      N*LAYER  N*(A,B,...)                 repeated layers or groups
     e.g. "3*conv3-64p1nb", or LeNet-5 at 32,32,1:
       "conv5-6, maxpool2, conv5-16, maxpool2, flatten, fc120, fc84, fc10"
-    The full table: README, section "Layer specs".
+    The whole vocabulary (depthwise, separable, blocks): README, "Spec language".
     """
     from kerascnn import analysis, speclang
     from kerascnn.registry import get_entry, is_model, parse_options
 
+    if model_or_spec.endswith((".keras", ".h5")):
+        return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
     if is_model(model_or_spec):
         entry = get_entry(model_or_spec)
         opts = parse_options(entry, options)
@@ -182,6 +185,31 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     if counts is not None:
         ok = all(counts.get(l.name) == l.params for l in analysis.walk(report.layers))
         click.echo(f"Keras count_params() agrees with the arithmetic on every layer: {'yes' if ok else 'NO'}")
+
+
+def _summary_of_file(path, input_shape, num_classes, options, fmt, use_keras, depth, strict):
+    """`kerascnn summary model.keras`: any Keras model, mapped layer by layer to the rules."""
+    from kerascnn.keras_analysis import analyze_keras, load_keras_model
+    from kerascnn.report import render
+
+    if input_shape is not None or num_classes is not None or options:
+        raise ConfigError("--input-shape, --classes and -o apply to registered models and specs; "
+                          "a .keras file has its own")
+    model = load_keras_model(path)
+    report = analyze_keras(model)
+    if strict and report.warnings():
+        raise GeometryError(f"--strict: {report.warnings()[0]}")
+    if fmt == "json":
+        echo_json(report.to_dict())
+        return
+    if use_keras:
+        click.echo("Keras model.summary():")
+        click.echo(_keras_summary_text(model))
+        click.echo("")
+    click.echo(render(report, report.keras_counts, depth, title=f"Lecture arithmetic for {report.name}"))
+    which = f"analysed layer ({len(report.unknown)} not analysed)" if report.unknown else "layer"
+    click.echo(f"Keras count_params() agrees with the arithmetic on every {which}: "
+               f"{'yes' if report.keras_agrees else 'NO'}")
 
 
 def _guard_size(report, limit_bytes: float = 16 * 2**30):

@@ -1,4 +1,4 @@
-"""The model zoo: one file per family, one registered builder per model.
+"""The model zoo: one file per family, one registered spec function per model.
 
 Importing this package registers every model (it imports no TensorFlow).
 """

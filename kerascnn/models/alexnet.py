@@ -1,11 +1,17 @@
 """AlexNet. Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional
 Neural Networks", NeurIPS 2012."""
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Conv, Dense, Dropout, Flatten, Pool
 
 
 @register_model(family="alexnet", paper="Krizhevsky et al., NeurIPS 2012", year=2012,
-                default_input=(227, 227, 3))
+                default_input=(227, 227, 3), published=(
+                    Published("the count commonly quoted for the paper's layer sizes as one tower "
+                              "(no GPU split) at 227x227", params=62_378_344),
+                    Published("Sze et al., 'Efficient Processing of Deep Neural Networks', Proc. IEEE 2017, "
+                              "Table III: 61M weights, 724M MACs", params=60_965_224, macs=724_000_000,
+                              options=(("grouped", True),)),
+                ))
 def alexnet(input_shape, num_classes, grouped=False):
     """AlexNet, single tower: 5 convolutions and 3 dense layers, 62,378,344 params at 227x227x3.
 

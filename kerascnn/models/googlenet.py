@@ -1,6 +1,6 @@
 """GoogLeNet (Inception v1). Szegedy et al., "Going Deeper with Convolutions", CVPR 2015
 (arXiv:1409.4842). Channel numbers are the paper's Table 1; auxiliary classifiers are off."""
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Conv, Dense, Dropout, GlobalPool, Inception, Pool
 
 # Table 1: name -> (#1x1, (#3x3 reduce, #3x3), (#5x5 reduce, #5x5), pool proj)
@@ -21,7 +21,9 @@ def _inception(name):
     return Inception(*INCEPTION_TABLE[name], name=name)
 
 
-@register_model(family="googlenet", paper="Szegedy et al., CVPR 2015", year=2014, default_input=(224, 224, 3))
+@register_model(family="googlenet", paper="Szegedy et al., CVPR 2015", year=2014, default_input=(224, 224, 3),
+                published=(Published("Szegedy et al. 2015, Table 1 filter columns (weights + biases, no "
+                                     "auxiliary classifiers)", params=6_998_552),))
 def googlenet(input_shape, num_classes):
     """GoogLeNet: stem, nine Inception modules (3a-5b), global average pooling, dropout 0.4, linear."""
     return [

@@ -1,10 +1,12 @@
 """The lectures' own stacks: the "why not an MLP" baseline and the Keras MNIST convnet."""
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Conv, Dense, Flatten, Pool
 
 
 @register_model(family="lecture", paper="Lecture: why not an MLP for images", year=2024,
-                default_input=(150, 150, 3), num_classes=6)
+                default_input=(150, 150, 3), num_classes=6,
+                published=(Published("lecture 000's MLP counted by hand: 67,500*128 + 128 + 128*6 + 6",
+                                     params=8_640_902),))
 def mlp(input_shape, num_classes, hidden=128):
     """Flatten -> Dense(128, relu) -> Dense(classes, softmax): 8,640,902 params at 150x150x3, 6 classes.
 
@@ -15,7 +17,9 @@ def mlp(input_shape, num_classes, hidden=128):
 
 
 @register_model(family="lecture", paper="Lecture: CNN with Keras (MNIST)", year=2024,
-                default_input=(28, 28, 1), num_classes=10)
+                default_input=(28, 28, 1), num_classes=10,
+                published=(Published("lecture 002: Keras model.summary(), Total params: 123,690",
+                                     params=123_690),))
 def convnet(input_shape, num_classes):
     """Conv2D(32,3)-MaxPool-Conv2D(64,3)-MaxPool-Flatten-Dense(64)-Dense(32)-Dense(10): 123,690 params.
 

@@ -1,12 +1,17 @@
 """LeNet-5. LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document
 recognition", Proc. IEEE 86(11), 1998."""
 from kerascnn.errors import ConfigError
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import BatchNorm, Conv, Dense, Flatten, Pool
 
 
 @register_model(family="lenet", paper="LeCun et al., Proc. IEEE 1998", year=1998,
-                default_input=(28, 28, 1), num_classes=10)
+                default_input=(28, 28, 1), num_classes=10, published=(
+                    Published("Dive into Deep Learning 7.6 (LeNet on 28x28 Fashion-MNIST, padded C1)",
+                              params=61_706),
+                    Published("LeCun et al. 1998 layer sizes at 32x32 (dense F6 and output)",
+                              params=61_706, input_shape=(32, 32, 1)),
+                ))
 def lenet5(input_shape, num_classes, variant="classic", activation="", batch_norm=False):
     """LeNet-5 as taught: C1 6@5x5, S2 avg-pool, C3 16@5x5, S4, F5 120, F6 84, output: 61,706 params.
 

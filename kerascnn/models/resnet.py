@@ -6,8 +6,10 @@ Convolutions have no bias and are followed by BatchNorm, as in torchvision and
 (torchvision's "ResNet v1.5"). ``small_input=true`` swaps the 7x7/2 stem and its max-pool
 for one 3x3/1 convolution, the variant trained on 32x32 CIFAR images.
 """
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Activation, BatchNorm, Conv, Dense, GlobalPool, Pool, Residual
+
+TORCHVISION = "torchvision model docs (weights tables: params, GFLOPS = multiply-adds)"
 
 RESNET_STAGES = {
     "resnet18": (False, (2, 2, 2, 2)),
@@ -34,19 +36,22 @@ def resnet_stack(blocks, bottleneck, num_classes, small_input=False):
     return layers + [GlobalPool("avg", name="avg_pool"), Dense(num_classes, "softmax", name="predictions")]
 
 
-@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3),
+                published=(Published(TORCHVISION, trainable_params=11_689_512, macs=1_810_000_000),))
 def resnet18(input_shape, num_classes, small_input=False):
     """ResNet-18: basic blocks (2, 2, 2, 2), 11,689,512 trainable params at 224x224x3."""
     return resnet_stack((2, 2, 2, 2), False, num_classes, small_input)
 
 
-@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3),
+                published=(Published(TORCHVISION, trainable_params=21_797_672, macs=3_660_000_000),))
 def resnet34(input_shape, num_classes, small_input=False):
     """ResNet-34: basic blocks (3, 4, 6, 3), 21,797,672 trainable params at 224x224x3."""
     return resnet_stack((3, 4, 6, 3), False, num_classes, small_input)
 
 
-@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3))
+@register_model(family="resnet", paper="He et al., CVPR 2016", year=2015, default_input=(224, 224, 3),
+                published=(Published(TORCHVISION, trainable_params=25_557_032, macs=4_090_000_000),))
 def resnet50(input_shape, num_classes, small_input=False):
     """ResNet-50: bottleneck blocks (3, 4, 6, 3), 25,557,032 trainable params at 224x224x3."""
     return resnet_stack((3, 4, 6, 3), True, num_classes, small_input)

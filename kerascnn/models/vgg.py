@@ -4,7 +4,7 @@ Recognition", ICLR 2015 (arXiv:1409.1556).
 Configurations A, B, D, E of the paper's Table 1 (numbers are 3x3 conv channels, "M" a 2x2
 max-pool); layer names follow ``keras.applications`` (block1_conv1 ... fc1, fc2, predictions).
 """
-from kerascnn.registry import register_model
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, Pool
 
 VGG_CFGS = {
@@ -38,22 +38,41 @@ def vgg_stack(cfg, num_classes, batch_norm=False, hidden=4096):
     ]
 
 
-def _register(name, cfg, batch_norm, doc):
+TORCHVISION = "torchvision model docs (weights tables: params, GFLOPS = multiply-adds)"
+
+
+def _register(name, cfg, batch_norm, doc, published=()):
     def spec_fn(input_shape, num_classes):
         return vgg_stack(VGG_CFGS[cfg], num_classes, batch_norm)
 
     spec_fn.__name__ = spec_fn.__qualname__ = name
     spec_fn.__doc__ = doc
     return register_model(family="vgg", paper="Simonyan & Zisserman, ICLR 2015", year=2014,
-                          default_input=(224, 224, 3))(spec_fn)
+                          default_input=(224, 224, 3), published=published)(spec_fn)
 
 
-vgg11 = _register("vgg11", "A", False, 'VGG-11 (configuration "A"): 8 conv + 3 dense layers.')
-vgg13 = _register("vgg13", "B", False, 'VGG-13 (configuration "B"): 10 conv + 3 dense layers.')
+def _tv(trainable, gmacs, keras_params=None):
+    out = [Published(TORCHVISION, trainable_params=trainable, macs=int(round(gmacs * 1e9)))]
+    if keras_params:
+        out.append(Published("keras.applications VGG16/VGG19(weights=None).count_params() (the docs' table rounds it)",
+                             params=keras_params))
+    return tuple(out)
+
+
+vgg11 = _register("vgg11", "A", False, 'VGG-11 (configuration "A"): 8 conv + 3 dense layers.',
+                  _tv(132_863_336, 7.61))
+vgg13 = _register("vgg13", "B", False, 'VGG-13 (configuration "B"): 10 conv + 3 dense layers.',
+                  _tv(133_047_848, 11.31))
 vgg16 = _register("vgg16", "D", False,
-                  'VGG-16 (configuration "D"): 13 conv + 3 dense layers, 138,357,544 params at 224x224x3.')
-vgg19 = _register("vgg19", "E", False, 'VGG-19 (configuration "E"): 16 conv + 3 dense layers.')
-vgg11_bn = _register("vgg11_bn", "A", True, "VGG-11 with BatchNorm after every convolution.")
-vgg13_bn = _register("vgg13_bn", "B", True, "VGG-13 with BatchNorm after every convolution.")
-vgg16_bn = _register("vgg16_bn", "D", True, "VGG-16 with BatchNorm after every convolution.")
-vgg19_bn = _register("vgg19_bn", "E", True, "VGG-19 with BatchNorm after every convolution.")
+                  'VGG-16 (configuration "D"): 13 conv + 3 dense layers, 138,357,544 params at 224x224x3.',
+                  _tv(138_357_544, 15.47, keras_params=138_357_544))
+vgg19 = _register("vgg19", "E", False, 'VGG-19 (configuration "E"): 16 conv + 3 dense layers.',
+                  _tv(143_667_240, 19.63, keras_params=143_667_240))
+vgg11_bn = _register("vgg11_bn", "A", True, "VGG-11 with BatchNorm after every convolution.",
+                     _tv(132_868_840, 7.61))
+vgg13_bn = _register("vgg13_bn", "B", True, "VGG-13 with BatchNorm after every convolution.",
+                     _tv(133_053_736, 11.31))
+vgg16_bn = _register("vgg16_bn", "D", True, "VGG-16 with BatchNorm after every convolution.",
+                     _tv(138_365_992, 15.47))
+vgg19_bn = _register("vgg19_bn", "E", True, "VGG-19 with BatchNorm after every convolution.",
+                     _tv(143_678_248, 19.63))

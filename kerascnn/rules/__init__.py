@@ -1,0 +1,39 @@
+"""One rule per layer kind: the single home of each kind's arithmetic, Keras layers and spec syntax.
+
+``rule_for(spec)`` returns the rule of one spec (a layer, one at a time), with
+
+* ``output_shape(in_shape)`` -> the output shape (H, W, C) or (N,) (``GeometryError`` if it collapses),
+  ``note(in_shape)`` -> "" or the lecture's "doesn't fit" remark;
+* ``params(in_shape)`` -> ``(total, trainable)``; ``macs(in_shape)`` -> multiply-adds;
+* ``field(rf, jump, start)`` -> ``(rf, jump, start)``: receptive field, jump and the input coordinate of
+  the centre of output unit 0's field, each an int/float or an ``(h, w)`` pair (pairs come back);
+* ``keras_layers(dtype=None)`` -> the Keras layers that compute the lecture's values
+  (``keras_layers(spec)`` as a module function does the same);
+* ``token()`` -> the spec-language text of the spec (``kerascnn.speclang`` parses it back).
+
+Like fvcore's table of op handlers, ``RULES`` maps each spec class to its rule; ``analysis``,
+``keras_build``, ``speclang`` and ``visualize`` dispatch through it. Pure Python: Keras is imported
+only inside ``keras_layers``.
+"""
+from __future__ import annotations
+
+from kerascnn.rules.base import Rule, pair, pads, axis_out  # noqa: F401
+from kerascnn.rules import conv as _conv, simple as _simple, blocks as _blocks  # noqa: F401
+from kerascnn.rules.base import RULES
+
+
+def rule_for(spec) -> Rule:
+    """The rule for one spec (raises ``ConfigError`` for an unknown spec type)."""
+    from kerascnn.errors import ConfigError
+
+    cls = RULES.get(type(spec))
+    if cls is None:
+        raise ConfigError(f"unknown layer spec {spec!r}")
+    return cls(spec)
+
+
+def keras_layers(spec, dtype=None) -> list:
+    return rule_for(spec).keras_layers(dtype)
+
+
+__all__ = ["Rule", "RULES", "rule_for", "keras_layers", "pair", "pads", "axis_out"]

@@ -1,0 +1,345 @@
+"""Sliding-window kinds: convolution, depthwise, separable, pooling, zero padding.
+
+Every one computes the lecture's cross-correlation with the padding it is given on each side:
+``out = (W - F_eff + P_before + P_after)/S + 1`` with ``F_eff = 1 + d(F-1)`` (dilation d).
+Keras's ``"same"`` is used only where it pads exactly that (stride 1); everywhere else the
+built model has an explicit padding layer ``<name>_pad`` and a ``"valid"`` layer.
+Max pooling pads with -inf; average pooling counts the zero padding in the average
+(PyTorch's ``count_include_pad=True``, its default) for every spelling, ``same`` included.
+"""
+from __future__ import annotations
+
+import re
+
+from kerascnn import specs as S
+from kerascnn.errors import ConfigError
+from kerascnn.rules.base import (Rule, as_pairs, axis_out, check_min, fmt_hw, fmt_pad, pads, pair,
+                                 padding_of, parse_mods, register)
+
+_HW = r"(\d+(?:x\d+)?)"
+
+
+def _size(text: str):
+    a, _, b = text.partition("x")
+    return int(a) if not b or a == b else (int(a), int(b))
+
+
+class WindowRule(Rule):
+    """A kernel sliding over H and W with stride, padding and dilation."""
+
+    def kernel(self) -> tuple:
+        return pair(self.spec.kernel, "kernel", self.name)
+
+    def stride(self) -> tuple:
+        return pair(self.spec.stride, "stride", self.name)
+
+    def dilation(self) -> tuple:
+        return pair(getattr(self.spec, "dilation", 1), "dilation", self.name)
+
+    def effective_kernel(self) -> tuple:
+        """1 + d(F-1) per axis: the span of a dilated kernel."""
+        k, d = self.kernel(), self.dilation()
+        for v, what in ((k, "kernel"), (self.stride(), "stride"), (d, "dilation")):
+            if min(v) < 1:
+                raise ConfigError(f"{self.name}: {what} must be >= 1; received {v}")
+        return tuple(1 + dd * (kk - 1) for kk, dd in zip(k, d))
+
+    def pads(self) -> tuple:
+        return pads(self.spec.padding, self.effective_kernel(), self.name)
+
+    def out_channels(self, c_in: int) -> int:
+        return c_in
+
+    def _geometry(self, in_shape):
+        h, w, c = self._spatial(in_shape)
+        f, s, p = self.effective_kernel(), self.stride(), self.pads()
+        oh, nh = axis_out(h, f[0], s[0], p[0][0], p[0][1], self.name)
+        ow, nw = axis_out(w, f[1], s[1], p[1][0], p[1][1], self.name)
+        return (oh, ow, self.out_channels(c)), nh or nw
+
+    def output_shape(self, in_shape) -> tuple:
+        return self._geometry(in_shape)[0]
+
+    def note(self, in_shape) -> str:
+        return self._geometry(in_shape)[1]
+
+    def field(self, rf, jump, start, in_shape=None) -> tuple:
+        """r += (F_eff-1) j; start += ((F_eff-1)/2 - P_before) j; j *= S (per axis)."""
+        rf, jump, start = as_pairs(rf, jump, start)
+        f, s, p = self.effective_kernel(), self.stride(), self.pads()
+        return (tuple(r + (ff - 1) * j for r, ff, j in zip(rf, f, jump)),
+                tuple(j * ss for j, ss in zip(jump, s)),
+                tuple(st + ((ff - 1) / 2 - pp[0]) * j for st, ff, pp, j in zip(start, f, p, jump)))
+
+    # ---- Keras
+    def _keras_padding(self, fill: str = "zero", allow_same: bool = True) -> tuple:
+        """(Keras padding string, [pad layer]) computing the lecture's padding exactly."""
+        p, f = self.pads(), self.effective_kernel()
+        if p == ((0, 0), (0, 0)):
+            return "valid", []
+        if allow_same and self.stride() == (1, 1) and p == tuple(((ff - 1) // 2, ff // 2) for ff in f):
+            return "same", []  # stride 1: Keras's "same" pads exactly (F-1)//2 before, F//2 after
+        from kerascnn.layers import pad_layer
+
+        return "valid", [pad_layer(p, fill, f"{self.spec.name}_pad")]
+
+    def _mods_text(self, groups=False, mult=False) -> str:
+        sp = self.spec
+        t = ""
+        if pair(sp.stride) != (1, 1):
+            t += f"s{fmt_hw(sp.stride)}"
+        t += fmt_pad(sp.padding)
+        if pair(getattr(sp, "dilation", 1)) != (1, 1):
+            t += f"d{fmt_hw(sp.dilation)}"
+        if groups and sp.groups != 1:
+            t += f"g{sp.groups}"
+        if mult and sp.depth_multiplier != 1:
+            t += f"m{sp.depth_multiplier}"
+        if not getattr(sp, "use_bias", True):
+            t += "nb"
+        return t
+
+    def _with_activation(self, text: str) -> str:
+        act = getattr(self.spec, "activation", None)
+        return f"{text},{act}" if act else text
+
+
+@register(S.Conv)
+class ConvRule(WindowRule):
+    """Conv2D: params F_h F_w C/g K + K; MACs H_o W_o K F_h F_w C/g."""
+
+    keywords = ("conv",)
+    _RE = re.compile(rf"^conv{_HW}-(\d+)(.*)$")
+
+    def out_channels(self, c_in: int) -> int:
+        sp = self.spec
+        if sp.filters < 1:
+            raise ConfigError(f"{self.name}: filters must be >= 1; received {sp.filters}")
+        if sp.groups < 1 or c_in % sp.groups or sp.filters % sp.groups:
+            raise ConfigError(f"{self.name}: groups={sp.groups} must divide input channels {c_in} "
+                              f"and filters {sp.filters}")
+        return sp.filters
+
+    def _per_output(self, c_in: int) -> int:
+        kh, kw = self.kernel()
+        return kh * kw * c_in // self.spec.groups
+
+    def params(self, in_shape) -> tuple:
+        self.output_shape(in_shape)
+        n = self._per_output(in_shape[-1]) * self.spec.filters + (self.spec.filters if self.spec.use_bias else 0)
+        return n, n
+
+    def macs(self, in_shape) -> int:
+        oh, ow, k = self.output_shape(in_shape)
+        return oh * ow * k * self._per_output(in_shape[-1])
+
+    def keras_layers(self, dtype=None) -> list:
+        import keras
+
+        sp = self.spec
+        pad, pre = self._keras_padding()
+        return pre + [keras.layers.Conv2D(sp.filters, self.kernel(), strides=self.stride(), padding=pad,
+                                          dilation_rate=self.dilation(), groups=sp.groups,
+                                          activation=sp.activation, use_bias=sp.use_bias, **self._kw(dtype))]
+
+    def token(self) -> str:
+        return self._with_activation(f"conv{fmt_hw(self.spec.kernel)}-{self.spec.filters}"
+                                     f"{self._mods_text(groups=True)}")
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        k = check_min(_size(m.group(1)), 1, "kernel size", token)
+        filters = check_min(int(m.group(2)), 1, "filters", token)
+        mods = parse_mods(m.group(3), "s,p,d,g,nb,same,valid", token, help_text)
+        return [S.Conv(filters, k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
+                       use_bias="nb" not in mods, groups=check_min(mods.get("g", 1), 1, "groups", token),
+                       dilation=check_min(mods.get("d", 1), 1, "dilation", token))]
+
+
+@register(S.DepthwiseConv)
+class DepthwiseConvRule(WindowRule):
+    """DepthwiseConv2D: params F_h F_w C m + C m; MACs H_o W_o C m F_h F_w (MobileNet's D_K^2 M D_F^2)."""
+
+    keywords = ("dwconv",)
+    _RE = re.compile(rf"^dwconv{_HW}(.*)$")
+
+    def out_channels(self, c_in: int) -> int:
+        if self.spec.depth_multiplier < 1:
+            raise ConfigError(f"{self.name}: depth_multiplier must be >= 1; received {self.spec.depth_multiplier}")
+        return c_in * self.spec.depth_multiplier
+
+    def params(self, in_shape) -> tuple:
+        c = self.output_shape(in_shape)[-1]
+        kh, kw = self.kernel()
+        n = kh * kw * c + (c if self.spec.use_bias else 0)
+        return n, n
+
+    def macs(self, in_shape) -> int:
+        oh, ow, c = self.output_shape(in_shape)
+        kh, kw = self.kernel()
+        return oh * ow * c * kh * kw
+
+    def keras_layers(self, dtype=None) -> list:
+        import keras
+
+        sp = self.spec
+        pad, pre = self._keras_padding()
+        return pre + [keras.layers.DepthwiseConv2D(self.kernel(), strides=self.stride(), padding=pad,
+                                                   depth_multiplier=sp.depth_multiplier,
+                                                   dilation_rate=self.dilation(), activation=sp.activation,
+                                                   use_bias=sp.use_bias, **self._kw(dtype))]
+
+    def token(self) -> str:
+        return self._with_activation(f"dwconv{fmt_hw(self.spec.kernel)}{self._mods_text(mult=True)}")
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        k = check_min(_size(m.group(1)), 1, "kernel size", token)
+        mods = parse_mods(m.group(2), "s,p,d,m,nb,same,valid", token, help_text)
+        return [S.DepthwiseConv(k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
+                                depth_multiplier=check_min(mods.get("m", 1), 1, "depth multiplier", token),
+                                dilation=check_min(mods.get("d", 1), 1, "dilation", token),
+                                use_bias="nb" not in mods)]
+
+
+@register(S.SeparableConv)
+class SeparableConvRule(WindowRule):
+    """SeparableConv2D = depthwise (no bias) + pointwise 1x1 (bias): params F_h F_w C m + C m K + K;
+    MACs H_o W_o (C m F_h F_w + C m K), MobileNet's D_K^2 M D_F^2 + M N D_F^2."""
+
+    keywords = ("sepconv",)
+    _RE = re.compile(rf"^sepconv{_HW}-(\d+)(.*)$")
+
+    def out_channels(self, c_in: int) -> int:
+        if self.spec.filters < 1 or self.spec.depth_multiplier < 1:
+            raise ConfigError(f"{self.name}: filters and depth_multiplier must be >= 1")
+        return self.spec.filters
+
+    def params(self, in_shape) -> tuple:
+        self.output_shape(in_shape)
+        cm = in_shape[-1] * self.spec.depth_multiplier
+        kh, kw = self.kernel()
+        k = self.spec.filters
+        n = kh * kw * cm + cm * k + (k if self.spec.use_bias else 0)
+        return n, n
+
+    def macs(self, in_shape) -> int:
+        oh, ow, k = self.output_shape(in_shape)
+        cm = in_shape[-1] * self.spec.depth_multiplier
+        kh, kw = self.kernel()
+        return oh * ow * cm * kh * kw + oh * ow * cm * k
+
+    def keras_layers(self, dtype=None) -> list:
+        import keras
+
+        sp = self.spec
+        pad, pre = self._keras_padding()
+        return pre + [keras.layers.SeparableConv2D(sp.filters, self.kernel(), strides=self.stride(), padding=pad,
+                                                   depth_multiplier=sp.depth_multiplier,
+                                                   dilation_rate=self.dilation(), activation=sp.activation,
+                                                   use_bias=sp.use_bias, **self._kw(dtype))]
+
+    def token(self) -> str:
+        return self._with_activation(f"sepconv{fmt_hw(self.spec.kernel)}-{self.spec.filters}"
+                                     f"{self._mods_text(mult=True)}")
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        k = check_min(_size(m.group(1)), 1, "kernel size", token)
+        filters = check_min(int(m.group(2)), 1, "filters", token)
+        mods = parse_mods(m.group(3), "s,p,d,m,nb,same,valid", token, help_text)
+        return [S.SeparableConv(filters, k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
+                                depth_multiplier=check_min(mods.get("m", 1), 1, "depth multiplier", token),
+                                dilation=check_min(mods.get("d", 1), 1, "dilation", token),
+                                use_bias="nb" not in mods)]
+
+
+@register(S.Pool)
+class PoolRule(WindowRule):
+    """Max / average pooling (stride defaults to the size); no parameters, no multiply-adds."""
+
+    keywords = ("maxpool", "avgpool", "pool")
+    _RE = re.compile(rf"^(max|avg)?pool{_HW}(.*)$")
+
+    def kernel(self) -> tuple:
+        return pair(self.spec.size, "pool size", self.name)
+
+    def stride(self) -> tuple:
+        return pair(self.spec.stride or self.spec.size, "stride", self.name)
+
+    def pads(self) -> tuple:
+        p = super().pads()
+        if self.spec.kind == "max":
+            for pp, f in zip(p, self.kernel()):
+                if max(pp) >= f:
+                    raise ConfigError(f"{self.name}: max-pool padding {max(pp)} must be smaller than the "
+                                      f"pool size {f} (a window of padding only has no maximum)")
+        return p
+
+    def keras_layers(self, dtype=None) -> list:
+        import keras
+
+        kind = self.spec.kind
+        if kind == "max":
+            pad, pre = self._keras_padding(fill="-inf")   # Keras's max "same" ignores padding (= -inf)
+            cls = keras.layers.MaxPooling2D
+        else:
+            pad, pre = self._keras_padding(allow_same=False)  # zeros counted: count_include_pad=True
+            cls = keras.layers.AveragePooling2D
+        return pre + [cls(self.kernel(), strides=self.stride(), padding=pad, **self._kw(dtype))]
+
+    def token(self) -> str:
+        sp = self.spec
+        t = f"{sp.kind}pool{fmt_hw(sp.size)}"
+        if sp.stride is not None and pair(sp.stride) != pair(sp.size):
+            t += f"s{fmt_hw(sp.stride)}"
+        return t + fmt_pad(sp.padding)
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        size = check_min(_size(m.group(2)), 1, "pool size", token)
+        mods = parse_mods(m.group(3), "s,p,same,valid", token, help_text)
+        stride = check_min(mods["s"], 1, "stride", token) if "s" in mods else None
+        return [S.Pool(m.group(1) or "max", size, stride, padding_of(mods))]
+
+
+@register(S.ZeroPad)
+class ZeroPadRule(WindowRule):
+    """ZeroPadding2D: H + top + bottom, W + left + right; the field's start moves by -top/-left jumps."""
+
+    keywords = ("zeropad",)
+    _RE = re.compile(r"^zeropad(.*)$")
+
+    def kernel(self):
+        return 1, 1
+
+    def stride(self):
+        return 1, 1
+
+    def keras_layers(self, dtype=None) -> list:
+        import keras
+
+        return [keras.layers.ZeroPadding2D(self.pads(), **self._kw(dtype))]
+
+    def token(self) -> str:
+        return "zeropad" + (fmt_pad(self.spec.padding)[1:] or "0")
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        mods = parse_mods("p" + m.group(1), "p", token, help_text)
+        return [S.ZeroPad(mods["p"])]
