@@ -202,13 +202,16 @@ def train(cfg: dict, resume: str | None = None, echo=print, verbose: int = 1) ->
     import keras
 
     previous = keras.config.dtype_policy()
+    held = []   # the run directory's lock, released when this call ends however it ends
     try:
-        return _train(cfg, resume, echo, verbose)
+        return _train(cfg, resume, echo, verbose, held)
     finally:
         keras.config.set_dtype_policy(previous)
+        for lock in held:
+            lock.release()
 
 
-def _train(cfg: dict, resume: str | None, echo, verbose: int) -> dict:
+def _train(cfg: dict, resume: str | None, echo, verbose: int, held: list) -> dict:
     import keras
     import tensorflow as tf
 
@@ -235,26 +238,28 @@ def _train(cfg: dict, resume: str | None, echo, verbose: int) -> dict:
     precision = _precision_for(info, cfg.get("precision"), report)
     keras.mixed_precision.set_dtype_policy(precision)
 
-    # ---- run directory (only the chief writes into the real one)
-    if resume:
-        run_dir = Path(resume)
-    elif cfg.get("run_dir"):
-        run_dir = Path(cfg["run_dir"])
-        if (run_dir / "config.json").exists():
-            raise ConfigError(f"--run-dir {run_dir} already holds a run; resume it with --resume {run_dir} "
-                              f"or choose another directory")
-    else:
-        run_dir = None
+    # ---- run directory (only the chief writes into the real one, and holds its lock)
+    from kerascnn.train import rundir
+
+    lock = None
     if info.is_chief:
-        if run_dir is None:
+        if resume:
+            run_dir = Path(resume)
+            lock = rundir.lock_existing(run_dir)
+        elif cfg.get("run_dir"):
+            run_dir = Path(cfg["run_dir"])
+            lock = rundir.claim_new(run_dir)
+        else:
             run_dir = fsutil.make_run_dir(cfg.get("runs_root") or "runs", entry.name)
-        run_dir.mkdir(parents=True, exist_ok=True)
+            lock = rundir.claim_new(run_dir)
         out_dir = run_dir
+        held.append(lock)
     else:
+        run_dir = Path(resume or cfg.get("run_dir") or "runs")
         out_dir = Path(tempfile.mkdtemp(prefix=f"kerascnn-worker-{info.task.replace(':', '-')}-"))
-    fsutil.sweep_partials(out_dir)
+    rundir.sweep_own_partials(out_dir)
     (out_dir / "backup").mkdir(exist_ok=True)
-    fsutil.sweep_partials(out_dir / "backup")
+    rundir.sweep_own_partials(out_dir / "backup")
 
     # ---- model, optimizer, loss (in the strategy's scope)
     from kerascnn.schedules import make_optimizer, make_schedule
@@ -280,14 +285,28 @@ def _train(cfg: dict, resume: str | None, echo, verbose: int) -> dict:
 
     start_epoch, best, history = 0, -1.0, []
     state_path = out_dir / "backup" / "state.npz"
-    if resume and (Path(resume) / "backup" / "state.npz").is_file():
-        meta = _load_state(Path(resume) / "backup" / "state.npz", model, optimizer, cfg["optimizer"])
+    changes = []       # options a resume changed: recorded once an epoch completes under them
+    if resume and rundir.check_resumable(resume):
+        meta = _load_state(Path(resume) / rundir.STATE_FILE, model, optimizer, cfg["optimizer"])
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
         echo(f"resuming {run_dir} from epoch {start_epoch + 1} (epochs 1-{start_epoch} done)")
+        from kerascnn.runs import load_config
+
+        old = load_config(resume)
+        record["changes"] = list(old.get("changes", []))
+        for key in ("epochs", "lr", "schedule"):
+            if old.get(key) != cfg[key]:
+                changes.append({"epoch": start_epoch + 1, "option": key, "from": old.get(key), "to": cfg[key]})
+        if changes:
+            echo("changed from epoch " + str(start_epoch + 1) + ": "
+                 + ", ".join(f"{c['option']} {c['from']} -> {c['to']}" for c in changes))
+        record["kerascnn_command"] = old.get("kerascnn_command", record["kerascnn_command"])
+        record["changes"] += [dict(c, command=" ".join(["kerascnn"] + sys.argv[1:])) for c in changes]
     elif resume:
         echo(f"note: {run_dir} has no saved training state yet; starting from epoch 1")
-    if info.is_chief:
+    if info.is_chief and not resume:
         fsutil.atomic_write_json(run_dir / "config.json", record)
+    record_pending = bool(resume) and bool(changes)
 
     echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
          f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val | "
@@ -399,6 +418,9 @@ def _train(cfg: dict, resume: str | None, echo, verbose: int) -> dict:
                                                        "optimizer": cfg["optimizer"]})
             if info.is_chief:
                 _write_history(out_dir / "history.csv", history)
+                if record_pending:   # the run record changes once an epoch has completed under the change
+                    fsutil.atomic_write_json(run_dir / "config.json", record)
+                    record_pending = False
                 with writer.as_default(step=epoch + 1):
                     for key, value in row.items():
                         if key != "epoch":

@@ -66,16 +66,33 @@ def train(model, config_file, resume, quiet, options, **opts):
     file_cfg = {}
     if resume:
         from kerascnn.runs import is_run_dir
+        from kerascnn.train import rundir
 
         if not is_run_dir(resume):
             raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
         file_cfg = train_config.load_config_file(f"{resume}/config.json")
         if model and model != file_cfg.get("model"):
             raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
+        given = {k for k, v in opts.items() if v is not None} | ({"config"} if config_file else set())
+        _refuse_on_resume(resume, given, options)
         file_cfg.pop("run_dir", None)
+        if rundir.check_resumable(resume):
+            done = int(rundir.read_state_meta(resume)["epoch"]) + 1
+            recorded = int(file_cfg.get("epochs") or 0)
+            if opts.get("epochs") is None and done >= recorded:
+                click.echo(f"{resume} is complete ({done} of {recorded} epochs); nothing to do and nothing "
+                           f"changed. To train it further, pass --epochs N with N larger than {done}.")
+                return
+            if opts.get("epochs") is not None and opts["epochs"] <= done:
+                raise ConfigError(f"--resume {resume} already has {done} epochs; --epochs {opts['epochs']} would "
+                                  f"not extend it (pass a number larger than {done})")
     elif config_file:
         file_cfg = train_config.load_config_file(config_file)
         file_cfg.pop("run_dir", None)  # a reproduced run gets a fresh directory
+    if opts.get("run_dir"):
+        from kerascnn.train import rundir
+
+        rundir.check_claimable(opts["run_dir"])   # before TensorFlow loads; claimed for real later
     cli = {k: v for k, v in opts.items() if v is not None}
     if model:
         cli["model"] = model
@@ -105,3 +122,24 @@ def train(model, config_file, resume, quiet, options, **opts):
     click.echo(f"weights sha256 {metrics['weights_sha256']}")
     if metrics["run_dir"]:
         click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
+
+
+# What --resume may change (recorded in config.json with the epoch it took effect), what only says
+# how to run (not recorded), and everything else: refused, as it would change what the run means.
+RESUME_CHANGES = ("epochs", "lr", "schedule")
+RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic")
+
+
+def _refuse_on_resume(resume, given: set, options) -> None:
+    from kerascnn.errors import ConfigError
+
+    if "config" in given or "run_dir" in given:
+        flag = "--config" if "config" in given else "--run-dir"
+        raise ConfigError(f"{flag} cannot be used with --resume (the run {resume} keeps its own options and "
+                          f"directory)")
+    bad = sorted(k for k in given if k not in RESUME_CHANGES + RESUME_RUNTIME) + (["option"] if options else [])
+    if bad:
+        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        raise ConfigError(f"{flags} cannot change with --resume (it would change what the run {resume} means); "
+                          f"with --resume only {', '.join('--' + k for k in RESUME_CHANGES)} may change; start a "
+                          f"new run with --config {resume}/config.json for other options")
