@@ -43,9 +43,12 @@ def test_only_kerascnns_own_partial_files_are_swept():
     from pathlib import Path
 
     d = Path(tempfile.mkdtemp())
-    ours = [".last.partial-ab12cd_3.keras", ".history.partial-zz99yy88.csv", ".state.partial-q1w2e3r4.npz"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    ours = [".last.partial-ab12cd_3.keras", ".history.partial-zz99yy88.csv", ".state.partial-q1w2e3r4.npz",
+            f".best.partial-{dead}-0a1b2c3dq1w2e3r4.keras"]
     users = [".notes.partial-ab12cd34.txt", ".last.partial-mine.keras", ".best.partial-ab12cd34.keras.bak",
-             "last.partial-ab12cd34.keras"]
+             "last.partial-ab12cd34.keras", f".best.partial-{os.getppid()}-0a1b2c3dq1w2e3r4.keras"]
     for n in ours + users:
         (d / n).write_text("x")
     removed = sweep_own_partials(d)

@@ -27,7 +27,9 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "backup/state.npz"
 # the files a run directory may hold, and the stems of their atomic-write temporaries
 OWN_STEMS = ("config", "best", "last", "history", "metrics", "curves", "state")
-_OWN_PARTIAL = re.compile(r"^\.(%s)\.partial-[A-Za-z0-9_]{8}(\.[a-z]+)?$" % "|".join(OWN_STEMS))
+# `.STEM.partial-[PID-HEX8]RANDOM8[.suffix]` (fsutil.atomic_path; the PID form names the writer)
+_OWN_PARTIAL = re.compile(r"^\.(?:%s)\.partial-(?:([0-9]{1,10})-[0-9a-f]{8})?[a-z0-9_]{8}(?:\.[a-z]+)?$"
+                          % "|".join(OWN_STEMS))
 PROGRESS_FILES = ("history.csv", "best.keras", "last.keras", "metrics.json")
 
 
@@ -156,7 +158,10 @@ def sweep_own_partials(directory: Path) -> list:
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        if _OWN_PARTIAL.match(p.name) and (p.is_file() or p.is_dir()) and not p.is_symlink():
+        m = _OWN_PARTIAL.match(p.name)
+        if m and m.group(1) and _alive(int(m.group(1))):
+            continue          # a write in progress in another process
+        if m and (p.is_file() or p.is_dir()) and not p.is_symlink():
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -164,3 +169,15 @@ def sweep_own_partials(directory: Path) -> list:
                     p.unlink()
             removed.append(p)
     return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False      # our own leftovers from an earlier failed write in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
