@@ -6,11 +6,12 @@ from pathlib import Path
 import click
 
 from kerascnn.commands.common import IMAGE_SIZE, model_options
+from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Strategy, choices
 
 
 @click.command(short_help="Train a model; writes a run directory.")
 @click.argument("model", required=False)
-@click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]),
+@click.option("--dataset", type=click.Choice(choices(Dataset)),
               default=None, help="Built-in data set (default: digits, bundled with scikit-learn, no network).")
 @click.option("--data", type=click.Path(exists=True), default=None,
               help="A .npz file (x_train, y_train, x_test, y_test) or a folder with one sub-folder per class.")
@@ -20,9 +21,9 @@ from kerascnn.commands.common import IMAGE_SIZE, model_options
 @click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Epochs (default per model family).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=None,
               help="Global batch size, split across replicas (default 128).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None)
+@click.option("--optimizer", type=click.Choice(choices(Optimizer)), default=None)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), default=None,
+@click.option("--schedule", type=click.Choice(choices(Schedule)), default=None,
               help="Learning-rate schedule (default cosine).")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help="Linear warm-up length.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
@@ -31,10 +32,10 @@ from kerascnn.commands.common import IMAGE_SIZE, model_options
 @click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fraction of the training data held out for validation (default 0.1).")
 @click.option("--augment/--no-augment", default=None, help="Random crop + horizontal flip (natural images).")
-@click.option("--strategy", type=click.Choice(["auto", "default", "onedevice", "mirrored", "multiworker"]),
+@click.option("--strategy", type=click.Choice(choices(Strategy)),
               default=None, help="tf.distribute strategy (auto: multiworker with TF_CONFIG, mirrored with 2+ GPUs).")
 @click.option("--gpus", default=None, metavar="0,1", help="Use only these GPUs.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default=None,
+@click.option("--precision", type=click.Choice(choices(Precision)), default=None,
               help="Keras dtype policy (default: mixed_bfloat16 on GPUs and bf16 CPUs where the model is wide "
                    "enough to gain, mixed_float16 on older GPUs, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on for one GPU, off on CPU).")
