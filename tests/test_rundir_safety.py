@@ -80,8 +80,12 @@ def test_an_empty_run_dir_is_claimed_and_a_second_process_on_the_run_is_refused(
         assert "Traceback" not in second.stderr
         assert _snapshot(run) == held                   # the refused process wrote nothing
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first.send_signal(signal.SIGINT)               # Ctrl-C: one line with the resume hint
+        _, err = first.communicate(timeout=120)
+    errors = _error_lines(err)
+    assert first.returncode == 1 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert f"stopped by Ctrl-C after epoch 1 of 3; epochs 1-1 are saved; continue with: kerascnn train --resume {run}" \
+        in errors[0]
     # the lock dies with its process: now the run resumes (epochs 2-3)
     resumed = run_kerascnn("train", "--resume", run, "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

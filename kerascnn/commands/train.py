@@ -15,6 +15,9 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
               default=None, help="Built-in data set (default: digits, bundled with scikit-learn, no network).")
 @click.option("--data", type=click.Path(exists=True), default=None,
               help="A .npz file (x_train, y_train, x_test, y_test) or a folder with one sub-folder per class.")
+@click.option("--class-names", default=None, metavar="FILE|a,b,c",
+              help="Names of the classes, in label order: a file with one name per line, or a comma list; "
+                   "recorded in the run (default: the data's own names, or 0..K-1).")
 @click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="H,W",
               help="Resize images to this size (default: the model's natural input).")
 @model_options
@@ -110,6 +113,12 @@ def train(model, config_file, resume, quiet, options, **opts):
         cli["data"] = str(Path(cli["data"]).resolve())  # the run's config.json then works from any directory
     elif cli.get("dataset"):
         file_cfg.pop("data", None)
+    if ("data" in cli or "dataset" in cli) and "class_names" not in cli:
+        file_cfg.pop("class_names", None)   # another data source: the recorded names belong to the old one
+    if "class_names" in cli:
+        from kerascnn.train.options import parse_class_names
+
+        cli["class_names"] = parse_class_names(cli["class_names"])   # one-line error before TensorFlow loads
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set

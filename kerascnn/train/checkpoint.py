@@ -56,6 +56,7 @@ def load_state(path: Path, engine, optimizer_name: str) -> dict:
         if tuple(got.shape) != tuple(w.shape):
             raise TrainingError(f"{path}: w{i} ({w.path}) has shape {tuple(got.shape)} in the training state and "
                                 f"{tuple(w.shape)} in this model; the state belongs to another model")
+    state = _match_optimizer_keys(state, engine.get_state())
     try:
         engine.set_state(state)
     except KeyError as e:
@@ -65,6 +66,22 @@ def load_state(path: Path, engine, optimizer_name: str) -> dict:
         raise TrainingError(f"{path}: the training state does not fit this model or optimizer "
                             f"({str(e).splitlines()[0][:120]})") from None
     return meta
+
+
+def _match_optimizer_keys(state: dict, current: dict) -> dict:
+    """Optimizer variables are keyed by their path, which holds Keras's generated layer names
+    (``dense_2``): equal in a fresh process, not when a second model was built before in the
+    same one. When the names differ but the variables agree one by one in order and shape, the
+    saved values are matched by position."""
+    saved = [k for k in state if k.startswith("o:")]
+    wanted = [k for k in current if k.startswith("o:")]
+    if set(saved) == set(wanted) or len(saved) != len(wanted):
+        return state
+    if any(np.shape(state[a]) != np.shape(current[b]) for a, b in zip(saved, wanted)):
+        return state
+    out = {k: v for k, v in state.items() if not k.startswith("o:")}
+    out.update({b: state[a] for a, b in zip(saved, wanted)})
+    return out
 
 
 def weights_digest(model) -> str:

@@ -64,6 +64,13 @@ def prepare_data(opts, entry):
     size = tuple(opts.image_size or natural[:2])
     input_shape = size + (natural[2],)
     d = D.load_data(opts.dataset, opts.data, seed=opts.seed)
+    if opts.class_names:
+        if len(opts.class_names) != d.num_classes:
+            raise ConfigError(f"--class-names gives {len(opts.class_names)} names but {d.name} has "
+                              f"{d.num_classes} classes")
+        import dataclasses
+
+        d = dataclasses.replace(d, class_names=list(opts.class_names))
     x_tr, y_tr, x_val, y_val = D.split_validation(d.x_train, d.y_train, float(opts.val_split), opts.seed)
     x_tr = D.prepare_images(x_tr, size, input_shape[2], d.pixel_scale)
     x_val = D.prepare_images(x_val, size, input_shape[2], d.pixel_scale)
@@ -282,8 +289,9 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=ma
             f"with --resume {run_dir} to continue from epoch {epoch + 1}") from None
     except _stop_signals() as e:
         saved = f"epochs 1-{len(history)} are saved" if history else "no epoch was completed"
-        raise TrainingError(f"stopped ({'Ctrl-C' if isinstance(e, KeyboardInterrupt) else 'signal'}) during epoch "
-                            f"{epoch + 1}; {saved}; continue with: kerascnn train --resume {run_dir}") from None
+        how = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else f"by a signal ({e})"
+        raise TrainingError(f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
+                            f"kerascnn train --resume {run_dir}") from None
     finally:
         tb.close()
         if not engine.is_chief and sys.exc_info()[0] is not None:

@@ -60,6 +60,29 @@ class Dataset(str, enum.Enum):
     CIFAR100 = "cifar100"
 
 
+def parse_class_names(value) -> list:
+    """``--class-names``: a list, a file (one name per line), or a comma list ``a,b,c``."""
+    from kerascnn.errors import ConfigError
+
+    if isinstance(value, (list, tuple)):
+        names = [str(v).strip() for v in value]
+    else:
+        text = str(value)
+        path = Path(text)
+        if "," not in text and path.is_file():
+            try:
+                names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"--class-names {path}: cannot read it ({e.__class__.__name__})") from None
+        elif "," in text:
+            names = [v.strip() for v in text.split(",")]
+        else:
+            raise ConfigError(f"--class-names {text}: no such file (give a file, or names as a,b,c)")
+    if len(names) < 2 or not all(names):
+        raise ConfigError(f"--class-names: expected two or more non-empty names; received {str(value)[:80]!r}")
+    return names
+
+
 def choices(kind: type[enum.Enum]) -> list:
     """The values of an option Enum, in order (for ``click.Choice``)."""
     return [m.value for m in kind]
@@ -71,6 +94,7 @@ class TrainOptions:
     model_options: dict = field(default_factory=dict)
     dataset: Optional[str] = "digits"
     data: Optional[str] = None
+    class_names: Optional[tuple] = None      # names for the data's classes; default: the data's own
     image_size: Optional[tuple] = None
     epochs: int = 30
     batch_size: int = 128
@@ -100,6 +124,8 @@ class TrainOptions:
             object.__setattr__(self, "precision", Precision(self.precision).value)
         if self.image_size is not None:
             object.__setattr__(self, "image_size", tuple(self.image_size))
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(parse_class_names(self.class_names)))
 
     @classmethod
     def names(cls) -> list:
@@ -113,6 +139,7 @@ class TrainOptions:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["image_size"] = list(self.image_size) if self.image_size is not None else None
+        out["class_names"] = list(self.class_names) if self.class_names is not None else None
         return out
 
 
@@ -142,7 +169,8 @@ class RunRecord:
             opts = dataclasses.replace(opts, run_dir=resolved["run_dir"])
         extra = {k: v for k, v in resolved.items() if k not in ("batch_size", "run_dir")}
         extra.update(data_name=data.name, train_images=int(train_images), val_images=int(val_images))
-        return cls(opts, tuple(input_shape), int(data.num_classes), list(data.class_names),
+        names = list(opts.class_names) if opts.class_names else list(data.class_names)
+        return cls(opts, tuple(input_shape), int(data.num_classes), names,
                    float(data.pixel_scale), extra)
 
     def resumed_from(self, old: "RunRecord", epoch: int, keys) -> list:
