@@ -52,16 +52,18 @@ FAMILY_DEFAULTS = {
     "nin": {"optimizer": "adam", "lr": 1e-3, "epochs": 20},
 }
 
+from kerascnn.train.options import Optimizer, Precision, Schedule, Strategy, choices  # noqa: E402
+
 CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("constant", "cosine", "onecycle"),
-    "strategy": ("auto", "default", "onedevice", "mirrored", "multiworker"),
-    "precision": (None, "float32", "mixed_float16", "mixed_bfloat16"),
+    "optimizer": tuple(choices(Optimizer)),
+    "schedule": tuple(choices(Schedule)),
+    "strategy": tuple(choices(Strategy)),
+    "precision": (None, *choices(Precision)),
 }
 # keys recorded in config.json that are results, not options
 RECORD_ONLY = {"versions", "input_shape", "num_classes", "pixel_scale", "run_dir_resolved",
                "strategy_resolved", "replicas", "devices", "started", "kerascnn_command", "data_name",
-               "train_images", "val_images", "jit_resolved", "precision_resolved"}
+               "train_images", "val_images", "jit_resolved", "precision_resolved", "engine", "changes"}
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a training configuration is a few hundred bytes; 1 MiB is generous
