@@ -1,0 +1,158 @@
+"""Runs JAX-engine checks in a process of its own (KERAS_BACKEND=jax, set by the caller) and
+prints one JSON line; used by tests/test_jax_engine.py. Not a test module itself."""
+import json
+import os
+import sys
+
+assert os.environ.get("KERAS_BACKEND") == "jax"
+
+import numpy as np  # noqa: E402
+
+from kerascnn.engines.base import StepData  # noqa: E402
+from kerascnn.engines.jax import JaxEngine, set_random_seed  # noqa: E402
+
+EPS32 = float(np.finfo(np.float32).eps)
+# a small net with everything that carries state: BatchNorm statistics and Dropout seeds
+SMALL = "conv3-8p1, bn, relu, maxpool2, conv3-16, relu, maxpool2, flatten, dropout0.25, fc32, relu, fc10, softmax"
+
+
+def digits(n=None):
+    """sklearn's 8x8 digits upscaled 3x (nearest) and padded to 28x28, in [0, 1] (no TensorFlow)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.pad(np.kron(d.images, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2)))[..., None] / 16.0
+    return x[:n].astype(np.float32), d.target[:n].astype(np.int64)
+
+
+def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smoothing=0.0):
+    import keras
+
+    from kerascnn.schedules import make_optimizer
+
+    set_random_seed(seed)
+    if model == "small":
+        from kerascnn.keras_build import build_sequential
+        from kerascnn.speclang import parse
+
+        build = lambda: build_sequential(parse(SMALL), (28, 28, 1), name="small")  # noqa: E731
+    else:
+        from kerascnn.registry import get_entry
+
+        name, _, variant = model.partition(":")
+        build = lambda: get_entry(name).build((28, 28, 1), 10, **({"variant": variant} if variant else {}))  # noqa
+    e = JaxEngine(10, label_smoothing=smoothing, devices=devices)
+    e.build(build, lambda: make_optimizer(optimizer, lr))
+    assert keras.backend.backend() == "jax"
+    return e
+
+
+def weights(e):
+    e.sync_to_model()
+    return [np.asarray(w, np.float64) for w in e.model.get_weights()]
+
+
+def check_train(model, epochs, n_train):
+    x, y = digits()
+    xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    e = engine(model, "adam", 2e-3)
+    e.set_train_data(StepData(xtr, ytr, 64, 0, 0, epochs))
+    spe = len(xtr) // 64
+    hist = []
+    for ep in range(epochs):
+        e.reseed(0, ep)
+        t = e.train_steps(spe)
+        hist.append(float(t[1] / t[2]))
+    v = e.evaluate(xte, yte, 100)
+    return {"train_acc": hist, "test_acc": float(v[1] / v[2]), "test_count": float(v[2]),
+            "test_loss": float(v[0] / v[2]), "steps": spe * epochs}
+
+
+def check_fused(k):
+    """K steps in one call vs K calls of one step, from the same start (incl. BN + Dropout)."""
+    x, y = digits(64 * k)
+    out = []
+    for calls in ([k], [1] * k):
+        e = engine()
+        e.set_train_data(StepData(x, y, 64, 3, 0, 1))
+        e.reseed(3, 0)
+        sums = sum(e.train_steps(c) for c in calls)
+        out.append((weights(e), sums))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(out[0][0], out[1][0]))
+    return {"max_abs_diff": diff, "sums": [list(map(float, out[0][1])), list(map(float, out[1][1]))]}
+
+
+def check_resume():
+    """Uninterrupted 3 epochs vs 1 epoch -> get_state -> new engine -> set_state -> 2 epochs."""
+    x, y = digits(640)
+    spe, epochs = 10, 3
+
+    def run(e, first, last):
+        e.set_train_data(StepData(x, y, 64, 5, first, epochs))
+        for ep in range(first, last):
+            e.reseed(5, ep)
+            e.train_steps(spe)
+
+    a = engine("small", "adam", 1e-3)
+    w0 = weights(a)
+    run(a, 0, 3)
+    b = engine("small", "adam", 1e-3)
+    run(b, 0, 1)
+    state = {k: v.copy() for k, v in b.get_state().items()}
+    c = engine("small", "adam", 1e-3, seed=99)   # different initial weights: everything must come from state
+    c.set_state(state)
+    run(c, 1, 3)
+    wa, wc = weights(a), weights(c)
+    sa, sc = a.get_state(), c.get_state()
+    return {"bitwise_weights": all(np.array_equal(p, q) for p, q in zip(wa, wc)),
+            "bitwise_state": sorted(sa) == sorted(sc) and all(np.array_equal(sa[k], sc[k]) for k in sa),
+            "keys": sorted(sa), "iterations": float(sc["o:iteration"]),
+            "changed": all(not np.array_equal(p, q) for p, q in zip(wa, w0))}
+
+
+def check_devices():
+    """One epoch on 1 host device vs the batch sharded over 2, plain SGD; records what the
+    tolerance needs: per-weight sum over steps of |update| on one device."""
+    import jax
+
+    devs = jax.devices()
+    x, y = digits(512)
+    batch, steps = 64, 8
+    one = engine(devices=devs[:1])
+    one.set_train_data(StepData(x, y, batch, 1, 0, 1))
+    one.reseed(1, 0)
+    w_prev = weights(one)
+    travel = [np.zeros_like(w) for w in w_prev]
+    for _ in range(steps):
+        one.train_steps(1)
+        w = weights(one)
+        travel = [t + np.abs(a - b) for t, a, b in zip(travel, w, w_prev)]
+        w_prev = w
+    two = engine(devices=devs[:2])
+    two.set_train_data(StepData(x, y, batch, 1, 0, 1))
+    two.reseed(1, 0)
+    two.train_steps(steps)
+    w2 = weights(two)
+    shard_devices = sorted({str(d) for d in two.state[0][0].sharding.device_set})
+    return {"devices": len(devs), "replicas": two.replicas, "state_devices": shard_devices,
+            "one": [w.tolist() for w in w_prev], "two": [w.tolist() for w in w2],
+            "travel": [t.tolist() for t in travel], "batch": batch, "steps": steps}
+
+
+if __name__ == "__main__":
+    what = sys.argv[1]
+    if what == "one-device":   # the single-device checks in one process (imports and start-up once)
+        result = {"train": check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])), "fused": check_fused(6),
+                  "resume": check_resume()}
+    elif what == "train":
+        result = check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif what == "fused":
+        result = check_fused(int(sys.argv[2]))
+    elif what == "resume":
+        result = check_resume()
+    elif what == "devices":
+        result = check_devices()
+    else:
+        raise SystemExit(f"unknown check {what}")
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
+    print("RESULT " + json.dumps(result))
