@@ -28,7 +28,7 @@ import difflib
 import re
 
 from kerascnn import specs as S
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, SpecError
 
 MAX_LAYERS = 5000        # layers after every repeat is expanded (checked before expanding)
 MAX_REPEAT = 1000
@@ -173,8 +173,17 @@ def _expand(node) -> list:
 
 
 def parse(text: str) -> list:
-    """``"conv5-10s1p2, maxpool2"`` -> list of specs (raises ConfigError on bad syntax)."""
-    text = str(text)
+    """``"conv5-10s1p2, maxpool2"`` -> list of specs (raises ``SpecError``, a ``ConfigError``, on bad
+    syntax, with one line that names the layer)."""
+    try:
+        return _parse(str(text))
+    except SpecError:
+        raise
+    except ConfigError as e:
+        raise SpecError(str(e)) from None
+
+
+def _parse(text: str) -> list:
     if len(text) > MAX_TEXT:
         raise ConfigError(f"a layer spec may be at most {MAX_TEXT} characters; received {len(text)}")
     r = _Reader(text.strip())
