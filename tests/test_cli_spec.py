@@ -68,3 +68,26 @@ def test_new_vocabulary_in_the_summary_with_keras_agreeing(invoke):
     assert out["keras"]["layers_match"] is True
     assert out["keras"]["total_params"] == out["total_params"]
     assert out["output_shape"] == [10]
+
+
+def _readme_spec_examples():
+    from pathlib import Path
+    import re
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Spec language", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for block in re.findall(r"```\n(.*?)```", section, re.S):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, expected = chunk.partition("\n")
+            out.append((command, expected))
+    return out
+
+
+@pytest.mark.parametrize("command,expected", _readme_spec_examples())
+def test_readme_spec_language_examples_are_real_output(invoke, command, expected):
+    import shlex
+    args = shlex.split(command)
+    assert args[0] == "kerascnn" and "--no-keras" in args
+    r = invoke(*args[1:])
+    assert r.exit_code == 0, r.output
+    assert r.output == expected
