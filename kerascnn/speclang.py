@@ -33,7 +33,7 @@ from kerascnn.errors import ConfigError, SpecError
 MAX_LAYERS = 5000        # layers after every repeat is expanded (checked before expanding)
 MAX_REPEAT = 1000
 MAX_DIGITS = 7           # no size in a spec needs more; a 5,000-digit number is refused before int()
-MAX_DEPTH = 16           # nesting of groups and blocks
+MAX_DEPTH = 16           # nesting of groups, blocks and repeats
 MAX_TEXT = 20_000
 
 SYNTAX_HELP = ("e.g. 'conv5-10s1p2', 'conv3-64p1, conv3-64p1', '2*(conv3-64p1,bn,relu)', 'maxpool2', "
@@ -115,6 +115,8 @@ def _item(r: _Reader, depth: int):
         raise ConfigError(f"the layer spec ends where a layer was expected; {SYNTAX_HELP}")
     if tok in (")", "|", "*"):
         raise ConfigError(f"unexpected {tok!r} in the layer spec; {SYNTAX_HELP}")
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"groups, blocks and repeats nest deeper than {MAX_DEPTH} levels")
     if r.peek() == "*":  # N*item
         if not tok.isdigit():
             raise ConfigError(f"a repeat count must be a number, found {_short(tok)!r}; {SYNTAX_HELP}")
@@ -124,9 +126,7 @@ def _item(r: _Reader, depth: int):
         if n < 1:
             raise ConfigError(f"repeat count must be >= 1; received {n}")
         r.take()
-        return ("repeat", n, _item(r, depth))
-    if depth > MAX_DEPTH:
-        raise ConfigError(f"groups and blocks nest deeper than {MAX_DEPTH} levels")
+        return ("repeat", n, _item(r, depth + 1))
     if tok == "(":
         inner = _seq(r, depth + 1, stop=(")", None))
         r.expect(")")
@@ -139,6 +139,8 @@ def _item(r: _Reader, depth: int):
             paths.append(_seq(r, depth + 1, stop=("|", ")", None)))
         r.expect(")")
         merge = _BLOCK_WORDS[tok.lower()]
+        if not paths[0]:
+            raise ConfigError(f"the first path of {tok.lower()}(...) needs at least one layer; {SYNTAX_HELP}")
         if merge == "add" and len(paths) == 1:
             paths.append([])  # res(F): F(x) + x
         if merge == "concat" and any(not p for p in paths):

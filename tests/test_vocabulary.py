@@ -146,6 +146,11 @@ def test_every_kind_round_trips_through_its_spec_syntax():
     ("res(relu |", "expected ')'"),
     ("2*", "ends where a layer was expected"),
     ("conv3-64q", "cannot read 'q' in layer 'conv3-64q'"),
+    ("2*" * 5000 + "relu", "nest deeper than 16 levels"),
+    ("(" * 1000 + "relu" + ")" * 1000, "nest deeper than 16 levels"),
+    ("res()", "the first path of res(...) needs at least one layer"),
+    ("cat(relu | )", "every path of cat(...) needs at least one layer"),
+    ("zeropad", "zeropad needs a size"),
 ])
 def test_bad_specs_raise_one_line(text, message):
     with pytest.raises(SpecError) as e:

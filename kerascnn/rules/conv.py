@@ -345,5 +345,7 @@ class ZeroPadRule(WindowRule):
         m = cls._RE.match(t)
         if not m:
             return None
+        if not m.group(1):
+            raise ConfigError(f"zeropad needs a size in layer {token!r}, e.g. zeropad1, zeropad1x2, zeropad0:1x0:1")
         mods = parse_mods("p" + m.group(1), "p", token, help_text)
         return [S.ZeroPad(mods["p"])]
