@@ -167,3 +167,32 @@ def test_max_pool_padding_must_leave_a_real_pixel_in_every_window():
 def test_spec_like_includes_close_misspellings_but_not_model_names():
     assert is_spec_like("layernrom") and is_spec_like("gelu") and is_spec_like("res(relu)")
     assert not is_spec_like("resnet18") and not is_spec_like("vgg16") and not is_spec_like("googlenet")
+
+
+def test_rule_for_one_layer_at_a_time():
+    """The per-layer entry point other readers use (e.g. a Keras-model reader)."""
+    rule = rule_for(S.Conv(8, (1, 7), stride=(1, 2), padding=(0, 3), dilation=1))
+    assert rule.output_shape((10, 20, 4)) == (10, 10, 8)
+    assert rule.params((10, 20, 4)) == (7 * 4 * 8 + 8, 7 * 4 * 8 + 8)
+    assert rule.macs((10, 20, 4)) == 10 * 10 * 8 * 7 * 4
+    assert rule.field(1, 1, 0.0) == ((1, 7), (1, 2), (0.0, 0.0))   # centre of unit 0: (7-1)/2 - 3 = 0
+    assert rule.note((10, 20, 4)) == "doesn't fit: (20 - 7 + 2*3)/2 + 1 = 10.5, not an integer (floored to 10)"
+    assert rule_for(S.BatchNorm()).params((4, 4, 8)) == (32, 16)
+    assert rule_for(S.Pool("max", 3, 2, 1)).field((3, 3), (1, 1), (0.0, 0.0)) == ((5, 5), (2, 2), (0.0, 0.0))
+    with pytest.raises(ConfigError, match="unknown layer spec"):
+        rule_for(object())
+
+
+def test_new_blocks_and_padding_layers_save_and_load(tmp_path):
+    import keras
+    import numpy as np
+
+    from kerascnn.keras_build import build_sequential
+
+    model = build_sequential(parse("conv3-4s2p1, maxpool3s2p1, res(conv3-4p1nb,bn | conv1-4), "
+                                   "cat(dwconv3p1 | sepconv3-4p2d2), gap"), (9, 9, 3))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 9, 9, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert np.array_equal(np.asarray(again(x)), np.asarray(model(x)))
+    assert [l.name for l in again.layers][:4] == ["conv2d_pad", "conv2d", "max_pooling2d_pad", "max_pooling2d"]
