@@ -186,7 +186,10 @@ class Activation(Spec):
 
     fn: str = "relu"
     alpha: Optional[float] = None
-    keras_class = "Activation"
+
+    @property
+    def keras_class(self):  # type: ignore[override]
+        return "LeakyReLU" if self.fn == "leaky_relu" else "Activation"
 
 
 @dataclass(frozen=True)
