@@ -24,6 +24,7 @@ CASES = [
     (["evaluate", "convnet", "--batch-size", "0"], 2,
      "Error: Invalid value for '--batch-size': 0 is not in the range 1<=x<=100000.", "Usage: kerascnn evaluate"),
     (["predict", "missing.keras", "img.png"], 2, "Error: missing.keras: no such file or directory", None),
+    (["predict", "convnet", "img.png", "--class-names", "a,b,a"], 2, "Error: --class-names: 'a' appears twice", None),
     (["export", "convnet"], 2, "Error: saved_models/convnet already exists; pass --force to replace it", None),
     (["bench", "xyzzy"], 2, "Error: unknown model 'xyzzy'; run `kerascnn list` for the zoo", None),
     (["summary", "conv5-10s1p0", "--input-shape", "2,2,1"], 2,
