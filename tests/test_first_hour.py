@@ -2,7 +2,6 @@
 one-line domain errors, export's --format json and input contract, help texts, emulated bf16."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
