@@ -91,8 +91,6 @@ class KerasCNNGroup(click.Group):
             ) from None
 
 
-
-
 class DomainError(click.ClickException):
     """A ConfigError from inside a command: exit 2 like a usage error, but one `Error:` line and no
     usage header (click's own parse errors still print the subcommand's usage)."""

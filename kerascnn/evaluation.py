@@ -42,7 +42,8 @@ def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: li
 
 
 def evaluate(ref: str, dataset: str | None = None, data: str | None = None, split: str = "test",
-             batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False, which: str = "best") -> dict:
+             batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False, which: str = "best",
+             class_names=None) -> dict:
     from kerascnn.runs import resolve_model
 
     model, info = resolve_model(ref, which=which, unsafe=unsafe)
@@ -52,7 +53,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         dataset = cfg.get("dataset") if not data else None
         if not data and not dataset:
             dataset = "digits"
-    d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)))
+    d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
     x_raw, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
     k = int(model.output_shape[-1])
     if int(y.max()) >= k:
@@ -61,7 +62,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
     # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
     x = D.prepare_images(x_raw, shape[:2], shape[2], d.pixel_scale)
-    names = info.class_names if len(info.class_names) == k else d.class_names
+    names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
     result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
     model_file = info.model_path.name if info.run_dir and info.model_path else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import data as D
-from kerascnn.errors import DataError
+from kerascnn.errors import ConfigError, DataError
 
 FILE_SCALE = 1.0 / 255.0
 
@@ -94,7 +94,7 @@ def _load_export(path: Path, unsafe: bool = False):
     return run, shape, names
 
 
-def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False) -> list:
+def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_names=None) -> list:
     """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file."""
     p = Path(ref)
     if is_savedmodel_dir(p):
@@ -112,6 +112,10 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False) -> list
     x, files = D.load_image_files(paths, shape[:2], shape[2], scale)
     probs = run(x)
     k = probs.shape[1]
+    if class_names is not None:
+        names = D.parse_class_names(class_names)
+        if len(names) != k:
+            raise ConfigError(f"--class-names gives {len(names)} names but the model has {k} classes")
     names = [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]
     out = []
     for f, row in zip(files, probs):

@@ -24,6 +24,7 @@ CASES = [
     (["evaluate", "convnet", "--batch-size", "0"], 2,
      "Error: Invalid value for '--batch-size': 0 is not in the range 1<=x<=100000.", "Usage: kerascnn evaluate"),
     (["predict", "missing.keras", "img.png"], 2, "Error: missing.keras: no such file or directory", None),
+    (["predict", "convnet", "img.png", "--class-names", "a,b,a"], 2, "Error: --class-names: 'a' appears twice", None),
     (["export", "convnet"], 2, "Error: saved_models/convnet already exists; pass --force to replace it", None),
     (["bench", "xyzzy"], 2, "Error: unknown model 'xyzzy'; run `kerascnn list` for the zoo", None),
     (["summary", "conv5-10s1p0", "--input-shape", "2,2,1"], 2,
@@ -75,12 +76,18 @@ def test_bad_argument_returns_in_well_under_a_second(tmp_path, args):
     assert elapsed < 3.0, f"{args}: {elapsed:.1f} s (TensorFlow loaded?)"
 
 
-def test_missing_pydot_is_reported_before_tensorflow(tmp_path, monkeypatch, invoke):
-    import shutil
-
-    if "tensorflow" in sys.modules:
-        pytest.skip("another test of this process imported TensorFlow already")
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no Graphviz `dot`
-    r = invoke("visualize", "architecture", "convnet", "--out", tmp_path / "a.png")
-    assert r.exit_code == 2 and r.output.strip().startswith("Error: architecture diagrams need pydot and Graphviz")
-    assert "tensorflow" not in sys.modules and not (tmp_path / "a.png").exists()
+def test_missing_pydot_is_reported_before_tensorflow(tmp_path):
+    code = textwrap.dedent(f"""
+        import json, shutil, sys
+        shutil.which = lambda name, *a, **k: None  # no Graphviz `dot` on PATH
+        from click.testing import CliRunner
+        from kerascnn.cli import cli
+        r = CliRunner().invoke(cli, ["visualize", "architecture", "convnet", "--out", {str(tmp_path / "a.png")!r}])
+        print(json.dumps([r.exit_code, r.output, "tensorflow" in sys.modules]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exit_code, output, loaded = json.loads(proc.stdout)
+    assert exit_code == 2 and not loaded and not (tmp_path / "a.png").exists()
+    assert output.strip() == ("Error: architecture diagrams need pydot and Graphviz: pip install pydot; "
+                              "apt-get install graphviz (or brew install graphviz)")

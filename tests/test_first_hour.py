@@ -2,7 +2,6 @@
 one-line domain errors, export's --format json and input contract, help texts, emulated bf16."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -69,6 +68,15 @@ def test_class_names_in_a_config_file_reach_config_json_and_evaluate(tmp_path, i
     ev = invoke("evaluate", tmp_path / "run", "--format", "json", "--out", tmp_path / "ev")
     assert ev.exit_code == 0, ev.output
     assert [c["class"] for c in json.loads(ev.stdout)["per_class"]] == ["ant", "bee", "cow"]
+    ev = invoke("evaluate", tmp_path / "run", "--format", "json", "--out", tmp_path / "ev2", "--class-names", "x,y,z")
+    assert [c["class"] for c in json.loads(ev.stdout)["per_class"]] == ["x", "y", "z"]
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "one.png")
+    pr = invoke("predict", tmp_path / "run", tmp_path / "one.png", "--format", "json", "--class-names", "x,y,z")
+    assert sorted(t["class"] for t in json.loads(pr.stdout)[0]["top"]) == ["x", "y", "z"]
+    pr = invoke("predict", tmp_path / "run", tmp_path / "one.png", "--class-names", "x,y")
+    assert pr.exit_code == 2 and pr.output.strip() == "Error: --class-names gives 2 names but the model has 3 classes"
     # the run's config.json reproduces the names; with other data they are dropped, not misapplied
     from kerascnn import train_config
 

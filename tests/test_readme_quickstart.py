@@ -28,6 +28,6 @@ def test_readme_quickstart_trains_evaluates_and_exports_offline(tmp_path):
         outputs.append(r.stdout)
     run = tmp_path / "runs" / "quickstart"
     test = json.loads((run / "eval-digits-test" / "metrics.json").read_text())
-    assert test["accuracy"] >= 0.95                       # measured 0.9666 with the defaults (seed 1234)
+    assert test["accuracy"] >= 0.95  # measured 0.9666 (seed 1234) both in mixed_bfloat16 (AVX512_BF16) and in float32 (AVX2)
     assert (tmp_path / "saved_models" / "quickstart" / "saved_model.pb").is_file()
     assert "max |diff| vs Keras 0" in outputs[2]

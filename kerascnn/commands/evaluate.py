@@ -17,21 +17,28 @@ from kerascnn.commands.common import echo_json, format_option
               help="Where to write metrics.json, confusion.json/png (default RUN/eval-DATA-SPLIT).")
 @click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Which model of a run directory: best by validation, or the last epoch's.")
+@click.option("--class-names", default=None, metavar="FILE|a,b,c",
+              help="Names of the classes, one per label: a file (one per line, or a JSON list) or a comma "
+                   "list (default: the run's, the export's or the data's own).")
 @click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
 @format_option
-def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, unsafe, fmt):
+def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, class_names, unsafe, fmt):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
     from kerascnn.commands.common import load_tensorflow
     from kerascnn.runs import check_model_ref
 
     check_model_ref(model_or_run)
+    if class_names is not None:
+        from kerascnn.data import parse_class_names
+
+        class_names = parse_class_names(class_names)
     load_tensorflow()
     from kerascnn.data import echo_warnings
     from kerascnn.evaluation import evaluate as run
     from kerascnn.report import table
 
     with echo_warnings(click.echo):
-        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which)
+        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which, class_names)
     if fmt == "json":
         echo_json(r)
         return

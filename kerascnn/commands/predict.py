@@ -10,10 +10,13 @@ from kerascnn.commands.common import echo_json, format_option
 @click.argument("model_or_export")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--class-names", default=None, metavar="FILE|a,b,c",
+              help="Names of the classes, one per label: a file (one per line, or a JSON list) or a comma "
+                   "list (default: the run's, the export's or the data's own).")
 @click.option("--unsafe", is_flag=True, help="Allow models that contain code: Lambda layers (.keras), ops "
               "outside the classifier allowlist such as file access (SavedModel).")
 @format_option
-def predict(model_or_export, images, top_k, unsafe, fmt):
+def predict(model_or_export, images, top_k, class_names, unsafe, fmt):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
     file, or a SavedModel exported by `kerascnn export`."""
     from kerascnn.commands.common import load_tensorflow
@@ -22,8 +25,12 @@ def predict(model_or_export, images, top_k, unsafe, fmt):
 
     if not is_savedmodel_dir(model_or_export):
         check_model_ref(model_or_export)
+    if class_names is not None:
+        from kerascnn.data import parse_class_names
+
+        class_names = parse_class_names(class_names)
     load_tensorflow()
-    results = predict_files(model_or_export, images, top_k, unsafe)
+    results = predict_files(model_or_export, images, top_k, unsafe, class_names)
     if fmt == "json":
         echo_json(results)
         return
