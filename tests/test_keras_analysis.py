@@ -47,7 +47,8 @@ def test_params_equal_keras_on_every_layer(toy):
     assert rows["norm"].params == 0  # mean and variance given as constants: no weights (EfficientNet's has 7)
     assert rows["bn"].params == 32 and rows["bn"].trainable_params == 16
     assert rows["shared"].params == 72  # a shared layer's weights are counted once ...
-    assert rows["shared (call 2)"].params == 0 and rows["shared (call 2)"].macs == rows["shared"].macs == 16 * 16 * 8 * 8
+    again = rows["shared (call 2)"]
+    assert again.params == 0 and again.macs == rows["shared"].macs == 16 * 16 * 8 * 8
     assert r.unknown == [("up", "UpSampling2D")] and r.keras_agrees
 
 
