@@ -16,7 +16,7 @@ import os
 import click
 
 from kerascnn import __version__
-from kerascnn.errors import ConfigError, KerasCNNError
+from kerascnn.errors import ConfigError, KerasCNNError, SpecError
 
 # command name -> "module:attribute"; modules are imported on first use.
 COMMANDS = {
@@ -64,6 +64,10 @@ class KerasCNNGroup(click.Group):
             return self._invoke_quietly(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except SpecError as e:  # the spec is the problem, not the command line: no usage header
+            err = click.ClickException(one_line(e))
+            err.exit_code = 2
+            raise err from None
         except ConfigError as e:
             raise click.UsageError(one_line(e), ctx=ctx) from None
         except KerasCNNError as e:

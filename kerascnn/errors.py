@@ -14,6 +14,10 @@ class ConfigError(KerasCNNError):
     """Bad arguments: unknown model, impossible option value (usage error)."""
 
 
+class SpecError(ConfigError):
+    """A layer spec that cannot be read: reported as one ``Error:`` line (exit 2), no usage header."""
+
+
 class ModelNotFound(ConfigError):
     """A model name that is not in the registry."""
 

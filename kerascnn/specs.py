@@ -186,7 +186,10 @@ class Activation(Spec):
 
     fn: str = "relu"
     alpha: Optional[float] = None
-    keras_class = "Activation"
+
+    @property
+    def keras_class(self):  # type: ignore[override]
+        return "LeakyReLU" if self.fn == "leaky_relu" else "Activation"
 
 
 @dataclass(frozen=True)
@@ -297,14 +300,15 @@ class Branches(Spec):
     keras_class = "BranchBlock"
     post_activation = None
 
+    @property
+    def auto_base(self) -> str:
+        return "res" if self.merge == "add" else "cat"
+
     def branches(self) -> list:
-        n = self.name or "block"
-        out = []
-        for i, path in enumerate(self.paths):
-            named = auto_name(list(path))
-            out.append([s.named(f"{n}_b{i}_{s.name}") if not s.name.startswith(f"{n}_") else s
-                        for s in named])
-        return out
+        """The paths with layer names ``<block>_<path>_<layer>`` (e.g. ``res_0_conv2d``)."""
+        n = self.name or self.auto_base
+        return [[s.named(f"{n}_{i}_{s.name}") for s in auto_name(list(path))]
+                for i, path in enumerate(self.paths)]
 
     def to_dict(self) -> dict:
         return {"type": "Branches", "name": self.name, "merge": self.merge,
@@ -338,7 +342,7 @@ def auto_name(specs: list) -> list:
     out = []
     for s in specs:
         if s.name is None:
-            base = _snake(s.keras_class).replace("conv2_d", "conv2d").replace("pooling2_d", "pooling2d")
+            base = getattr(s, "auto_base", None) or _snake(s.keras_class).replace("conv2_d", "conv2d").replace("pooling2_d", "pooling2d")
             base = base.replace("padding2_d", "padding2d").replace("dropout2_d", "dropout2d")
             k = counts.get(base, 0)
             counts[base] = k + 1

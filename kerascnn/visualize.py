@@ -219,35 +219,23 @@ def confusion(model, info, out, dataset=None, data_path=None):
 
 
 def _geometry_to(specs, input_size: int, layer_name, sizes=None):
-    """(receptive field, jump, start) up to ``layer_name``; start = input coordinate of the centre
-    of output unit 0's field (TensorFlow's 'same' padding puts an odd extra pixel at the end).
-    ``sizes`` maps layer name -> output size from the analysis (needed for 'same' padding)."""
+    """(receptive field, jump, start) along H up to ``layer_name``, from each layer's rule
+    (``kerascnn.rules``); start = input coordinate of the centre of output unit 0's field (the
+    built layers pad P on every side, so "same" shifts nothing). ``input_size`` and ``sizes``
+    (layer name -> output size) give the grid a Flatten/global pool sees."""
     from kerascnn import specs as S
+    from kerascnn.rules import rule_for
 
-    rf, jump, start, size = 1, 1, 0.0, input_size
+    rf, jump, start, size = (1, 1), (1, 1), (0.0, 0.0), input_size
     for spec in specs:
-        if isinstance(spec, (S.Conv, S.Pool)):
-            f = spec.kernel if isinstance(spec, S.Conv) else spec.size
-            s = spec.stride if isinstance(spec, S.Conv) else (spec.stride or spec.size)
-            if spec.padding == "same":
-                pad = max((-(-size // s) - 1) * s + f - size, 0) // 2
-            else:
-                pad = 0 if spec.padding == "valid" else int(spec.padding)
-            start += ((f - 1) / 2 - pad) * jump
-            rf += (f - 1) * jump
-            jump *= s
-        elif isinstance(spec, S.BLOCK_TYPES):
-            sub_rf, sub_jump, sub_start = _geometry_to(spec.branches()[0], size, None)
-            start += sub_start * jump
-            rf += (sub_rf - 1) * jump
-            jump *= sub_jump
-        elif isinstance(spec, (S.Flatten, S.GlobalPool, S.Dense)):
+        if isinstance(spec, (S.Flatten, S.GlobalPool, S.Dense)):
             break
+        rf, jump, start = rule_for(spec).field(rf, jump, start, in_shape=(size, size, 1))
         if spec.name == layer_name:
             break
         if sizes and spec.name in sizes:
             size = sizes[spec.name]
-    return rf, jump, start
+    return rf[0], jump[0], start[0]
 
 
 def receptive_field(model, info, out, layer, x, shown, label):

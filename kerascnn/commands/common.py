@@ -12,13 +12,18 @@ class IntTuple(click.ParamType):
 
     name = "ints"
 
-    def __init__(self, lengths=(3,), what="H,W,C", maximum=100_000):
+    def __init__(self, lengths=(3,), what="H,W,C", maximum=100_000, channels_last=False):
         self.lengths, self.what, self.maximum = tuple(lengths), what, maximum
+        self.channels_last = channels_last
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        parts = [p for p in re.split(r"[,x× ]+", str(value).strip().lower()) if p]
+        text = str(value).strip()
+        insist = self.channels_last and text.endswith("!")
+        if insist:
+            text = text[:-1]
+        parts = [p for p in re.split(r"[,x× ]+", text.lower()) if p]
         try:
             nums = tuple(int(p) for p in parts)
         except ValueError:
@@ -30,13 +35,17 @@ class IntTuple(click.ParamType):
             self.fail(f"every size must be >= 1; received {value!r}", param, ctx)
         if any(n > self.maximum for n in nums):
             self.fail(f"sizes above {self.maximum} are not supported; received {value!r}", param, ctx)
+        if self.channels_last and not insist and len(nums) == 3 and nums[0] in (1, 3, 4) and min(nums[1:]) > 4:
+            h, w, c = nums[1], nums[2], nums[0]
+            self.fail(f"{text} looks channels-first (C,H,W); kerascnn reads H,W,C: write {h},{w},{c}, "
+                      f"or {text}! to mean H={nums[0]}, W={nums[1]}, C={nums[2]}", param, ctx)
         return nums
 
     def _example(self):
         return {3: "28,28,1", 2: "28,28", 1: "28"}[self.lengths[0]]
 
 
-INPUT_SHAPE = IntTuple((3,), "H,W,C")
+INPUT_SHAPE = IntTuple((3,), "H,W,C", channels_last=True)  # '3,32,32' is refused as channels-first; '3,32,32!' insists
 IMAGE_SIZE = IntTuple((1, 2), "H,W (or one number for square images)")
 
 

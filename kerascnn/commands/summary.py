@@ -80,8 +80,8 @@ def _keras_summary_text(model) -> str:
               help="Also build the Keras model and print model.summary() (--no-keras: pure arithmetic, instant).")
 @click.option("--depth", type=click.IntRange(1, 3), default=2, show_default=True,
               help="Rows for layers inside blocks (Inception, residual): 1 = blocks only.")
-@click.option("--strict", is_flag=True, help="Treat a geometry that doesn't fit ((W-F+2P)/S+1 not an integer) "
-                                            "as an error.")
+@click.option("--strict", is_flag=True, help="Treat a geometry that doesn't fit ((W-F+2P)/S+1 not an integer, "
+                                            "'same' included) as an error listing every such layer.")
 def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict):
     """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
@@ -132,7 +132,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
             return build_sequential(specs, input_shape, name="spec")
 
     if strict and report.warnings():
-        raise GeometryError(f"--strict: {report.warnings()[0]}")
+        w = report.warnings()
+        raise GeometryError(f"--strict: {len(w)} layer(s) don't fit the lecture formula (floored): " + "; ".join(w))
     _guard_size(report)
 
     model = build() if use_keras else None

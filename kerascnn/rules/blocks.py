@@ -149,4 +149,7 @@ class BranchesRule(BlockRule):
         from kerascnn.rules import rule_for
 
         word = "res" if self.spec.merge == "add" else "cat"
-        return f"{word}(" + " | ".join(",".join(rule_for(s).token() for s in p) for p in self.spec.paths) + ")"
+        paths = list(self.spec.paths)
+        if word == "res" and len(paths) == 2 and not paths[1]:
+            paths = paths[:1]  # res(F) is F(x) + x
+        return f"{word}(" + " | ".join(",".join(rule_for(s).token() for s in p) for p in paths) + ")"

@@ -75,6 +75,10 @@ class WindowRule(Rule):
     def _keras_padding(self, fill: str = "zero", allow_same: bool = True) -> tuple:
         """(Keras padding string, [pad layer]) computing the lecture's padding exactly."""
         p, f = self.pads(), self.effective_kernel()
+        if max(self.stride()) > 1 and max(self.dilation()) > 1:
+            raise ConfigError(f"{self.name}: Keras cannot build a layer with both stride > 1 and dilation > 1 "
+                              f"(the arithmetic above is still the lecture's); use a stride-1 dilated layer "
+                              f"followed by a pool")
         if p == ((0, 0), (0, 0)):
             return "valid", []
         if allow_same and self.stride() == (1, 1) and p == tuple(((ff - 1) // 2, ff // 2) for ff in f):
@@ -341,5 +345,7 @@ class ZeroPadRule(WindowRule):
         m = cls._RE.match(t)
         if not m:
             return None
+        if not m.group(1):
+            raise ConfigError(f"zeropad needs a size in layer {token!r}, e.g. zeropad1, zeropad1x2, zeropad0:1x0:1")
         mods = parse_mods("p" + m.group(1), "p", token, help_text)
         return [S.ZeroPad(mods["p"])]
