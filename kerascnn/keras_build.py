@@ -1,4 +1,4 @@
-"""Spec list -> ``keras.Sequential``: the only place that maps specs to Keras layers.
+"""Spec list -> ``keras.Sequential``; each spec's Keras layers come from its rule (``kerascnn.rules``).
 
 Uses the pure ``keras`` API (no TensorFlow-only calls), so the models also run
 with ``KERAS_BACKEND=jax``. Every Keras layer gets the spec's name, so summary

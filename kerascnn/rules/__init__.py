@@ -14,6 +14,11 @@
 Like fvcore's table of op handlers, ``RULES`` maps each spec class to its rule; ``analysis``,
 ``keras_build``, ``speclang`` and ``visualize`` dispatch through it. Pure Python: Keras is imported
 only inside ``keras_layers``.
+
+Adding a layer kind: a frozen dataclass in ``kerascnn.specs`` (added to ``SPEC_TYPES``) and one
+``@register(SpecClass)`` rule class here (``conv.py`` for sliding windows, ``simple.py`` for the
+rest, ``blocks.py`` for branches) with its formulas, Keras layers, ``keywords``, ``token`` and
+``parse``; the analysis, the builder, the spec language and the summary pick it up.
 """
 from __future__ import annotations
 
