@@ -28,12 +28,24 @@ MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Conca
           "Divide"}  # Divide/Subtract...: also keras.ops operations in functional graphs
 
 
-def _padding(p):
-    return "same" if p == "same" else 0
+def _padding(layer, in_shape, kernel, strides, dilation=(1, 1)):
+    """Keras's padding as the lecture's explicit ((top, bottom), (left, right)).
+
+    Keras's "same" pads max((ceil(W/S) - 1) S + F_eff - W, 0) in all, the smaller half before
+    (TensorFlow's rule): for stride 2 on an even input that is (0, 1), not P on both sides.
+    """
+    if layer.padding != "same":
+        return 0
+    out = []
+    for w, f, s, d in zip(in_shape[:2], kernel, strides, dilation):
+        f_eff = 1 + d * (f - 1)
+        total = max((-(-w // s) - 1) * s + f_eff - w, 0)
+        out.append((total // 2, total - total // 2))
+    return tuple(out)
 
 
-def to_spec(layer):
-    """The spec of a Keras layer, or None when no rule covers it."""
+def to_spec(layer, in_shape=(1, 1, 1)):
+    """The spec of a Keras layer (``in_shape``: its input, H, W, C), or None when no rule covers it."""
     cls = type(layer).__name__
     own = getattr(layer, "spec", None)  # kerascnn's own blocks (Inception, residual) carry their spec
     if isinstance(own, S.Spec):
@@ -43,19 +55,22 @@ def to_spec(layer):
         return None
     name = layer.name
     if cls == "Conv2D":
-        return S.Conv(layer.filters, tuple(layer.kernel_size), tuple(layer.strides), _padding(layer.padding),
+        return S.Conv(layer.filters, tuple(layer.kernel_size), tuple(layer.strides),
+                      _padding(layer, in_shape, layer.kernel_size, layer.strides, layer.dilation_rate),
                       use_bias=layer.use_bias, groups=layer.groups, dilation=tuple(layer.dilation_rate), name=name)
     if cls == "DepthwiseConv2D":
-        return S.DepthwiseConv(tuple(layer.kernel_size), tuple(layer.strides), _padding(layer.padding),
+        return S.DepthwiseConv(tuple(layer.kernel_size), tuple(layer.strides),
+                               _padding(layer, in_shape, layer.kernel_size, layer.strides, layer.dilation_rate),
                                depth_multiplier=layer.depth_multiplier, dilation=tuple(layer.dilation_rate),
                                use_bias=layer.use_bias, name=name)
     if cls == "SeparableConv2D":
         return S.SeparableConv(layer.filters, tuple(layer.kernel_size), tuple(layer.strides),
-                               _padding(layer.padding), depth_multiplier=layer.depth_multiplier,
+                               _padding(layer, in_shape, layer.kernel_size, layer.strides, layer.dilation_rate),
+                               depth_multiplier=layer.depth_multiplier,
                                dilation=tuple(layer.dilation_rate), use_bias=layer.use_bias, name=name)
     if cls in ("MaxPooling2D", "AveragePooling2D"):
         return S.Pool("max" if cls.startswith("Max") else "avg", tuple(layer.pool_size), tuple(layer.strides),
-                      _padding(layer.padding), name=name)
+                      _padding(layer, in_shape, layer.pool_size, layer.strides), name=name)
     if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         return S.GlobalPool("avg" if "Average" in cls else "max", name=name)
     if cls in ("ZeroPadding2D", "NegInfPadding2D"):  # the geometry of padding, whatever it pads with
@@ -121,10 +136,11 @@ class _Walker:
         out_shape = out_shapes[0] if out_shapes else ins[0].shape
         first = id(layer) not in self.seen
         k_total, k_train = _keras_params(layer, self.seen)
-        if first:
+        known = to_spec(layer) is not None or cls in MERGES or cls in ELEMENTWISE or cls in RESHAPING
+        if first and known:  # a layer without a rule gets no Keras column: its count is in the footer
             self.keras_counts[layer.name] = k_total
-        spec = to_spec(layer)
         st = ins[0]
+        spec = to_spec(layer, st.shape if len(st.shape) == 3 else (1, 1, 1))
         note = ""
         if spec is not None and len(ins) == 1:
             from kerascnn.analysis import analyze_spec

@@ -76,7 +76,12 @@ def not_analysed(report) -> str:
         return ""
     names = ", ".join(f"{n} ({c})" for n, c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20
                                                                else "")
-    return f"Not analysed ({len(unknown)} layers without a rule; their params and MACs are not counted): {names}"
+    text = f"Not analysed ({len(unknown)} layers without a rule; their params and MACs are not counted): {names}"
+    keras_total = getattr(report, "keras_total", None)
+    if keras_total and keras_total != report.total_params:
+        text += (f"\nKeras counts {keras_total:,} params in all: {keras_total - report.total_params:,} "
+                 f"of them in the layers not analysed")
+    return text
 
 
 def render(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:

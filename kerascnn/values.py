@@ -217,7 +217,8 @@ def _load_weights(model, layers, path: str) -> str:
                 key = f"{layer.name}/{v.path.rsplit('/', 1)[-1]}"
                 if key in given:
                     if tuple(given[key].shape) != tuple(v.shape):
-                        raise ConfigError(f"--weights {key} has shape {given[key].shape}; the layer needs {tuple(v.shape)}")
+                        raise ConfigError(f"--weights {key} has shape {given[key].shape}; "
+                                          f"the layer needs {tuple(v.shape)}")
                     v.assign(given[key].astype(np.float32))
                     used.add(key)
         unused = sorted(set(given) - used)

@@ -47,7 +47,8 @@ def test_params_equal_keras_on_every_layer(toy):
     assert rows["norm"].params == 0  # mean and variance given as constants: no weights (EfficientNet's has 7)
     assert rows["bn"].params == 32 and rows["bn"].trainable_params == 16
     assert rows["shared"].params == 72  # a shared layer's weights are counted once ...
-    assert rows["shared (call 2)"].params == 0 and rows["shared (call 2)"].macs == rows["shared"].macs == 16 * 16 * 8 * 8
+    again = rows["shared (call 2)"]
+    assert again.params == 0 and again.macs == rows["shared"].macs == 16 * 16 * 8 * 8
     assert r.unknown == [("up", "UpSampling2D")] and r.keras_agrees
 
 
@@ -118,3 +119,17 @@ def test_keras_applications(name, params, published_macs):
     assert r.total_params == model.count_params() == params
     assert r.trainable_params == int(sum(np.prod(w.shape) for w in model.trainable_weights))
     assert abs(r.macs - published_macs) / published_macs < 0.02
+
+
+def test_keras_same_padding_and_layers_with_weights_but_no_rule():
+    """Keras's "same" at stride 2 on an even input pads (0, 1): it fits, no note. A PReLU (weights,
+    no rule) is listed and its 64 weights are reported as not counted, not guessed."""
+    import keras
+
+    m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, strides=2, padding="same", name="c"),
+                          keras.layers.PReLU(name="p"), keras.layers.Flatten(name="f"), keras.layers.Dense(2, name="d")])
+    r = kerascnn.analyze(m)
+    c = r.layers[0]
+    assert (c.output_shape, c.note, c.receptive_field, c.jump, c.macs) == ((4, 4, 4), "", 3, 2, 4 * 4 * 4 * 27)
+    assert r.unknown == [("p", "PReLU")] and r.total_params == 112 + 130 and m.count_params() == 112 + 64 + 130
+    assert "Keras counts 306 params in all: 64 of them in the layers not analysed" in str(r)

@@ -159,3 +159,13 @@ def test_build_errors_are_one_line_and_name_the_layer():
     with pytest.raises(ConfigError, match="true or false"):
         parse_options(get_entry("resnet18"), ["small_input=maybe"])
     assert parse_options(get_entry("resnet18"), ["small_input=yes"]) == {"small_input": True}
+
+
+def test_list_json_carries_the_published_figures_and_sources(invoke):
+    import json
+
+    r = invoke("list", "alexnet", "--format", "json")
+    assert r.exit_code == 0, r.output
+    published = json.loads(r.output)[0]["published"]
+    assert published[1]["options"] == {"grouped": True} and published[1]["macs"] == 724_000_000
+    assert "Sze et al." in published[1]["source"]

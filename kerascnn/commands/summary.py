@@ -9,6 +9,8 @@ from kerascnn.errors import ConfigError, GeometryError
 
 
 def _entry_row(name):
+    import dataclasses
+
     from kerascnn.registry import get_entry
 
     e = get_entry(name)
@@ -18,6 +20,8 @@ def _entry_row(name):
         "default_input": list(e.default_input), "num_classes": e.num_classes,
         "params": r.total_params, "trainable_params": r.trainable_params, "macs": r.macs,
         "options": e.options, "description": e.description,
+        "published": [{k: dict(v) if k == "options" else v for k, v in dataclasses.asdict(pub).items()
+                       if v not in (None, ())} for pub in e.published],
     }
 
 
