@@ -63,6 +63,7 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
         if path.is_dir():
             out = _load_folder(path, seed)
         elif path.suffix.lower() == ".npz":
+            _regular_file(path, "npz")
             out = _load_npz(path, seed)
         else:
             raise DataError(f"{path}: expected a .npz file or a directory with one sub-folder per class")
