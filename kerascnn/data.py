@@ -483,8 +483,6 @@ def _check_fits(src, shape, itemsize: int, what: str, hint: str = "") -> None:
 def _check_headers(root: Path, files: list) -> None:
     """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
     that would not fit in memory, or any single image that is a decompression bomb."""
-    from PIL import Image
-
     total = 0
     for f in files:
         _regular_file(f)

@@ -4,8 +4,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
