@@ -395,7 +395,9 @@ def test_predict_dev_zero_is_one_line(invoke, tiny_model):
 
 
 # --------------------------------------------------------------------------- SIGTERM
-def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
+def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path):
+    """A real concurrent export into the same parent keeps the paused one's staging folder; then
+    SIGTERM stops the paused one with one line, exit 143, and its staging folder removed."""
     import signal
 
     out = tmp_path / "sm"
@@ -406,7 +408,11 @@ def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
         for line in proc.stdout:
             if "KERASCNN_TEST_PAUSED" in line:
                 break
-        assert any(p.name.startswith(".sm.partial-") for p in tmp_path.iterdir())  # staged, not committed
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".sm.partial-")]
+        assert len(staged) == 1 and (staged[0] / "saved_model.pb").is_file()  # staged, not committed
+        r = invoke("export", tiny_model, "--out", tmp_path / "other")  # sweeps the same parent
+        assert r.exit_code == 0, r.output
+        assert staged[0].is_dir() and (staged[0] / "saved_model.pb").is_file()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -415,7 +421,7 @@ def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
     assert proc.returncode == 143, err
     assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == ["Error: stopped (SIGTERM)"], err
     assert "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the staging folder was removed, no target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]  # staging removed, no target
 
 
 def test_state_from_another_model_or_missing_a_key_is_one_line(tmp_path):
