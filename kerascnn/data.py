@@ -102,6 +102,7 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
         if path.is_dir():
             out = _load_folder(path, seed)
         elif path.suffix.lower() == ".npz":
+            _regular_file(path, ".npz", allow_empty=True)
             out = _load_npz(path, seed)
         else:
             raise DataError(f"{path}: expected a .npz file or a directory with one sub-folder per class")
@@ -383,7 +384,7 @@ def _open_header(path: Path):
         yield im
 
 
-def _regular_file(path: Path, what: str = "image") -> None:
+def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) -> None:
     import stat
 
     try:
@@ -392,7 +393,7 @@ def _regular_file(path: Path, what: str = "image") -> None:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"{path}: not a regular file (a device, pipe or socket); expected an {what} file")
-    if st.st_size == 0:
+    if st.st_size == 0 and not allow_empty:
         raise DataError(f"{path}: empty {what} file (0 bytes)")
 
 
@@ -528,8 +529,6 @@ def _check_fits(src, shape, itemsize: int, what: str, hint: str = "") -> None:
 def _check_headers(root: Path, files: list) -> None:
     """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
     that would not fit in memory, or any single image that is a decompression bomb."""
-    from PIL import Image
-
     total = 0
     for f in files:
         _regular_file(f)

@@ -160,8 +160,9 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
         archive.add_endpoint("serve_float", _serve,
                              input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
         archive.write_out(str(staging), verbose=False)
-        meta = {"format": EXPORT_FORMAT, "model": info.model_name, "input_shape": [h, w, c], "num_classes": k, "class_names": names,
-                "pixel_scale": scale, "input": "images: uint8 (serving_default) or float32 0..255 (serve_float)",
+        meta = {"format": EXPORT_FORMAT, "model": info.model_name, "input_shape": [h, w, c], "num_classes": k,
+                "class_names": names, "pixel_scale": scale,
+                "input": "images: uint8 (serving_default) or float32 0..255 (serve_float)",
                 "output": "probabilities: float32 (N, K)"}
         (staging / "assets").mkdir(exist_ok=True)
         (staging / "assets" / "class_names.json").write_text(json.dumps(names))

@@ -111,11 +111,22 @@ def partial_dir(target: str | os.PathLike) -> Path:
     raise FileExistsError(f"could not create a staging directory beside {target}")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells (``/proc/self/status``)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def normal_permissions(root: str | os.PathLike) -> None:
     """Give ``root`` and everything in it the modes a plain ``mkdir``/``open`` would: 0777 / 0666
     minus the umask (plus the owner's execute bits kept on files that had them)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    mask = current_umask()
     root = Path(root)
     entries = [root] + list(root.rglob("*"))
     for p in entries:

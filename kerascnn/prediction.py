@@ -23,10 +23,16 @@ def is_savedmodel_dir(path) -> bool:
     return p.is_dir() and (p / "saved_model.pb").is_file()
 
 
+MAX_JSON_BYTES = 16 << 20  # kerascnn.json / class_names.json of an export: a few KB, 16 MiB is generous
+
+
 def _read_json(path: Path):
+    """The parsed JSON file, or None when it is missing, not a regular file, too large or not JSON."""
     try:
+        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+            return None
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 

@@ -4,8 +4,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,7 +255,8 @@ def test_image_size_600_is_refused_by_an_estimate_before_allocating(invoke, tmp_
     r = invoke("train", "convnet", "--image-size", "600", "--epochs", "1", "--run-dir", tmp_path / "run")
     line = _one_error(r, 1)
     # 1,294 digits training images at 600x600x1 float32 = 1,294 * 360,000 * 4 B = 1.74 GiB > 1 GiB
-    assert "1,294 images at 600x600x1 in float32 need 1.74 GiB" in line and "1.00 GiB" in line and "--image-size" in line, line
+    assert "1,294 images at 600x600x1 in float32 need 1.74 GiB" in line, line
+    assert "1.00 GiB" in line and "--image-size" in line, line
 
 
 # --------------------------------------------------------------------------- YAML alias bomb, unbounded messages
@@ -396,7 +395,9 @@ def test_predict_dev_zero_is_one_line(invoke, tiny_model):
 
 
 # --------------------------------------------------------------------------- SIGTERM
-def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
+def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path):
+    """A real concurrent export into the same parent keeps the paused one's staging folder; then
+    SIGTERM stops the paused one with one line, exit 143, and its staging folder removed."""
     import signal
 
     out = tmp_path / "sm"
@@ -407,7 +408,11 @@ def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
         for line in proc.stdout:
             if "KERASCNN_TEST_PAUSED" in line:
                 break
-        assert any(p.name.startswith(".sm.partial-") for p in tmp_path.iterdir())  # staged, not committed
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".sm.partial-")]
+        assert len(staged) == 1 and (staged[0] / "saved_model.pb").is_file()  # staged, not committed
+        r = invoke("export", tiny_model, "--out", tmp_path / "other")  # sweeps the same parent
+        assert r.exit_code == 0, r.output
+        assert staged[0].is_dir() and (staged[0] / "saved_model.pb").is_file()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -416,4 +421,25 @@ def test_sigterm_stops_with_one_line_and_cleans_up(tiny_model, tmp_path):
     assert proc.returncode == 143, err
     assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == ["Error: stopped (SIGTERM)"], err
     assert "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the staging folder was removed, no target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]  # staging removed, no target
+
+
+def test_state_from_another_model_or_missing_a_key_is_one_line(tmp_path):
+    """statecheck.check_state (for training's resume) reads only the npz headers."""
+    import json
+
+    from kerascnn.errors import DataError
+    from kerascnn.statecheck import check_state
+
+    meta = np.frombuffer(json.dumps({"epoch": 1, "best": 0.5, "history": []}).encode(), np.uint8)
+    f = _npz(tmp_path / "state.npz", w0=np.zeros((3, 3, 1, 4)), w1=np.zeros(4), meta=meta)
+    check_state(f, [(3, 3, 1, 4), (4,)], {"epoch": 1, "best": 0.5, "history": []})
+    with pytest.raises(DataError, match=r"weight 0 has shape \(3, 3, 1, 4\) in the state but \(3, 3, 3, 4\)"):
+        check_state(f, [(3, 3, 3, 4), (4,)])
+    with pytest.raises(DataError, match="holds 2 weight arrays but the model has 3"):
+        check_state(f, [(3, 3, 1, 4), (4,), (2,)])
+    with pytest.raises(DataError, match="meta record has no epoch"):
+        check_state(f, [(3, 3, 1, 4), (4,)], {"best": 0.5, "history": []})
+    g = _npz(tmp_path / "nometa.npz", w0=np.zeros(2))
+    with pytest.raises(DataError, match="no 'meta' record"):
+        check_state(g, [(2,)])
