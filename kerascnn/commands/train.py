@@ -74,7 +74,10 @@ def train(model, config_file, resume, quiet, options, **opts):
 
         if not is_run_dir(resume):
             raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
-        file_cfg = train_config.load_config_file(f"{resume}/config.json")
+        from kerascnn.train.options import RunRecord
+
+        record = RunRecord.load(resume, strict=True)      # the run record: the only reader of config.json
+        file_cfg = dict(record.options.to_dict(), class_names=record.class_names)
         if model and model != file_cfg.get("model"):
             raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
         given = {k for k, v in opts.items() if v is not None} | ({"config"} if config_file else set())

@@ -106,16 +106,20 @@ class _TensorBoard:
             self.writer.close()
 
 
-def make_tensorflow_engine(opts, num_classes: int, echo):
-    from kerascnn import distribute
+def tensorflow_engines(info):
+    """``make_engine`` for ``run``: the TensorFlow engine on the chosen strategy. The strategy is
+    chosen (``distribute.choose``) before anything else touches TensorFlow: multi-worker
+    collectives must be configured at program start."""
     from kerascnn.engines.tensorflow import TensorFlowEngine
 
-    info = distribute.choose(opts.strategy)
-    jit = policy.jit_for(info, opts.jit, echo)
-    return TensorFlowEngine(info, num_classes, float(opts.label_smoothing), jit)
+    def make_engine(opts, num_classes: int, echo):
+        jit = policy.jit_for(info, opts.jit, echo)
+        return TensorFlowEngine(info, num_classes, float(opts.label_smoothing), jit)
+
+    return make_engine
 
 
-def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=make_tensorflow_engine) -> dict:
+def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -> dict:
     """Train with the resolved ``TrainOptions``; ``held`` receives the run directory's lock (the
     caller releases it). ``make_engine(opts, num_classes, echo)`` returns the engine. Returns the
     final metrics."""
@@ -197,7 +201,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=ma
         meta = checkpoint.load_state(Path(resume) / rundir.STATE_FILE, engine, opts.optimizer)
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
         echo(f"resuming {run_dir} from epoch {start_epoch + 1} (epochs 1-{start_epoch} done)")
-        old = RunRecord.load(resume)
+        old = RunRecord.load(resume, strict=True)
         changes = record.resumed_from(old, start_epoch + 1, RESUME_CHANGES)
         if changes:
             echo(f"changed from epoch {start_epoch + 1}: "
