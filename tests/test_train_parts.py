@@ -1,7 +1,6 @@
 """The training loop's parts (issue 11): typed options and the run record, the checkpoint's
 one-line refusals, the start-up line, the TensorFlow engine behind the Engine contract."""
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import data as D
-from kerascnn import errors, fsutil, guard
+from kerascnn import fsutil, guard
 from kerascnn.errors import ConfigError, TrainingError
 from kerascnn.registry import get_entry
 from kerascnn.train import checkpoint, policy, rundir
@@ -33,10 +33,6 @@ from kerascnn.train import checkpoint, policy, rundir
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 RESUME_CHANGES = ("epochs", "lr", "schedule")   # what --resume may change; recorded with its epoch
 CALL_SECONDS = 0.5
-
-
-def _stop_signals() -> tuple:
-    return (KeyboardInterrupt,) + ((errors.Stopped,) if hasattr(errors, "Stopped") else ())
 
 
 def next_steps_per_call(n: int, seconds: float) -> int:
@@ -291,11 +287,16 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         raise TrainingError(
             f"lost contact with another worker at epoch {epoch + 1} ({e}); restart every worker "
             f"with --resume {run_dir} to continue from epoch {epoch + 1}") from None
-    except _stop_signals() as e:
+    except KeyboardInterrupt as e:   # Ctrl-C, or errors.Stopped (a subclass) from the CLI's SIGTERM handler
         saved = f"epochs 1-{len(history)} are saved" if history else "no epoch was completed"
-        how = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else f"by a signal ({e})"
-        raise TrainingError(f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
-                            f"kerascnn train --resume {run_dir}") from None
+        signal_name = getattr(e, "signal_name", None)
+        how = f"by {signal_name}" if signal_name else "by Ctrl-C"
+        msg = (f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
+               f"kerascnn train --resume {run_dir}")
+        if signal_name:
+            e.args = (msg,)     # keep the Stopped (the CLI exits 128 + signal number), with the resume hint
+            raise
+        raise TrainingError(msg) from None
     finally:
         tb.close()
         if not engine.is_chief and sys.exc_info()[0] is not None:
