@@ -125,9 +125,14 @@ def train(model, config_file, resume, quiet, options, **opts):
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
+    from kerascnn.train.options import TrainOptions
     from kerascnn.training import train as run
 
-    metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
+    try:
+        options = TrainOptions.from_dict(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    metrics = run(options, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
     final = metrics["final"]
     shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("accuracy", "val_accuracy") if k in final)
     where = f"run directory {metrics['run_dir']}" if metrics["run_dir"] else "results written by the chief"
