@@ -186,3 +186,15 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         ".kerascnn.lock", "backup", "best.keras", "config.json", "curves.png", "history.csv", "last.keras",
         "metrics.json", "tb"]
+
+
+def test_train_options_defaults_are_train_configs_defaults():
+    import dataclasses
+
+    from kerascnn.train_config import DEFAULTS
+    from kerascnn.train.options import TrainOptions
+
+    fields = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+              for f in dataclasses.fields(TrainOptions)}
+    assert set(fields) == set(DEFAULTS)
+    assert {k: v for k, v in fields.items() if k != "model"} == {k: v for k, v in DEFAULTS.items() if k != "model"}
