@@ -81,7 +81,7 @@ def parse_class_names(value) -> list | None:
         else:
             raise ConfigError(f"--class-names {text}: no such file")
     if len(names) < 2 or any(not n for n in names):
-        raise ConfigError(f"--class-names: expected two or more non-empty names (a file, or a,b,c); received {value!r}")
+        raise ConfigError(f"--class-names: expected two or more non-empty names (a file, or a,b,c); received {str(value)[:80]!r}")
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"--class-names: {dup!r} appears twice")

@@ -94,7 +94,7 @@ def test_visualize_help_breaks_no_word_and_summary_help_has_the_spec_syntax(invo
     words = set(text.replace("(", " ").split())
     assert all(kind in words for kind in KINDS), [k for k in KINDS if k not in words]
     summary = invoke("summary", "--help").output
-    for token in ("convF-K", "maxpoolF", "fcN[nb]", "N*LAYER", 'section "Layer specs"'):
+    for token in ("convF-K", "maxpoolF", "fcN[nb]", "N*LAYER", '"Spec language"'):
         assert token in summary, token
 
 

@@ -61,26 +61,11 @@ class Dataset(str, enum.Enum):
 
 
 def parse_class_names(value) -> list:
-    """``--class-names``: a list, a file (one name per line), or a comma list ``a,b,c``."""
-    from kerascnn.errors import ConfigError
+    """``--class-names``: a list, a file (one name per line, or a JSON list), or a comma list ``a,b,c``
+    (one parser for every command: ``kerascnn.data.parse_class_names``)."""
+    from kerascnn.data import parse_class_names as parse
 
-    if isinstance(value, (list, tuple)):
-        names = [str(v).strip() for v in value]
-    else:
-        text = str(value)
-        path = Path(text)
-        if "," not in text and path.is_file():
-            try:
-                names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"--class-names {path}: cannot read it ({e.__class__.__name__})") from None
-        elif "," in text:
-            names = [v.strip() for v in text.split(",")]
-        else:
-            raise ConfigError(f"--class-names {text}: no such file (give a file, or names as a,b,c)")
-    if len(names) < 2 or not all(names):
-        raise ConfigError(f"--class-names: expected two or more non-empty names; received {str(value)[:80]!r}")
-    return names
+    return parse(value)
 
 
 def choices(kind: type[enum.Enum]) -> list:

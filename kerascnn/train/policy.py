@@ -49,17 +49,7 @@ def wide_mac_fraction(report, min_channels: int = 32) -> float:
     return sum(l.macs for l in leaves if l.output_shape[-1] >= min_channels) / total if total else 0.0
 
 
-def cpu_has_bf16() -> bool:
-    """Native bfloat16 arithmetic (AVX512-BF16 or AMX): oneDNN then runs bf16 convolutions about
-    1.6x faster than float32 (lecture convnet, 2 cores: 11,400 -> 17,100 training images/s)."""
-    if os.environ.get("KERASCNN_CPU_BF16") is not None:
-        return os.environ["KERASCNN_CPU_BF16"] not in ("", "0", "false")
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+from kerascnn.cpu import cpu_has_bf16  # noqa: E402,F401  (one home: kerascnn/cpu.py)
 
 
 def jit_for(info, requested, echo) -> bool:
