@@ -424,22 +424,3 @@ def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]  # staging removed, no target
 
 
-def test_state_from_another_model_or_missing_a_key_is_one_line(tmp_path):
-    """statecheck.check_state (for training's resume) reads only the npz headers."""
-    import json
-
-    from kerascnn.errors import DataError
-    from kerascnn.statecheck import check_state
-
-    meta = np.frombuffer(json.dumps({"epoch": 1, "best": 0.5, "history": []}).encode(), np.uint8)
-    f = _npz(tmp_path / "state.npz", w0=np.zeros((3, 3, 1, 4)), w1=np.zeros(4), meta=meta)
-    check_state(f, [(3, 3, 1, 4), (4,)], {"epoch": 1, "best": 0.5, "history": []})
-    with pytest.raises(DataError, match=r"weight 0 has shape \(3, 3, 1, 4\) in the state but \(3, 3, 3, 4\)"):
-        check_state(f, [(3, 3, 3, 4), (4,)])
-    with pytest.raises(DataError, match="holds 2 weight arrays but the model has 3"):
-        check_state(f, [(3, 3, 1, 4), (4,), (2,)])
-    with pytest.raises(DataError, match="meta record has no epoch"):
-        check_state(f, [(3, 3, 1, 4), (4,)], {"best": 0.5, "history": []})
-    g = _npz(tmp_path / "nometa.npz", w0=np.zeros(2))
-    with pytest.raises(DataError, match="no 'meta' record"):
-        check_state(g, [(2,)])

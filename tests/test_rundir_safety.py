@@ -104,6 +104,18 @@ def test_resume_without_training_state_is_refused_and_changes_nothing(trained_ru
     assert _snapshot(run) == before
 
 
+def test_resume_with_tb_as_a_file_is_refused_and_changes_nothing(trained_run, tmp_path, invoke):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "tb")
+    (run / "tb").write_bytes(b"not a folder")
+    before = _snapshot(run)
+    r = invoke("train", "--resume", run, "--epochs", "4")
+    assert r.exit_code == 2, r.output
+    assert len(_error_lines(r.output)) == 1 and "tb is not a folder" in r.output
+    assert _snapshot(run) == before
+
+
 def test_a_finished_run_is_complete_and_unchanged(trained_run, tmp_path, invoke):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

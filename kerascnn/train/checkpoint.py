@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import fsutil
-from kerascnn.errors import ConfigError, TrainingError
+from kerascnn.errors import ConfigError, DataError, TrainingError
 
 
 def save_state(path: Path, state: dict, meta: dict) -> None:
@@ -33,6 +33,14 @@ def load_state(path: Path, engine, optimizer_name: str) -> dict:
     """Restore the engine's weights and optimizer state from ``path``; returns ``meta``. The
     learning rate itself comes from the current options."""
     path = Path(path)
+    try:
+        from kerascnn.data import check_npz_headers
+
+        check_npz_headers(path)   # sizes from the member headers: nothing decompressed before it fits
+    except DataError as e:
+        raise TrainingError(str(e)) from None
+    except Exception as e:
+        raise TrainingError(f"{path}: cannot read the training state ({e.__class__.__name__}); it is damaged") from None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())

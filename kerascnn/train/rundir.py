@@ -140,6 +140,11 @@ def check_resumable(run_dir: Path) -> bool:
     stopped before its first epoch completed). A run with progress but no state is refused: it
     cannot be continued exactly, and starting again would overwrite it."""
     run_dir = Path(run_dir)
+    for name, what in (("tb", "the TensorBoard logs"), ("backup", "the training state")):
+        p = run_dir / name
+        if (p.exists() or p.is_symlink()) and (p.is_symlink() or not p.is_dir()):
+            raise ConfigError(f"--resume {run_dir}: {p} is not a folder, but kerascnn keeps {what} there; "
+                              f"move it away and resume again (nothing was changed)")
     if (run_dir / STATE_FILE).is_file():
         return True
     present = [f for f in PROGRESS_FILES if (run_dir / f).exists()]
