@@ -25,7 +25,7 @@ def digits(n=None):
     return x[:n].astype(np.float32), d.target[:n].astype(np.int64)
 
 
-def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smoothing=0.0):
+def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smoothing=0.0, fused=None):
     import keras
 
     from kerascnn.schedules import make_optimizer
@@ -41,7 +41,7 @@ def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smooth
 
         name, _, variant = model.partition(":")
         build = lambda: get_entry(name).build((28, 28, 1), 10, **({"variant": variant} if variant else {}))  # noqa
-    e = JaxEngine(10, label_smoothing=smoothing, devices=devices)
+    e = JaxEngine(10, label_smoothing=smoothing, devices=devices, fused=fused)
     e.build(build, lambda: make_optimizer(optimizer, lr))
     assert keras.backend.backend() == "jax"
     return e
@@ -69,17 +69,19 @@ def check_train(model, epochs, n_train):
 
 
 def check_fused(k):
-    """K steps in one call vs K calls of one step, from the same start (incl. BN + Dropout)."""
+    """K steps in one call vs K calls of one step, from the same start (incl. BN + Dropout), on
+    the fused path (one compiled loop; the CPU default is single steps), and the same K steps as
+    K separately compiled single steps (the CPU default)."""
     x, y = digits(64 * k)
     out = []
-    for calls in ([k], [1] * k):
-        e = engine()
+    for calls, fused in (([k], True), ([1] * k, True), ([k], False)):
+        e = engine(fused=fused)
         e.set_train_data(StepData(x, y, 64, 3, 0, 1))
         e.reseed(3, 0)
         sums = sum(e.train_steps(c) for c in calls)
         out.append((weights(e), sums))
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(out[0][0], out[1][0]))
-    return {"max_abs_diff": diff, "sums": [list(map(float, out[0][1])), list(map(float, out[1][1]))]}
+    return {"max_abs_diff": diff, "sums": [list(map(float, o[1])) for o in out]}
 
 
 def check_resume():

@@ -56,11 +56,14 @@ def test_k_steps_per_call_equal_k_single_calls(one_device):
     # six calls of one step run the same executable on the same values: equal bit for bit.
     r = one_device["fused"]
     assert r["max_abs_diff"] == 0.0
-    fused, single = np.array(r["sums"])
-    assert fused[2] == single[2] == 6 * 64
-    assert fused[1] == single[1]
+    fused, single, unfused = np.array(r["sums"])
+    assert fused[2] == single[2] == unfused[2] == 6 * 64
+    assert fused[1] == single[1] == unfused[1]
     # loss sums: float32 per call, added in float64 on the host: 6 roundings vs 1 of a sum ~ 1e3
     assert abs(fused[0] - single[0]) <= 6 * EPS32 * abs(fused[0])
+    # the CPU default (separately compiled single steps): other float32 rounding over 6 steps of
+    # 64 examples, each loss a log of a sum over 10 classes; bounded loosely by 6*64*10 eps
+    assert abs(fused[0] - unfused[0]) <= 6 * 64 * 10 * EPS32 * abs(fused[0])
 
 
 def test_get_state_set_state_resume_is_bitwise(one_device):
