@@ -14,7 +14,6 @@ untrained). Loading keeps Keras's safe mode on unless ``unsafe=True``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -43,13 +42,10 @@ def is_run_dir(path) -> bool:
 
 
 def load_config(run_dir) -> dict:
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; is {run_dir} a kerascnn run directory?") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the run configuration ({e})") from None
+    """The run's config.json as a dict, read by ``RunRecord`` (the only reader and writer)."""
+    from kerascnn.train.options import RunRecord
+
+    return RunRecord.read_json(run_dir)
 
 
 def load_keras_model(path, unsafe: bool = False):
@@ -80,10 +76,12 @@ def _first_line(e) -> str:
 
 
 def _info_from_config(cfg: dict, run_dir: Optional[Path], model_path: Optional[Path]) -> RunInfo:
-    k = int(cfg.get("num_classes", 0))
-    names = cfg.get("class_names") or [str(i) for i in range(k)]
-    return RunInfo(cfg.get("model", "model"), tuple(cfg.get("input_shape", ())), k, list(names),
-                   float(cfg.get("pixel_scale", 1 / 255)), run_dir, model_path, cfg)
+    """Model name, input shape, classes and preprocessing (pixel_scale) from the run record."""
+    from kerascnn.train.options import RunRecord
+
+    rec = RunRecord.from_dict(cfg)
+    return RunInfo(cfg.get("model", "model"), tuple(rec.input_shape), rec.num_classes, list(rec.class_names),
+                   rec.pixel_scale, run_dir, model_path, cfg)
 
 
 def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_shape=None, num_classes=None,

@@ -17,6 +17,7 @@ DEFAULTS = {
     "model_options": {},
     "dataset": "digits",
     "data": None,
+    "class_names": None,         # names for the data's classes (a list, a file or "a,b,c"); default: the data's own
     "image_size": None,          # default: the model's natural input size
     "epochs": 30,
     "batch_size": 128,
@@ -51,16 +52,18 @@ FAMILY_DEFAULTS = {
     "nin": {"optimizer": "adam", "lr": 1e-3, "epochs": 20},
 }
 
+from kerascnn.train.options import Optimizer, Precision, Schedule, Strategy, choices  # noqa: E402
+
 CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("constant", "cosine", "onecycle"),
-    "strategy": ("auto", "default", "onedevice", "mirrored", "multiworker"),
-    "precision": (None, "float32", "mixed_float16", "mixed_bfloat16"),
+    "optimizer": tuple(choices(Optimizer)),
+    "schedule": tuple(choices(Schedule)),
+    "strategy": tuple(choices(Strategy)),
+    "precision": (None, *choices(Precision)),
 }
 # keys recorded in config.json that are results, not options
-RECORD_ONLY = {"versions", "input_shape", "num_classes", "class_names", "pixel_scale", "run_dir_resolved",
+RECORD_ONLY = {"versions", "input_shape", "num_classes", "pixel_scale", "run_dir_resolved",
                "strategy_resolved", "replicas", "devices", "started", "kerascnn_command", "data_name",
-               "train_images", "val_images", "jit_resolved", "precision_resolved"}
+               "train_images", "val_images", "jit_resolved", "precision_resolved", "engine", "changes"}
 
 
 def load_config_file(path) -> dict:

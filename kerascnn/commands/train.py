@@ -6,23 +6,27 @@ from pathlib import Path
 import click
 
 from kerascnn.commands.common import IMAGE_SIZE, model_options
+from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Strategy, choices
 
 
 @click.command(short_help="Train a model; writes a run directory.")
 @click.argument("model", required=False)
-@click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]),
+@click.option("--dataset", type=click.Choice(choices(Dataset)),
               default=None, help="Built-in data set (default: digits, bundled with scikit-learn, no network).")
 @click.option("--data", type=click.Path(exists=True), default=None,
               help="A .npz file (x_train, y_train, x_test, y_test) or a folder with one sub-folder per class.")
+@click.option("--class-names", default=None, metavar="FILE|a,b,c",
+              help="Names of the classes, in label order: a file with one name per line, or a comma list; "
+                   "recorded in the run (default: the data's own names, or 0..K-1).")
 @click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="H,W",
               help="Resize images to this size (default: the model's natural input).")
 @model_options
 @click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Epochs (default per model family).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=None,
               help="Global batch size, split across replicas (default 128).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None)
+@click.option("--optimizer", type=click.Choice(choices(Optimizer)), default=None)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
-@click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), default=None,
+@click.option("--schedule", type=click.Choice(choices(Schedule)), default=None,
               help="Learning-rate schedule (default cosine).")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help="Linear warm-up length.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
@@ -31,10 +35,10 @@ from kerascnn.commands.common import IMAGE_SIZE, model_options
 @click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fraction of the training data held out for validation (default 0.1).")
 @click.option("--augment/--no-augment", default=None, help="Random crop + horizontal flip (natural images).")
-@click.option("--strategy", type=click.Choice(["auto", "default", "onedevice", "mirrored", "multiworker"]),
+@click.option("--strategy", type=click.Choice(choices(Strategy)),
               default=None, help="tf.distribute strategy (auto: multiworker with TF_CONFIG, mirrored with 2+ GPUs).")
 @click.option("--gpus", default=None, metavar="0,1", help="Use only these GPUs.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default=None,
+@click.option("--precision", type=click.Choice(choices(Precision)), default=None,
               help="Keras dtype policy (default: mixed_bfloat16 on GPUs and bf16 CPUs where the model is wide "
                    "enough to gain, mixed_float16 on older GPUs, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on for one GPU, off on CPU).")
@@ -66,16 +70,33 @@ def train(model, config_file, resume, quiet, options, **opts):
     file_cfg = {}
     if resume:
         from kerascnn.runs import is_run_dir
+        from kerascnn.train import rundir
 
         if not is_run_dir(resume):
             raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
         file_cfg = train_config.load_config_file(f"{resume}/config.json")
         if model and model != file_cfg.get("model"):
             raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
+        given = {k for k, v in opts.items() if v is not None} | ({"config"} if config_file else set())
+        _refuse_on_resume(resume, given, options)
         file_cfg.pop("run_dir", None)
+        if rundir.check_resumable(resume):
+            done = int(rundir.read_state_meta(resume)["epoch"]) + 1
+            recorded = int(file_cfg.get("epochs") or 0)
+            if opts.get("epochs") is None and done >= recorded:
+                click.echo(f"{resume} is complete ({done} of {recorded} epochs); nothing to do and nothing "
+                           f"changed. To train it further, pass --epochs N with N larger than {done}.")
+                return
+            if opts.get("epochs") is not None and opts["epochs"] <= done:
+                raise ConfigError(f"--resume {resume} already has {done} epochs; --epochs {opts['epochs']} would "
+                                  f"not extend it (pass a number larger than {done})")
     elif config_file:
         file_cfg = train_config.load_config_file(config_file)
         file_cfg.pop("run_dir", None)  # a reproduced run gets a fresh directory
+    if opts.get("run_dir"):
+        from kerascnn.train import rundir
+
+        rundir.check_claimable(opts["run_dir"])   # before TensorFlow loads; claimed for real later
     cli = {k: v for k, v in opts.items() if v is not None}
     if model:
         cli["model"] = model
@@ -92,6 +113,12 @@ def train(model, config_file, resume, quiet, options, **opts):
         cli["data"] = str(Path(cli["data"]).resolve())  # the run's config.json then works from any directory
     elif cli.get("dataset"):
         file_cfg.pop("data", None)
+    if ("data" in cli or "dataset" in cli) and "class_names" not in cli:
+        file_cfg.pop("class_names", None)   # another data source: the recorded names belong to the old one
+    if "class_names" in cli:
+        from kerascnn.train.options import parse_class_names
+
+        cli["class_names"] = parse_class_names(cli["class_names"])   # one-line error before TensorFlow loads
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
@@ -105,3 +132,24 @@ def train(model, config_file, resume, quiet, options, **opts):
     click.echo(f"weights sha256 {metrics['weights_sha256']}")
     if metrics["run_dir"]:
         click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
+
+
+# What --resume may change (recorded in config.json with the epoch it took effect), what only says
+# how to run (not recorded), and everything else: refused, as it would change what the run means.
+RESUME_CHANGES = ("epochs", "lr", "schedule")
+RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic")
+
+
+def _refuse_on_resume(resume, given: set, options) -> None:
+    from kerascnn.errors import ConfigError
+
+    if "config" in given or "run_dir" in given:
+        flag = "--config" if "config" in given else "--run-dir"
+        raise ConfigError(f"{flag} cannot be used with --resume (the run {resume} keeps its own options and "
+                          f"directory)")
+    bad = sorted(k for k in given if k not in RESUME_CHANGES + RESUME_RUNTIME) + (["option"] if options else [])
+    if bad:
+        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        raise ConfigError(f"{flags} cannot change with --resume (it would change what the run {resume} means); "
+                          f"with --resume only {', '.join('--' + k for k in RESUME_CHANGES)} may change; start a "
+                          f"new run with --config {resume}/config.json for other options")

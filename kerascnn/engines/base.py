@@ -4,6 +4,11 @@ The loop owns the run directory, history, checkpoints and NaN stop; an engine ow
 model and optimizer on the devices, run K training steps, evaluate, get/set the state". Every
 engine feeds epoch ``e`` in the order ``kerascnn.data.epoch_order(n, seed, e)`` (a stateless
 shuffle keyed by (seed, epoch)), so resumes are exact on both engines.
+
+Contract changes (branch ``train``): ``WorkerLost`` added (an engine raises it from
+``train_steps``/``evaluate`` when a peer process of a multi-host run is gone; the loop turns it
+into a one-line error with the resume hint); ``set_state`` raises ``KeyError`` naming the missing
+key, and the loop checks shapes against ``model.weights`` before calling it.
 """
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ class StepData:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.x) // self.batch
+
+
+class WorkerLost(Exception):
+    """Another worker of a multi-host run stopped answering (the message names the error kind)."""
 
 
 class Engine(Protocol):

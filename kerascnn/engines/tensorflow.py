@@ -1,0 +1,175 @@
+"""The TensorFlow engine: ``strategy.run(step)`` under tf.distribute, several steps per ``tf.function`` call.
+
+Why a custom loop: ``model.fit`` fails under MultiWorkerMirroredStrategy with Keras 3
+(keras-team/keras#20585: "Attempt to convert a value (PerReplica...)"). So every strategy --
+default, one device, mirrored, multi-worker -- runs the same ``strategy.run(step)`` over
+``strategy.experimental_distribute_dataset``, K steps per ``tf.function`` call (like
+``steps_per_execution``), with a Keras 3 model, optimizer and loss created in the strategy's scope.
+The batch order of epoch e is ``data.epoch_order(n, seed, e)`` (see ``data.train_dataset``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kerascnn.engines.base import StepData, WorkerLost
+
+
+def _opt_key(var) -> str:
+    return "o:" + var.path.split("/", 1)[-1]   # 'adam/iteration' -> 'o:iteration'
+
+
+class TensorFlowEngine:
+    name = "tensorflow"
+
+    def __init__(self, info, num_classes: int, label_smoothing: float = 0.0, jit: bool = False):
+        """``info``: a ``kerascnn.distribute.StrategyInfo`` (strategy, replicas, devices, chief)."""
+        self.info = info
+        self.strategy = info.strategy
+        self.replicas = info.replicas
+        self.devices = list(info.devices)
+        self.is_chief = info.is_chief
+        self.num_classes = int(num_classes)
+        self.label_smoothing = float(label_smoothing)
+        self.jit = bool(jit)
+        self.model = self.optimizer = None
+        self._iterator = None
+        self._batch = None
+        self._eval_cache = None
+
+    # ------------------------------------------------------------------ building
+    def build(self, build_model, build_optimizer) -> None:
+        with self.strategy.scope():
+            self.model = build_model()
+            self.optimizer = build_optimizer()
+            self.optimizer.build(self.model.trainable_variables)
+        self._make_functions()
+
+    def _make_functions(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        model, optimizer, strategy, k = self.model, self.optimizer, self.strategy, self.num_classes
+        smoothing = self.label_smoothing
+
+        def per_example_loss(y, p):
+            if smoothing:
+                return keras.losses.categorical_crossentropy(tf.one_hot(y, k), p, label_smoothing=smoothing)
+            return keras.losses.sparse_categorical_crossentropy(y, p)
+
+        def sums(per, p, y):
+            correct = tf.cast(tf.equal(tf.argmax(p, -1, output_type=y.dtype), y), tf.float32)
+            return tf.stack([tf.reduce_sum(tf.cast(per, tf.float32)), tf.reduce_sum(correct),
+                             tf.cast(tf.shape(y)[0], tf.float32)])
+
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                p = model(x, training=True)
+                per = per_example_loss(y, p)
+                loss = tf.nn.compute_average_loss(per, global_batch_size=self._batch)
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return sums(per, p, y)
+
+        def eval_step(x, y):
+            p = model(x, training=False)
+            return sums(per_example_loss(y, p), p, y)
+
+        step_fn = tf.function(train_step, jit_compile=self.jit)
+        eval_fn = tf.function(eval_step, jit_compile=self.jit)
+
+        @tf.function
+        def train_calls(iterator, n):
+            totals = tf.zeros([3])
+            for _ in tf.range(n):
+                x, y = next(iterator)
+                totals += strategy.reduce("SUM", strategy.run(step_fn, args=(x, y)), axis=None)
+            return totals
+
+        @tf.function
+        def eval_call(x, y):
+            return strategy.reduce("SUM", strategy.run(eval_fn, args=(x, y)), axis=None)
+
+        self._train_calls, self._eval_call = train_calls, eval_call
+
+    # ------------------------------------------------------------------ data and steps
+    def set_train_data(self, data: StepData) -> None:
+        from kerascnn import data as D
+
+        self._batch = int(data.batch)
+        # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches)
+        self._iterator = iter(self.strategy.experimental_distribute_dataset(
+            D.train_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
+                            augment=bool(data.augment))))
+
+    def train_steps(self, n: int) -> np.ndarray:
+        import tensorflow as tf
+
+        with self._lost_worker():
+            return self._train_calls(self._iterator, tf.constant(int(n))).numpy().astype(np.float64)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch: int) -> np.ndarray:
+        from kerascnn import data as D
+
+        if len(x) == 0:
+            return np.zeros(3)
+        key = (id(x), id(y), len(x), int(batch))
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, self.strategy.experimental_distribute_dataset(D.eval_dataset(x, y, batch)))
+        totals = np.zeros(3)
+        with self._lost_worker():
+            for xb, yb in self._eval_cache[1]:
+                totals += self._eval_call(xb, yb).numpy()
+        return totals
+
+    def _lost_worker(self):
+        import contextlib
+
+        import tensorflow as tf
+
+        lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.AbortedError)
+        multiworker = self.info.kind == "multiworker"
+
+        @contextlib.contextmanager
+        def guard():
+            try:
+                yield
+            except lost as e:
+                if not multiworker:
+                    raise
+                raise WorkerLost(type(e).__name__) from None
+
+        return guard()
+
+    # ------------------------------------------------------------------ state
+    def reseed(self, seed: int, epoch: int) -> None:
+        for v in self.model.non_trainable_variables:
+            if "seed_generator_state" in v.path:
+                v.assign(np.array([seed * 1000 + epoch, 0], dtype=v.dtype))
+
+    def sync_to_model(self) -> None:
+        """Nothing to do: the Keras variables are the state."""
+
+    def get_state(self) -> dict:
+        out = {f"w{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
+        out.update({_opt_key(v): np.asarray(v.numpy()) for v in self.optimizer.variables})
+        return out
+
+    def set_state(self, state: dict) -> None:
+        n = len(self.model.weights)
+        missing = [f"w{i}" for i in range(n) if f"w{i}" not in state]
+        if missing:
+            raise KeyError(f"no saved value for {missing[0]}")
+        self.model.set_weights([state[f"w{i}"] for i in range(n)])
+        for var in self.optimizer.variables:
+            key = _opt_key(var)
+            if key.endswith("learning_rate"):
+                continue
+            if key not in state:
+                raise KeyError(f"no saved value for optimizer variable {key[2:]}")
+            var.assign(state[key])
+
+    def learning_rate(self) -> float:
+        lr = self.optimizer.learning_rate
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)

@@ -1,0 +1,318 @@
+"""The epoch loop: one loop for every engine.
+
+It owns what a run directory promises -- history.csv, TensorBoard, best/last ``.keras``, the
+training state after every epoch (``checkpoint``), the NaN stop that keeps the last good epoch,
+the stop message with the resume hint -- and asks an engine (``kerascnn.engines``) to build the
+model, run K steps, evaluate and get/set the state. Dropout's seed state is re-set from
+(seed, epoch) at the start of every epoch and epoch e's batch order is a function of (seed, e),
+so a resumed run sees exactly what an uninterrupted one would.
+
+Multi-worker: every worker runs the same saves (reading synchronised variables may need
+collectives); only the chief writes into the run directory (and holds its lock), the others
+into temporary directories removed at the end.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn import data as D
+from kerascnn import errors, fsutil, guard
+from kerascnn.errors import ConfigError, TrainingError
+from kerascnn.registry import get_entry
+from kerascnn.train import checkpoint, policy, rundir
+
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+RESUME_CHANGES = ("epochs", "lr", "schedule")   # what --resume may change; recorded with its epoch
+CALL_SECONDS = 0.5
+
+
+def _stop_signals() -> tuple:
+    return (KeyboardInterrupt,) + ((errors.Stopped,) if hasattr(errors, "Stopped") else ())
+
+
+def next_steps_per_call(n: int, seconds: float) -> int:
+    """Steps for the next call so that it lasts about CALL_SECONDS; at most doubling per call
+    (the first call also traces the function, which makes it look slow)."""
+    return int(max(1, min(2 * n, 100_000, n * CALL_SECONDS / max(seconds, 1e-6))))
+
+
+def write_history(path: Path, history: list) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_KEYS)
+    w.writeheader()
+    for row in history:
+        w.writerow({k: row.get(k, "") for k in HISTORY_KEYS})
+    fsutil.atomic_write_text(path, buf.getvalue())
+
+
+def save_model(model, path: Path) -> None:
+    with fsutil.atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def prepare_data(opts, entry):
+    natural = entry.default_input
+    size = tuple(opts.image_size or natural[:2])
+    input_shape = size + (natural[2],)
+    d = D.load_data(opts.dataset, opts.data, seed=opts.seed)
+    if opts.class_names:
+        if len(opts.class_names) != d.num_classes:
+            raise ConfigError(f"--class-names gives {len(opts.class_names)} names but {d.name} has "
+                              f"{d.num_classes} classes")
+        import dataclasses
+
+        d = dataclasses.replace(d, class_names=list(opts.class_names))
+    x_tr, y_tr, x_val, y_val = D.split_validation(d.x_train, d.y_train, float(opts.val_split), opts.seed)
+    x_tr = D.prepare_images(x_tr, size, input_shape[2], d.pixel_scale)
+    x_val = D.prepare_images(x_val, size, input_shape[2], d.pixel_scale)
+    return d, input_shape, (x_tr, y_tr), (x_val, y_val)
+
+
+class _TensorBoard:
+    """Scalars per epoch through ``tf.summary`` when TensorFlow is there (a JAX-only machine
+    has none: then nothing is written and ``tb/`` stays empty)."""
+
+    def __init__(self, logdir: Path | None):
+        self.writer = None
+        if logdir is None:
+            return
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        self.tf = tf
+        self.writer = tf.summary.create_file_writer(str(logdir))
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        with self.writer.as_default(step=row["epoch"]):
+            for key, value in row.items():
+                if key != "epoch":
+                    self.tf.summary.scalar(key, value)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def make_tensorflow_engine(opts, num_classes: int, echo):
+    from kerascnn import distribute
+    from kerascnn.engines.tensorflow import TensorFlowEngine
+
+    info = distribute.choose(opts.strategy)
+    jit = policy.jit_for(info, opts.jit, echo)
+    return TensorFlowEngine(info, num_classes, float(opts.label_smoothing), jit)
+
+
+def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=make_tensorflow_engine) -> dict:
+    """Train with the resolved ``TrainOptions``; ``held`` receives the run directory's lock (the
+    caller releases it). ``make_engine(opts, num_classes, echo)`` returns the engine. Returns the
+    final metrics."""
+    import keras
+
+    t_start = time.time()
+    entry = get_entry(opts.model)
+    keras.utils.set_random_seed(opts.seed)
+    if opts.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+    d, input_shape, (x_tr, y_tr), (x_val, y_val) = prepare_data(opts, entry)
+    k = d.num_classes
+    engine = make_engine(opts, k, echo)
+    info = getattr(engine, "info", None)
+    batch = int(opts.batch_size)
+    if len(x_tr) < batch:
+        echo(f"note: only {len(x_tr)} training images; batch size lowered from {batch} to {len(x_tr)}")
+        batch = len(x_tr)
+    if batch % engine.replicas:
+        raise ConfigError(f"--batch-size {batch} must be divisible by the {engine.replicas} replicas")
+    steps = len(x_tr) // batch
+    report = entry.analyze(input_shape, k, **opts.model_options)
+    guard.check(report, batch // engine.replicas, "train", opts.optimizer, what=entry.name)
+    precision = policy.precision_for(info, opts.precision, report) if info else (opts.precision
+                                                                                      or "float32")
+    keras.mixed_precision.set_dtype_policy(precision)
+
+    # ---- run directory (only the chief writes into the real one, and holds its lock)
+    if engine.is_chief:
+        if resume:
+            run_dir = Path(resume)
+            lock = rundir.lock_existing(run_dir)
+        elif opts.run_dir:
+            run_dir = Path(opts.run_dir)
+            lock = rundir.claim_new(run_dir)
+        else:
+            run_dir = fsutil.make_run_dir(opts.runs_root or "runs", entry.name)
+            lock = rundir.claim_new(run_dir)
+        held.append(lock)
+        out_dir = run_dir
+    else:
+        run_dir = Path(resume or opts.run_dir or "runs")
+        task = info.task if info else "worker"
+        out_dir = Path(tempfile.mkdtemp(prefix=f"kerascnn-worker-{task.replace(':', '-')}-"))
+    rundir.sweep_own_partials(out_dir)
+    (out_dir / "backup").mkdir(exist_ok=True)
+    rundir.sweep_own_partials(out_dir / "backup")
+
+    # ---- model and optimizer on the engine's devices
+    from kerascnn.schedules import make_optimizer, make_schedule
+
+    total_steps = steps * int(opts.epochs)
+    warmup = int(round(float(opts.warmup_epochs) * steps))
+
+    def build_optimizer():
+        opt = make_optimizer(opts.optimizer, make_schedule(opts.schedule, opts.lr, total_steps, warmup),
+                             opts.weight_decay, opts.momentum)
+        return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
+
+    engine.build(lambda: entry.build(input_shape, k, **opts.model_options), build_optimizer)
+
+    from kerascnn.train.options import RunRecord
+
+    record = RunRecord.new(opts, input_shape=input_shape, data=d, train_images=len(x_tr), val_images=len(x_val),
+                           resolved={"versions": policy.versions(), "engine": engine.name,
+                                     "strategy_resolved": info.kind if info else engine.name,
+                                     "replicas": engine.replicas, "devices": [str(v) for v in engine.devices],
+                                     "precision_resolved": precision, "jit_resolved": getattr(engine, "jit", True),
+                                     "batch_size": batch, "run_dir": str(run_dir),
+                                     "kerascnn_command": " ".join(["kerascnn"] + sys.argv[1:])})
+
+    start_epoch, best, history = 0, -1.0, []
+    state_path = out_dir / rundir.STATE_FILE
+    record_pending = False    # a resume's changes are recorded once an epoch completes under them
+    if resume and rundir.check_resumable(resume):
+        meta = checkpoint.load_state(Path(resume) / rundir.STATE_FILE, engine, opts.optimizer)
+        start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
+        echo(f"resuming {run_dir} from epoch {start_epoch + 1} (epochs 1-{start_epoch} done)")
+        old = RunRecord.load(resume)
+        changes = record.resumed_from(old, start_epoch + 1, RESUME_CHANGES)
+        if changes:
+            echo(f"changed from epoch {start_epoch + 1}: "
+                 + ", ".join(f"{c['option']} {c['from']} -> {c['to']}" for c in changes))
+        record_pending = bool(changes)
+    elif resume:
+        echo(f"note: {run_dir} has no saved training state yet; starting from epoch 1")
+    if engine.is_chief and not resume:
+        record.save(run_dir)
+
+    strategy_text = policy.describe_strategy(info) if info else (
+        f"engine {engine.name}, {engine.replicas} device(s) on {', '.join(map(str, engine.devices))}")
+    echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
+         f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val | "
+         f"{strategy_text} | precision {precision} | jit {'on' if getattr(engine, 'jit', True) else 'off'} | "
+         f"batch {batch} (global) | run dir {run_dir}")
+
+    seed, epochs = int(opts.seed), int(opts.epochs)
+    from kerascnn.engines.base import StepData, WorkerLost
+
+    engine.set_train_data(StepData(x_tr, y_tr, batch, seed, start_epoch, epochs, bool(opts.augment)))
+    tb = _TensorBoard(out_dir / "tb" if engine.is_chief else None)
+    pause_after = int(os.environ.get("KERASCNN_TEST_PAUSE_AFTER_EPOCH", "0") or 0)
+    # Steps per call: fixed when asked for (and under multi-worker, where every worker must run the
+    # same calls), otherwise adapted so that one call is about CALL_SECONDS of work: few host round
+    # trips for small models (LeNet-5: whole epochs per call), live progress for big ones.
+    multiworker = bool(info and info.kind == "multiworker")
+    adaptive = opts.steps_per_call is None and not multiworker
+    spc = int(opts.steps_per_call or 16)
+    images_seen, train_seconds = 0, 0.0
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.time()
+            engine.reseed(seed, epoch)
+            if verbose and engine.is_chief:
+                echo(f"Epoch {epoch + 1}/{epochs}")
+            bar = keras.utils.Progbar(steps, verbose=(verbose if sys.stdout.isatty() else 2 * bool(verbose))
+                                      if engine.is_chief else 0, stateful_metrics=["loss", "accuracy"])
+            totals, done = np.zeros(3), 0
+            while done < steps:
+                n = min(spc, steps - done)
+                t_call = time.perf_counter()
+                totals += engine.train_steps(n)
+                done += n
+                if adaptive and n == spc:
+                    spc = next_steps_per_call(spc, time.perf_counter() - t_call)
+                loss = totals[0] / max(totals[2], 1)
+                if not np.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became NaN at epoch {epoch + 1} (by batch {done} of {steps}); training stopped; "
+                        f"the last good model and state are kept in {run_dir}"
+                        + ("" if epoch > start_epoch or history else " (none: it diverged in the first epoch)"))
+                bar.update(done, [("loss", loss), ("accuracy", totals[1] / max(totals[2], 1))])
+            train_seconds += time.time() - t0
+            images_seen += done * batch
+            row = {"epoch": epoch + 1, "loss": float(totals[0] / totals[2]), "accuracy": float(totals[1] / totals[2])}
+            if len(x_val):
+                vt = engine.evaluate(x_val, y_val, batch)
+                row.update(val_loss=float(vt[0] / vt[2]), val_accuracy=float(vt[1] / vt[2]))
+            row["lr"] = engine.learning_rate()
+            row["seconds"] = round(time.time() - t0, 3)
+            history.append(row)
+            if verbose and engine.is_chief:
+                echo("  " + "  ".join(f"{k_}: {row[k_]:.4g}" for k_ in ("val_loss", "val_accuracy", "lr") if k_ in row))
+            score = row.get("val_accuracy", row["accuracy"])
+            improved = score > best
+            best = max(best, score)
+            # every worker performs the same saves; non-chief workers write to their temp dir
+            engine.sync_to_model()
+            save_model(engine.model, out_dir / "last.keras")
+            if improved:
+                save_model(engine.model, out_dir / "best.keras")
+            checkpoint.save_state(state_path, engine.get_state(), {"epoch": epoch, "best": best, "history": history,
+                                                                   "optimizer": opts.optimizer})
+            if engine.is_chief:
+                write_history(out_dir / "history.csv", history)
+                if record_pending:
+                    record.save(run_dir)
+                    record_pending = False
+                tb.write(row)
+            if pause_after and epoch + 1 == pause_after:
+                echo(f"KERASCNN_TEST_PAUSED after epoch {epoch + 1}")
+                sys.stdout.flush()
+                time.sleep(3600)
+    except WorkerLost as e:
+        raise TrainingError(
+            f"lost contact with another worker at epoch {epoch + 1} ({e}); restart every worker "
+            f"with --resume {run_dir} to continue from epoch {epoch + 1}") from None
+    except _stop_signals() as e:
+        saved = f"epochs 1-{len(history)} are saved" if history else "no epoch was completed"
+        how = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else f"by a signal ({e})"
+        raise TrainingError(f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
+                            f"kerascnn train --resume {run_dir}") from None
+    finally:
+        tb.close()
+        if not engine.is_chief and sys.exc_info()[0] is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    engine.sync_to_model()
+    metrics = {
+        "model": entry.name, "epochs": epochs, "final": history[-1] if history else {},
+        "best_epoch": int(np.argmax([h.get("val_accuracy", h["accuracy"]) for h in history]) + 1) if history else None,
+        "best_score": best, "wall_seconds": round(time.time() - t_start, 2),
+        "train_images_per_second": round(images_seen / train_seconds, 1) if train_seconds else None,
+        "run_dir": str(run_dir) if engine.is_chief else None, "weights_sha256": checkpoint.weights_digest(engine.model),
+    }
+    if engine.is_chief:
+        fsutil.atomic_write_json(run_dir / "metrics.json", metrics)
+        try:
+            from kerascnn.plots import plot_curves
+
+            plot_curves(history, run_dir / "curves.png")
+        except ImportError:
+            pass
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return metrics

@@ -1,0 +1,151 @@
+"""The training loop's parts (issue 11): typed options and the run record, the checkpoint's
+one-line refusals, the start-up line, the TensorFlow engine behind the Engine contract."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+
+def test_train_options_are_frozen_and_their_enums_are_the_click_choices():
+    import click
+
+    from kerascnn.commands.train import train
+    from kerascnn.train.options import Optimizer, Schedule, TrainOptions, choices
+
+    opts = TrainOptions(model="convnet", optimizer="sgd", image_size=[16, 16])
+    assert opts.optimizer == Optimizer.SGD == "sgd" and opts.image_size == (16, 16)
+    with pytest.raises(Exception):
+        opts.lr = 1.0                                             # frozen
+    with pytest.raises(ValueError):
+        TrainOptions(model="convnet", schedule="linear")
+    params = {p.name: p for p in train.params}
+    assert list(params["optimizer"].type.choices) == choices(Optimizer) == ["sgd", "adam", "adamw"]
+    assert list(params["schedule"].type.choices) == choices(Schedule)
+    assert isinstance(params["class_names"].type, click.types.StringParamType)
+
+
+def test_an_old_config_json_still_reads_and_round_trips(tmp_path):
+    from kerascnn.runs import _info_from_config, load_config
+    from kerascnn.train.options import RunRecord
+
+    old = {"model": "convnet", "model_options": {}, "dataset": "digits", "data": None, "image_size": None,
+           "epochs": 3, "batch_size": 128, "optimizer": "adam", "lr": 0.001, "schedule": "cosine", "seed": 3,
+           "input_shape": [28, 28, 1], "num_classes": 3, "class_names": ["a", "b", "c"], "pixel_scale": 0.5,
+           "versions": {"tensorflow": "2.21.0"}, "strategy_resolved": "default", "kerascnn_command": "kerascnn x"}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    info = _info_from_config(load_config(tmp_path), tmp_path, None)
+    assert (info.input_shape, info.num_classes, info.class_names, info.pixel_scale) == ((28, 28, 1), 3,
+                                                                                       ["a", "b", "c"], 0.5)
+    rec = RunRecord.load(tmp_path)
+    assert rec.preprocessing == {"input_shape": [28, 28, 1], "pixel_scale": 0.5}
+    assert rec.options.epochs == 3 and rec.changes == []
+    again = rec.to_dict()
+    assert {k: again[k] for k in old} == old                      # nothing lost, nothing altered
+
+
+def test_class_names_option_parses_files_and_lists(tmp_path):
+    from kerascnn.errors import ConfigError
+    from kerascnn.train.options import parse_class_names
+
+    (tmp_path / "names.txt").write_text("cat\ndog\n\nbird\n")
+    assert parse_class_names(str(tmp_path / "names.txt")) == ["cat", "dog", "bird"]
+    assert parse_class_names("a, b,c") == ["a", "b", "c"]
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_class_names(str(tmp_path / "missing.txt"))
+    with pytest.raises(ConfigError, match="two or more"):
+        parse_class_names("a,,b")
+
+
+def test_startup_line_never_shows_a_private_class_name():
+    from kerascnn.distribute import StrategyInfo
+    from kerascnn.train.policy import describe_strategy
+
+    class _DefaultDistributionStrategy:
+        pass
+
+    class MirroredStrategy:
+        pass
+
+    assert describe_strategy(StrategyInfo(_DefaultDistributionStrategy(), "default", 1, ["/device:CPU:0"])) == \
+        "strategy default, 1 replica(s) on /device:CPU:0"
+    assert describe_strategy(StrategyInfo(MirroredStrategy(), "mirrored", 2, ["/cpu:0", "/cpu:1"])) == \
+        "strategy mirrored (MirroredStrategy), 2 replica(s) on /cpu:0, /cpu:1"
+
+
+def _engine(model_fn, num_classes=3):
+    import keras
+
+    from kerascnn.distribute import choose
+    from kerascnn.engines.tensorflow import TensorFlowEngine
+
+    engine = TensorFlowEngine(choose("default"), num_classes)
+    engine.build(model_fn, lambda: keras.optimizers.Adam(1e-2))
+    return engine
+
+
+def _tiny(width):
+    import keras
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(width),
+                                 keras.layers.Dense(3, activation="softmax")])
+    return build
+
+
+def test_tensorflow_engine_learns_and_its_state_round_trips_exactly(tmp_path):
+    from kerascnn.engines.base import StepData
+    from kerascnn.train import checkpoint
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 96)
+    x = (np.eye(3)[y].repeat(6, axis=1)[:, :16] + 0.05 * rng.standard_normal((96, 16))).astype(np.float32)
+    x = x.reshape(96, 4, 4, 1)
+    engine = _engine(_tiny(8))
+    engine.set_train_data(StepData(x, y, 32, seed=1, first_epoch=0, epochs=20))
+    first = engine.train_steps(3)
+    assert first[2] == 96                                          # 3 steps x 32 examples counted
+    for _ in range(19):
+        last = engine.train_steps(3)
+    assert last[1] / last[2] > first[1] / first[2] and last[1] / last[2] >= 0.9
+    ev = engine.evaluate(x, y, 32)
+    assert ev[2] == 96 and ev[1] / 96 >= 0.9
+    checkpoint.save_state(tmp_path / "state.npz", engine.get_state(), {"epoch": 19, "best": 1.0, "history": [],
+                                                                       "optimizer": "adam"})
+    other = _engine(_tiny(8))
+    meta = checkpoint.load_state(tmp_path / "state.npz", other, "adam")
+    assert meta["epoch"] == 19
+    for a, b in zip(engine.model.get_weights(), other.model.get_weights()):
+        assert np.array_equal(a, b)
+    assert int(other.optimizer.iterations.numpy()) == 60
+    assert np.array_equal(other.evaluate(x, y, 32), ev)
+
+
+def test_a_state_from_another_model_or_missing_a_key_is_one_line_naming_the_file(tmp_path):
+    from kerascnn.errors import TrainingError
+    from kerascnn.train import checkpoint
+
+    engine = _engine(_tiny(8))
+    state = engine.get_state()
+    meta = {"epoch": 0, "best": 0.5, "history": [], "optimizer": "adam"}
+    checkpoint.save_state(tmp_path / "wide.npz", _engine(_tiny(5)).get_state(), meta)
+    with pytest.raises(TrainingError) as e:
+        checkpoint.load_state(tmp_path / "wide.npz", engine, "adam")
+    msg = str(e.value)
+    assert "wide.npz" in msg and "has shape (16, 5) in the training state and (16, 8) in this model" in msg
+    assert "\n" not in msg
+    no_var = {k: v for k, v in state.items() if k != "o:iteration"}
+    checkpoint.save_state(tmp_path / "nokey.npz", no_var, meta)
+    with pytest.raises(TrainingError, match=r"nokey.npz: no saved value for optimizer variable iteration"):
+        checkpoint.load_state(tmp_path / "nokey.npz", engine, "adam")
+    fewer = {k: v for k, v in state.items() if k != "w3"}
+    checkpoint.save_state(tmp_path / "fewer.npz", fewer, meta)
+    with pytest.raises(TrainingError, match=r"fewer.npz: the training state holds 3 weight arrays and this model has 4"):
+        checkpoint.load_state(tmp_path / "fewer.npz", engine, "adam")
+
+
+def test_class_names_are_recorded_in_the_run(tmp_path, invoke):
+    r = invoke("train", "convnet", "--epochs", "1", "--class-names", "a,b,c", "--run-dir", tmp_path / "x")
+    assert r.exit_code == 2 and "--class-names gives 3 names but digits has 10 classes" in r.output
+    assert not (tmp_path / "x").exists()
