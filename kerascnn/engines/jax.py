@@ -61,8 +61,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int32)
 
 
+def make_engine(opts, num_classes: int, echo):
+    """The epoch loop's engine factory (``kerascnn.training.train(..., make_engine=make_engine)``)."""
+    return JaxEngine(num_classes, float(opts.label_smoothing))
+
+
 class JaxEngine:
     name = "jax"
+    jit = True
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, devices=None, fused=None):
         import jax
