@@ -58,7 +58,7 @@ def test_jax_run_directory_holds_the_same_files(runs):
         assert (full / name).is_file(), name
     cfg = json.loads((full / "config.json").read_text())
     assert cfg["engine"] == "jax" and cfg["versions"]["keras"]
-    assert "engine jax" in stdout or "weights sha256" in stdout
+    assert "engine jax, 1 device(s) on" in stdout and "weights sha256" in stdout
     rows = _history(full)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
@@ -72,7 +72,8 @@ def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
     assert [int(r["epoch"]) for r in _history(cut)] == [1]
     resumed = run_kerascnn("train", "--resume", cut, "-q")      # the recorded engine (jax) is kept
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout
+    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout and "engine jax" in resumed.stdout
+    assert json.loads((cut / "config.json").read_text())["engine"] == "jax"
     assert [r["loss"] for r in _history(cut)] == [r["loss"] for r in _history(full)]
     for a, b in zip(_weights(full / "last.keras"), _weights(cut / "last.keras")):
         assert np.array_equal(a, b)   # bitwise: same engine, same device, state restored exactly

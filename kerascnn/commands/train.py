@@ -125,7 +125,7 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
-    make_engine = _engine_factory(backend, resume, file_cfg, cli)
+    make_engine = _engine_factory(backend, resume, config_file, cli)
     from kerascnn.training import train as run
 
     metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1, make_engine=make_engine)
@@ -138,16 +138,30 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
         click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
 
 
-def _engine_factory(backend, resume, file_cfg, cli):
+def _recorded_engine(path) -> str | None:
+    """The engine a run's config.json records (the option reader drops resolved values)."""
+    import json
+
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg.get("engine") if isinstance(cfg, dict) else None
+
+
+def _engine_factory(backend, resume, config_file, cli):
     """None (the TensorFlow engine) or the JAX engine's factory; the process runs with the Keras
-    backend the engine needs (re-executed with KERAS_BACKEND set when keras was loaded already)."""
+    backend the engine needs (re-executed with KERAS_BACKEND set when keras was loaded already).
+    Default: the engine recorded by the resumed run (or the ``--config`` run), else KERAS_BACKEND."""
     import os
 
     from kerascnn.commands.bench import _select_backend
     from kerascnn.errors import ConfigError
 
-    recorded = file_cfg.get("engine") if resume else None
-    backend = backend or recorded or ("jax" if os.environ.get("KERAS_BACKEND") == "jax" else "tensorflow")
+    recorded = _recorded_engine(Path(resume) / "config.json") if resume else None
+    reproduced = _recorded_engine(config_file) if config_file and not resume else None
+    backend = backend or recorded or reproduced or ("jax" if os.environ.get("KERAS_BACKEND") == "jax"
+                                                    else "tensorflow")
     if recorded and backend != recorded:
         raise ConfigError(f"--resume {resume} was trained with the {recorded} engine; it resumes exactly only on "
                           f"that engine (--backend {recorded})")
