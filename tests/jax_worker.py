@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 from kerascnn.engines.base import StepData  # noqa: E402
 from kerascnn.engines.jax import JaxEngine, set_random_seed  # noqa: E402
 
-EPS32 = float(np.finfo(np.float32).eps)
 # a small net with everything that carries state: BatchNorm statistics and Dropout seeds
 SMALL = "conv3-8p1, bn, relu, maxpool2, conv3-16, relu, maxpool2, flatten, dropout0.25, fc32, relu, fc10, softmax"
 
@@ -84,6 +83,34 @@ def check_fused(k):
     return {"max_abs_diff": diff, "sums": [list(map(float, o[1])) for o in out]}
 
 
+def check_streaming():
+    """The streaming path (data too big to keep on the device: host-gathered chunks, the last one
+    padded) against the resident path, both single-step and fused; and streaming evaluation."""
+    from kerascnn.engines import jax as J
+
+    x, y = digits(64 * 6 + 10)
+    out = {}
+    for mode in ("resident", "streaming"):
+        for fused in (False, True):
+            if mode == "streaming":
+                J.RESIDENT_BYTES, J.STREAM_CHUNK_BYTES = 0, 4 * 64 * x[0].nbytes   # chunks of 4 steps: 4 + 2
+            e = engine(fused=fused)
+            e.set_train_data(StepData(x, y, 64, 2, 0, 2))
+            e.reseed(2, 0)
+            sums = e.train_steps(6)
+            e.reseed(2, 1)
+            sums = sums + e.train_steps(6)
+            ev = e.evaluate(x, y, 50)
+            out[f"{mode}-{fused}"] = (weights(e), sums, ev)
+            J.RESIDENT_BYTES, J.STREAM_CHUNK_BYTES = 2 << 30, 256 << 20
+    res = {}
+    for k, (w, sums, ev) in out.items():
+        ref = out["resident-" + k.split("-")[1]]     # the same step executable kind (fused or not)
+        res[k] = {"max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(w, ref[0])),
+                  "sums": list(map(float, sums)), "eval": list(map(float, ev))}
+    return res
+
+
 def check_resume():
     """Uninterrupted 3 epochs vs 1 epoch -> get_state -> new engine -> set_state -> 2 epochs."""
     x, y = digits(640)
@@ -145,11 +172,13 @@ if __name__ == "__main__":
     what = sys.argv[1]
     if what == "one-device":   # the single-device checks in one process (imports and start-up once)
         result = {"train": check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])), "fused": check_fused(6),
-                  "resume": check_resume()}
+                  "resume": check_resume(), "streaming": check_streaming()}
     elif what == "train":
         result = check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif what == "fused":
         result = check_fused(int(sys.argv[2]))
+    elif what == "streaming":
+        result = check_streaming()
     elif what == "resume":
         result = check_resume()
     elif what == "devices":
