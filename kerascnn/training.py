@@ -24,7 +24,7 @@ def train(cfg, resume: str | None = None, echo=print, verbose: int = 1, make_eng
         from kerascnn import distribute
 
         distribute.setup_devices(opts.gpus, opts.strategy)
-        make_engine = loop.make_tensorflow_engine
+        make_engine = loop.tensorflow_engines(distribute.choose(opts.strategy))
     import keras
 
     previous = keras.config.dtype_policy()

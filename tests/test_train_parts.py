@@ -1,7 +1,6 @@
 """The training loop's parts (issue 11): typed options and the run record, the checkpoint's
 one-line refusals, the start-up line, the TensorFlow engine behind the Engine contract."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -149,3 +148,53 @@ def test_class_names_are_recorded_in_the_run(tmp_path, invoke):
     r = invoke("train", "convnet", "--epochs", "1", "--class-names", "a,b,c", "--run-dir", tmp_path / "x")
     assert r.exit_code == 2 and "--class-names gives 3 names but digits has 10 classes" in r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_the_loop_needs_only_the_engine_contract(tmp_path):
+    """An engine that exposes only engines.base.Engine (no strategy info, no jit flag), as the JAX
+    engine does: the loop trains, writes the run directory and reports the engine."""
+    from kerascnn.distribute import choose
+    from kerascnn.engines.tensorflow import TensorFlowEngine
+    from kerascnn.training import train
+    from kerascnn.train.options import RunRecord, TrainOptions
+
+    class ContractOnly:
+        name = "contract"
+
+        def __init__(self, inner):
+            self._inner = inner
+            self.replicas, self.devices, self.is_chief = inner.replicas, ["dev0"], True
+
+        @property
+        def model(self):
+            return self._inner.model
+
+        def __getattr__(self, attr):   # build, set_train_data, train_steps, evaluate, reseed, ...
+            if attr in ("build", "set_train_data", "train_steps", "evaluate", "reseed", "sync_to_model",
+                        "get_state", "set_state", "learning_rate"):
+                return getattr(self._inner, attr)
+            raise AttributeError(attr)
+
+    lines = []
+    opts = TrainOptions(model="convnet", epochs=2, seed=3, run_dir=str(tmp_path / "run"), precision="float32")
+    metrics = train(opts, echo=lines.append, verbose=0,
+                    make_engine=lambda o, k, echo: ContractOnly(TensorFlowEngine(choose("default"), k)))
+    assert any("engine contract, 1 device(s) on dev0 | precision float32" in l for l in lines), lines
+    assert metrics["epochs"] == 2 and metrics["final"]["epoch"] == 2 and metrics["final"]["val_accuracy"] > 0.3
+    rec = RunRecord.load(tmp_path / "run")
+    assert rec.resolved["engine"] == "contract" and rec.options.epochs == 2 and rec.num_classes == 10
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        ".kerascnn.lock", "backup", "best.keras", "config.json", "curves.png", "history.csv", "last.keras",
+        "metrics.json", "tb"]
+
+
+def test_train_options_defaults_are_train_configs_defaults():
+    import dataclasses
+
+    from kerascnn.train_config import DEFAULTS
+    from kerascnn.train.options import TrainOptions
+
+    fields = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+              for f in dataclasses.fields(TrainOptions)}
+    assert set(fields) == set(DEFAULTS)
+    assert {k: v for k, v in fields.items() if k != "model"} == {k: v for k, v in DEFAULTS.items() if k != "model"}

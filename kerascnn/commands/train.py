@@ -77,7 +77,10 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
 
         if not is_run_dir(resume):
             raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
-        file_cfg = train_config.load_config_file(f"{resume}/config.json")
+        from kerascnn.train.options import RunRecord
+
+        record = RunRecord.load(resume, strict=True)      # the run record: the only reader of config.json
+        file_cfg = dict(record.options.to_dict(), class_names=record.class_names)
         if model and model != file_cfg.get("model"):
             raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
         given = {k for k, v in opts.items() if v is not None} | ({"config"} if config_file else set())
@@ -126,9 +129,14 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
     make_engine = _engine_factory(backend, resume, config_file, cli)
+    from kerascnn.train.options import TrainOptions
     from kerascnn.training import train as run
 
-    metrics = run(cfg, resume=resume, echo=click.echo, verbose=0 if quiet else 1, make_engine=make_engine)
+    try:
+        options = TrainOptions.from_dict(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    metrics = run(options, resume=resume, echo=click.echo, verbose=0 if quiet else 1, make_engine=make_engine)
     final = metrics["final"]
     shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("accuracy", "val_accuracy") if k in final)
     where = f"run directory {metrics['run_dir']}" if metrics["run_dir"] else "results written by the chief"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import data as D
-from kerascnn import errors, fsutil, guard
+from kerascnn import fsutil, guard
 from kerascnn.errors import ConfigError, TrainingError
 from kerascnn.registry import get_entry
 from kerascnn.train import checkpoint, policy, rundir
@@ -33,10 +33,6 @@ from kerascnn.train import checkpoint, policy, rundir
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 RESUME_CHANGES = ("epochs", "lr", "schedule")   # what --resume may change; recorded with its epoch
 CALL_SECONDS = 0.5
-
-
-def _stop_signals() -> tuple:
-    return (KeyboardInterrupt,) + ((errors.Stopped,) if hasattr(errors, "Stopped") else ())
 
 
 def next_steps_per_call(n: int, seconds: float) -> int:
@@ -106,16 +102,20 @@ class _TensorBoard:
             self.writer.close()
 
 
-def make_tensorflow_engine(opts, num_classes: int, echo):
-    from kerascnn import distribute
+def tensorflow_engines(info):
+    """``make_engine`` for ``run``: the TensorFlow engine on the chosen strategy. The strategy is
+    chosen (``distribute.choose``) before anything else touches TensorFlow: multi-worker
+    collectives must be configured at program start."""
     from kerascnn.engines.tensorflow import TensorFlowEngine
 
-    info = distribute.choose(opts.strategy)
-    jit = policy.jit_for(info, opts.jit, echo)
-    return TensorFlowEngine(info, num_classes, float(opts.label_smoothing), jit)
+    def make_engine(opts, num_classes: int, echo):
+        jit = policy.jit_for(info, opts.jit, echo)
+        return TensorFlowEngine(info, num_classes, float(opts.label_smoothing), jit)
+
+    return make_engine
 
 
-def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=make_tensorflow_engine) -> dict:
+def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -> dict:
     """Train with the resolved ``TrainOptions``; ``held`` receives the run directory's lock (the
     caller releases it). ``make_engine(opts, num_classes, echo)`` returns the engine. Returns the
     final metrics."""
@@ -197,7 +197,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=ma
         meta = checkpoint.load_state(Path(resume) / rundir.STATE_FILE, engine, opts.optimizer)
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
         echo(f"resuming {run_dir} from epoch {start_epoch + 1} (epochs 1-{start_epoch} done)")
-        old = RunRecord.load(resume)
+        old = RunRecord.load(resume, strict=True)
         changes = record.resumed_from(old, start_epoch + 1, RESUME_CHANGES)
         if changes:
             echo(f"changed from epoch {start_epoch + 1}: "
@@ -287,11 +287,16 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine=ma
         raise TrainingError(
             f"lost contact with another worker at epoch {epoch + 1} ({e}); restart every worker "
             f"with --resume {run_dir} to continue from epoch {epoch + 1}") from None
-    except _stop_signals() as e:
+    except KeyboardInterrupt as e:   # Ctrl-C, or errors.Stopped (a subclass) from the CLI's SIGTERM handler
         saved = f"epochs 1-{len(history)} are saved" if history else "no epoch was completed"
-        how = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else f"by a signal ({e})"
-        raise TrainingError(f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
-                            f"kerascnn train --resume {run_dir}") from None
+        signal_name = getattr(e, "signal_name", None)
+        how = f"by {signal_name}" if signal_name else "by Ctrl-C"
+        msg = (f"stopped {how} after epoch {len(history)} of {epochs}; {saved}; continue with: "
+               f"kerascnn train --resume {run_dir}")
+        if signal_name:
+            e.args = (msg,)     # keep the Stopped (the CLI exits 128 + signal number), with the resume hint
+            raise
+        raise TrainingError(msg) from None
     finally:
         tb.close()
         if not engine.is_chief and sys.exc_info()[0] is not None:

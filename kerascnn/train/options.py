@@ -202,13 +202,17 @@ class RunRecord:
         return out
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "RunRecord":
-        """Any config.json kerascnn ever wrote (older ones lack ``changes`` and ``engine``)."""
+    def from_dict(cls, cfg: dict, strict: bool = False, source="config.json") -> "RunRecord":
+        """Any config.json kerascnn ever wrote (older ones lack ``changes`` and ``engine``). With
+        ``strict`` (resuming) options that do not read are an error naming ``source``; otherwise
+        (evaluate, predict, ...) the record keeps what reads."""
         opts = {k: cfg[k] for k in TrainOptions.names() if k in cfg}
         opts["model"] = cfg.get("model") or "model"
         try:
             options = TrainOptions.from_dict(opts)
-        except (TypeError, ValueError, AttributeError):   # a foreign or hand-edited record: keep what reads
+        except (TypeError, ValueError, AttributeError) as e:
+            if strict:
+                raise DataError(f"{source}: the recorded options do not read ({str(e).splitlines()[0][:120]})") from None
             options = TrainOptions(model=str(cfg.get("model") or "model"))
         k = int(cfg.get("num_classes", 0) or 0)
         names = cfg.get("class_names") or [str(i) for i in range(k)]
@@ -231,8 +235,8 @@ class RunRecord:
         return cfg
 
     @classmethod
-    def load(cls, run_dir) -> "RunRecord":
-        return cls.from_dict(cls.read_json(run_dir))
+    def load(cls, run_dir, strict: bool = False) -> "RunRecord":
+        return cls.from_dict(cls.read_json(run_dir), strict, Path(run_dir) / CONFIG_FILE)
 
     def save(self, run_dir) -> None:
         from kerascnn import fsutil
