@@ -163,3 +163,9 @@ def test_jax_training_runs_where_tensorflow_is_missing(tmp_path):
     for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
         assert (tmp_path / "run" / name).is_file(), name
     assert float(_history(tmp_path / "run")[-1]["val_accuracy"]) > 0.5
+
+
+def test_tf_distribute_options_are_refused_with_jax_in_one_line(invoke):
+    r = invoke("train", "lenet5", "--backend", "jax", "--strategy", "mirrored")
+    assert r.exit_code == 2 and "--strategy: tf.distribute options, not for --backend jax" in r.output
+    assert "Traceback" not in r.output

@@ -176,8 +176,8 @@ def _engine_factory(backend, resume, config_file, cli):
     if backend == "jax":
         bad = [f"--{k}" for k in ("strategy", "gpus") if cli.get(k) not in (None, "auto")]
         if bad:
-            raise ConfigError(f"{', '.join(bad)} select tf.distribute devices; the jax engine uses every local device "
-                              f"(limit GPUs with CUDA_VISIBLE_DEVICES)")
+            raise ConfigError(f"{', '.join(bad)}: tf.distribute options, not for --backend jax (it uses every local "
+                              f"device; limit GPUs with CUDA_VISIBLE_DEVICES)")
     _select_backend(backend)
     if backend != "jax":
         return None
