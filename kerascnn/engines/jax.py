@@ -161,9 +161,8 @@ class JaxEngine:
         self._pull_state()
 
     def learning_rate(self) -> float:
-        import keras
-
         import jax.numpy as jnp
+        import keras
 
         it = self.optimizer.iterations
         it.assign(jnp.copy(self._opt_value(it)))
