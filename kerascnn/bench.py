@@ -4,8 +4,15 @@ Warm-up, then the median over repeated timed windows of images/s and ms/step; mu
 per image come from the pure-Python analysis, so achieved GFLOP/s (training counted as
 3 x 2 x MACs per image: forward, and backward for inputs and weights; inference 2 x MACs)
 and, on a known GPU, the fraction of the device's peak follow. Uses the TensorFlow backend
-with kerascnn's own training step, or any Keras backend (``--backend jax``) through the
-backend-neutral ``train_on_batch`` / ``predict_on_batch``.
+with kerascnn's own training step; ``--backend jax`` trains with the JAX engine
+(``kerascnn.engines.jax``: K steps per jit call, data resident on the device); other
+backends, and ``--backend jax --no-jit``, go through Keras's ``train_on_batch``.
+
+Peak: float32 on a GPU with tensor-float-32 (compute capability 8.0+: A100, H100, ...) runs
+its matmuls and convolutions on the TF32 tensor cores by default, in JAX and in TensorFlow, so
+it is compared with the dense TF32 peak and the precision is reported as ``float32 (TF32)``;
+mixed precision is compared with the dense bf16/fp16 peak. A fraction above 1 means the peak
+table or the FLOP count is wrong for this run: it is reported with a warning, never silently.
 """
 from __future__ import annotations
 
@@ -15,9 +22,10 @@ import time
 
 import numpy as np
 
-# dense peak FLOP/s by device-name substring: (bf16/fp16 tensor cores, fp32)
-PEAKS = {"H200": (989e12, 67e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12),
-         "L4": (121e12, 30e12), "V100": (125e12, 15.7e12), "T4": (65e12, 8.1e12)}
+# dense peak FLOP/s by device-name substring, from the vendors' data sheets (SXM parts; "dense" =
+# without 2:4 sparsity): (bf16/fp16 tensor cores, TF32 tensor cores or None, fp32 CUDA cores)
+PEAKS = {"H200": (989e12, 495e12, 67e12), "H100": (989e12, 495e12, 67e12), "A100": (312e12, 156e12, 19.5e12),
+         "L4": (121e12, 60e12, 30e12), "V100": (125e12, None, 15.7e12), "T4": (65e12, None, 8.1e12)}
 
 
 def cpu_name() -> str:
@@ -46,10 +54,16 @@ def device_name(backend: str) -> tuple:
 
 
 def peak_flops(device: str, precision: str):
-    for key, (half, single) in PEAKS.items():
+    """(peak FLOP/s, name of the peak) for a known GPU, else (None, None). float32 counts as TF32
+    where the device has TF32 tensor cores (JAX and TensorFlow use them for float32 by default)."""
+    for key, (half, tf32, single) in PEAKS.items():
         if key in device:
-            return single if precision == "float32" else half
-    return None
+            if precision != "float32":
+                return half, f"dense bf16/fp16 {half / 1e12:g} TFLOP/s"
+            if tf32:
+                return tf32, f"dense TF32 {tf32 / 1e12:g} TFLOP/s"
+            return single, f"fp32 {single / 1e12:g} TFLOP/s"
+    return None, None
 
 
 def _windows(fn, steps: int, repeats: int) -> list:
@@ -98,7 +112,10 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         import jax
 
         out["versions"]["jax"] = jax.__version__
-    peak = peak_flops(device, precision) if kind == "GPU" else None
+    peak, peak_name = peak_flops(device, precision) if kind == "GPU" else (None, None)
+    out["peak"] = peak_name
+    if peak_name and precision == "float32" and "TF32" in peak_name:
+        out["precision"] = "float32 (TF32)"
 
     def record(prefix, times, flops_per_image):
         ips = [steps * batch_size / t for t in times]
@@ -107,9 +124,18 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         out[f"{prefix}_ms_per_step"] = round(1000 * batch_size / med, 3)
         out[f"{prefix}_gflops"] = round(med * flops_per_image / 1e9, 2)
         out[f"{prefix}_peak_fraction"] = round(med * flops_per_image / peak, 4) if peak else None
+        if peak and med * flops_per_image > peak:
+            out.setdefault("warnings", []).append(
+                f"{prefix}: {med * flops_per_image / 1e12:.0f} TFLOP/s exceeds the {peak_name} peak; the peak "
+                f"table or the FLOP count does not fit this run")
 
     if mode in ("train", "both"):
-        train_steps = _train_fn(model, x, y, backend, jit)
+        if backend == "jax" and jit:
+            train_steps, fused = _jax_engine_fn(model, x, y, num_classes, steps)
+            out["engine"] = ("jax, fused: K steps per jit call" if fused else
+                             "jax, one jit call per step dispatched asynchronously (CPU default)")
+        else:
+            train_steps = _train_fn(model, x, y, backend, jit)
         train_steps(warmup)
         record("train", _windows(train_steps, steps, repeats), 3 * 2 * macs)
     if mode in ("infer", "both"):
@@ -122,6 +148,33 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         infer_steps(warmup)
         record("infer", _windows(infer_steps, steps, repeats), 2 * macs)
     return out
+
+
+def _jax_engine_fn(model, x, y, num_classes: int, steps: int):
+    """Training steps through the JAX engine: the synthetic batch repeated into a resident set of
+    up to ``steps`` batches (at most ~512 MB), so one call runs that many steps."""
+    import keras
+
+    from kerascnn.engines.base import StepData
+    from kerascnn.engines.jax import JaxEngine
+
+    batch = len(x)
+    m = int(max(1, min(steps, (512 << 20) // max(1, x.nbytes))))
+    engine = JaxEngine(num_classes)
+
+    def build_optimizer():
+        opt = keras.optimizers.SGD(0.01, momentum=0.9)
+        if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        return opt
+
+    engine.build(lambda: model, build_optimizer)
+    engine.set_train_data(StepData(np.concatenate([x] * m), np.concatenate([y] * m), batch, 0, 0, 2 ** 30))
+
+    def steps_fn(n):
+        return float(engine.train_steps(n)[0])   # the sums come back to the host: the device is done
+
+    return steps_fn, engine.fused
 
 
 def _train_fn(model, x, y, backend: str, jit: bool):

@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 from kerascnn.engines.base import StepData  # noqa: E402
 from kerascnn.engines.jax import JaxEngine, set_random_seed  # noqa: E402
 
-EPS32 = float(np.finfo(np.float32).eps)
 # a small net with everything that carries state: BatchNorm statistics and Dropout seeds
 SMALL = "conv3-8p1, bn, relu, maxpool2, conv3-16, relu, maxpool2, flatten, dropout0.25, fc32, relu, fc10, softmax"
 
@@ -25,7 +24,7 @@ def digits(n=None):
     return x[:n].astype(np.float32), d.target[:n].astype(np.int64)
 
 
-def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smoothing=0.0):
+def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smoothing=0.0, fused=None):
     import keras
 
     from kerascnn.schedules import make_optimizer
@@ -41,7 +40,7 @@ def engine(model="small", optimizer="sgd", lr=0.05, devices=None, seed=0, smooth
 
         name, _, variant = model.partition(":")
         build = lambda: get_entry(name).build((28, 28, 1), 10, **({"variant": variant} if variant else {}))  # noqa
-    e = JaxEngine(10, label_smoothing=smoothing, devices=devices)
+    e = JaxEngine(10, label_smoothing=smoothing, devices=devices, fused=fused)
     e.build(build, lambda: make_optimizer(optimizer, lr))
     assert keras.backend.backend() == "jax"
     return e
@@ -69,17 +68,47 @@ def check_train(model, epochs, n_train):
 
 
 def check_fused(k):
-    """K steps in one call vs K calls of one step, from the same start (incl. BN + Dropout)."""
+    """K steps in one call vs K calls of one step, from the same start (incl. BN + Dropout), on
+    the fused path (one compiled loop; the CPU default is single steps), and the same K steps as
+    K separately compiled single steps (the CPU default)."""
     x, y = digits(64 * k)
     out = []
-    for calls in ([k], [1] * k):
-        e = engine()
+    for calls, fused in (([k], True), ([1] * k, True), ([k], False)):
+        e = engine(fused=fused)
         e.set_train_data(StepData(x, y, 64, 3, 0, 1))
         e.reseed(3, 0)
         sums = sum(e.train_steps(c) for c in calls)
         out.append((weights(e), sums))
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(out[0][0], out[1][0]))
-    return {"max_abs_diff": diff, "sums": [list(map(float, out[0][1])), list(map(float, out[1][1]))]}
+    return {"max_abs_diff": diff, "sums": [list(map(float, o[1])) for o in out]}
+
+
+def check_streaming():
+    """The streaming path (data too big to keep on the device: host-gathered chunks, the last one
+    padded) against the resident path, both single-step and fused; and streaming evaluation."""
+    from kerascnn.engines import jax as J
+
+    x, y = digits(64 * 6 + 10)
+    out = {}
+    for mode in ("resident", "streaming"):
+        for fused in (False, True):
+            if mode == "streaming":
+                J.RESIDENT_BYTES, J.STREAM_CHUNK_BYTES = 0, 4 * 64 * x[0].nbytes   # chunks of 4 steps: 4 + 2
+            e = engine(fused=fused)
+            e.set_train_data(StepData(x, y, 64, 2, 0, 2))
+            e.reseed(2, 0)
+            sums = e.train_steps(6)
+            e.reseed(2, 1)
+            sums = sums + e.train_steps(6)
+            ev = e.evaluate(x, y, 50)
+            out[f"{mode}-{fused}"] = (weights(e), sums, ev)
+            J.RESIDENT_BYTES, J.STREAM_CHUNK_BYTES = 2 << 30, 256 << 20
+    res = {}
+    for k, (w, sums, ev) in out.items():
+        ref = out["resident-" + k.split("-")[1]]     # the same step executable kind (fused or not)
+        res[k] = {"max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(w, ref[0])),
+                  "sums": list(map(float, sums)), "eval": list(map(float, ev))}
+    return res
 
 
 def check_resume():
@@ -143,11 +172,13 @@ if __name__ == "__main__":
     what = sys.argv[1]
     if what == "one-device":   # the single-device checks in one process (imports and start-up once)
         result = {"train": check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])), "fused": check_fused(6),
-                  "resume": check_resume()}
+                  "resume": check_resume(), "streaming": check_streaming()}
     elif what == "train":
         result = check_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif what == "fused":
         result = check_fused(int(sys.argv[2]))
+    elif what == "streaming":
+        result = check_streaming()
     elif what == "resume":
         result = check_resume()
     elif what == "devices":

@@ -92,4 +92,8 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
             peak = r[f"{prefix}_peak_fraction"]
             click.echo(f"{prefix:>5}: {r[f'{prefix}_images_per_second']:>10,.1f} images/s  "
                        f"{r[f'{prefix}_ms_per_step']:8.2f} ms/step  {r[f'{prefix}_gflops']:8.2f} GFLOP/s"
-                       + (f"  {peak:.1%} of peak" if peak is not None else ""))
+                       + (f"  {peak:.1%} of the {r['peak']} peak" if peak is not None else ""))
+    if r.get("engine"):
+        click.echo(f"engine: {r['engine']}")
+    for w in r.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)

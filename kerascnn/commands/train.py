@@ -42,6 +42,9 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
               help="Keras dtype policy (default: mixed_bfloat16 on GPUs and bf16 CPUs where the model is wide "
                    "enough to gain, mixed_float16 on older GPUs, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on for one GPU, off on CPU).")
+@click.option("--backend", type=click.Choice(["tensorflow", "jax"]), default=None,
+              help="Training engine: tensorflow (tf.distribute, the default) or jax (Keras on JAX, all local "
+                   "devices; default when KERAS_BACKEND=jax). A resumed run keeps its engine.")
 @click.option("--steps-per-call", type=click.IntRange(1, 10_000), default=None,
               help="Training steps per tf.function call (default: adaptive, about half a second of work "
                    "per call; 16 under multi-worker).")
@@ -53,7 +56,7 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML or JSON options (command-line options win); a run's config.json reproduces it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def train(model, config_file, resume, quiet, options, **opts):
+def train(model, config_file, resume, quiet, options, backend, **opts):
     """Train MODEL (see `kerascnn list`) and write a run directory with config.json,
     history.csv, best.keras / last.keras, TensorBoard logs, curves.png and metrics.json.
 
@@ -125,17 +128,19 @@ def train(model, config_file, resume, quiet, options, **opts):
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
+    make_engine = _engine_factory(backend, resume, config_file, cli)
     from kerascnn.commands.common import load_tensorflow
     from kerascnn.train.options import TrainOptions
 
-    load_tensorflow()
+    if make_engine is None:      # the TensorFlow engine; the JAX engine never imports TensorFlow itself
+        load_tensorflow()
     from kerascnn.training import train as run
 
     try:
         options = TrainOptions.from_dict(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    metrics = run(options, resume=resume, echo=click.echo, verbose=0 if quiet else 1)
+    metrics = run(options, resume=resume, echo=click.echo, verbose=0 if quiet else 1, make_engine=make_engine)
     final = metrics["final"]
     shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("accuracy", "val_accuracy") if k in final)
     where = f"run directory {metrics['run_dir']}" if metrics["run_dir"] else "results written by the chief"
@@ -143,6 +148,46 @@ def train(model, config_file, resume, quiet, options, **opts):
     click.echo(f"weights sha256 {metrics['weights_sha256']}")
     if metrics["run_dir"]:
         click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
+
+
+def _recorded_engine(path) -> str | None:
+    """The engine a run's config.json records (the option reader drops resolved values)."""
+    import json
+
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg.get("engine") if isinstance(cfg, dict) else None
+
+
+def _engine_factory(backend, resume, config_file, cli):
+    """None (the TensorFlow engine) or the JAX engine's factory; the process runs with the Keras
+    backend the engine needs (re-executed with KERAS_BACKEND set when keras was loaded already).
+    Default: the engine recorded by the resumed run (or the ``--config`` run), else KERAS_BACKEND."""
+    import os
+
+    from kerascnn.commands.bench import _select_backend
+    from kerascnn.errors import ConfigError
+
+    recorded = _recorded_engine(Path(resume) / "config.json") if resume else None
+    reproduced = _recorded_engine(config_file) if config_file and not resume else None
+    backend = backend or recorded or reproduced or ("jax" if os.environ.get("KERAS_BACKEND") == "jax"
+                                                    else "tensorflow")
+    if recorded and backend != recorded:
+        raise ConfigError(f"--resume {resume} was trained with the {recorded} engine; it resumes exactly only on "
+                          f"that engine (--backend {recorded})")
+    if backend == "jax":
+        bad = [f"--{k}" for k in ("strategy", "gpus") if cli.get(k) not in (None, "auto")]
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: tf.distribute options, not for --backend jax (it uses every local "
+                              f"device; limit GPUs with CUDA_VISIBLE_DEVICES)")
+    _select_backend(backend)
+    if backend != "jax":
+        return None
+    from kerascnn.engines.jax import make_engine
+
+    return make_engine
 
 
 # What --resume may change (recorded in config.json with the epoch it took effect), what only says

@@ -2,8 +2,9 @@
 
 The loop owns the run directory, history, checkpoints and NaN stop; an engine owns "build the
 model and optimizer on the devices, run K training steps, evaluate, get/set the state". Every
-engine feeds epoch ``e`` in the order ``kerascnn.data.epoch_order(n, seed, e)`` (a stateless
-shuffle keyed by (seed, epoch)), so resumes are exact on both engines.
+engine feeds epoch ``e`` in an order that is a stateless shuffle keyed by (seed, epoch) only
+(TensorFlow: ``kerascnn.data.epoch_order``; JAX: ``kerascnn.engines.jax.epoch_order``, NumPy),
+so resumes are exact on each engine; the orders differ between engines, so a run keeps its engine.
 
 Contract changes (branch ``train``): ``WorkerLost`` added (an engine raises it from
 ``train_steps``/``evaluate`` when a peer process of a multi-host run is gone; the loop turns it

@@ -1,0 +1,171 @@
+"""`kerascnn train --backend jax`: the run directory's promises on the JAX engine, and a model
+trained on JAX read back, evaluated and exported by TensorFlow in another process."""
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run_kerascnn
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                 reason="jax is not installed (pip install -e '.[jax]' or 'jax[cpu]')")]
+
+COMMON = ["train", "lenet5", "-o", "variant=modern", "--backend", "jax", "--epochs", "2", "--seed", "11",
+          "--batch-size", "64", "-q"]
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _weights(path):
+    import keras
+
+    return keras.models.load_model(path).get_weights()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted 2-epoch run, and one SIGKILLed after its epoch-1 checkpoint."""
+    root = tmp_path_factory.mktemp("jaxruns")
+    full = run_kerascnn(*COMMON, "--run-dir", root / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *COMMON, "--run-dir", str(root / "cut")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return root / "full", root / "cut", full.stdout
+
+
+def test_jax_run_directory_holds_the_same_files(runs):
+    full, _, stdout = runs
+    for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
+        assert (full / name).is_file(), name
+    cfg = json.loads((full / "config.json").read_text())
+    assert cfg["engine"] == "jax" and cfg["versions"]["keras"]
+    assert "engine jax, 1 device(s) on" in stdout and "weights sha256" in stdout
+    rows = _history(full)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    assert float(rows[1]["val_accuracy"]) > 0.5        # chance 0.1; LeNet-5 (ReLU) learns digits in 2 epochs
+    state = np.load(full / "backup" / "state.npz")
+    assert state["w0"].shape == (5, 5, 1, 6) and float(state["o:iteration"]) == 2 * (1294 // 64)
+
+
+def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
+    full, cut, _ = runs
+    assert [int(r["epoch"]) for r in _history(cut)] == [1]
+    resumed = run_kerascnn("train", "--resume", cut, "-q")      # the recorded engine (jax) is kept
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout and "engine jax" in resumed.stdout
+    assert json.loads((cut / "config.json").read_text())["engine"] == "jax"
+    assert [r["loss"] for r in _history(cut)] == [r["loss"] for r in _history(full)]
+    for a, b in zip(_weights(full / "last.keras"), _weights(cut / "last.keras")):
+        assert np.array_equal(a, b)   # bitwise: same engine, same device, state restored exactly
+    other = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--backend", "tensorflow", "-q")
+    assert other.returncode == 2 and "resumes exactly only on that engine" in other.stderr
+
+
+def test_nan_on_jax_stops_with_one_line_and_keeps_the_last_good_model(runs):
+    _, cut, _ = runs
+    before = _weights(cut / "last.keras")
+    bad = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--lr", "1e30", "--schedule", "constant", "-q")
+    assert bad.returncode == 1
+    errors = [l for l in bad.stderr.splitlines() if l.startswith("Error:")]
+    assert len(errors) == 1 and "loss became NaN at epoch 3" in errors[0] and "Traceback" not in bad.stderr
+    for a, b in zip(before, _weights(cut / "last.keras")):
+        assert np.array_equal(a, b)
+    assert [int(r["epoch"]) for r in _history(cut)] == [1, 2]
+
+
+_TF_CHECK = """
+import json, sys, numpy as np, keras
+from kerascnn import data as D
+run = sys.argv[1]
+cfg = json.load(open(run + "/config.json"))
+d = D.load_data(cfg["dataset"], cfg.get("data"), seed=cfg["seed"])
+_, _, xv, yv = D.split_validation(d.x_train, d.y_train, cfg["val_split"], cfg["seed"])
+xv = D.prepare_images(xv, cfg["input_shape"][:2], cfg["input_shape"][2], d.pixel_scale)
+p = keras.models.load_model(run + "/last.keras").predict(xv, verbose=0)
+loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(yv, p)))
+print(json.dumps({"backend": keras.backend.backend(), "val_accuracy": float(np.mean(p.argmax(-1) == yv)),
+                  "val_loss": loss, "n": len(yv), "tf": "tensorflow" in sys.modules}))
+"""
+
+
+def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path):
+    full, _, _ = runs
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", _TF_CHECK, str(full)], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tf_side = json.loads(r.stdout.strip().splitlines()[-1])
+    last = _history(full)[-1]
+    assert tf_side["backend"] == "tensorflow" and tf_side["n"] == 144
+    # the JAX engine's validation pass (XLA kernels) and TensorFlow's (oneDNN) on the saved .keras:
+    # the same predictions (a flip needs two probabilities within round-off of each other: allow
+    # one) and the same mean loss within a worst-case float32 bound: 5 layers of dot products of
+    # at most 400 terms (F5's input) each err by <= 400 eps relative, on pre-softmax values of
+    # magnitude <= ~20, and -log softmax moves by at most twice the largest change of them
+    eps = float(np.finfo(np.float32).eps)
+    assert abs(tf_side["val_accuracy"] - float(last["val_accuracy"])) <= 1 / 144
+    assert abs(tf_side["val_loss"] - float(last["val_loss"])) <= 2 * 20 * 5 * 400 * eps
+    ev = run_kerascnn("evaluate", full, "--format", "json")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads(ev.stdout)["accuracy"] > 0.5
+    ex = run_kerascnn("export", full, "--out", tmp_path / "sm")
+    assert ex.returncode == 0, ex.stderr[-2000:]
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()
+
+
+_HIDE_TF = """
+import importlib.machinery as m, sys
+class _NoTF(m.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "tensorflow" else m.PathFinder.find_spec(name, path, target)
+sys.meta_path[:] = [_NoTF if f is m.PathFinder else f for f in sys.meta_path]
+from kerascnn.cli import main
+main()
+"""
+
+
+def test_jax_training_runs_where_tensorflow_is_missing(tmp_path):
+    """As on the GPU machine (JAX + Keras, no TensorFlow): 28x28 data needs no resize."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (np.pad(np.kron(d.images, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * 15.9).astype(np.uint8)
+    np.savez(tmp_path / "d28.npz", x_train=x[:1500], y_train=d.target[:1500], x_test=x[1500:],
+             y_test=d.target[1500:])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    r = subprocess.run([sys.executable, "-c", _HIDE_TF, "train", "lenet5", "-o", "variant=modern", "--backend", "jax",
+                        "--data", tmp_path / "d28.npz", "--epochs", "2", "--run-dir", tmp_path / "run", "-q"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "engine jax" in r.stdout
+    for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert float(_history(tmp_path / "run")[-1]["val_accuracy"]) > 0.5
+
+
+def test_tf_distribute_options_are_refused_with_jax_in_one_line(invoke):
+    r = invoke("train", "lenet5", "--backend", "jax", "--strategy", "mirrored")
+    assert r.exit_code == 2 and "--strategy: tf.distribute options, not for --backend jax" in r.output
+    assert "Traceback" not in r.output
