@@ -173,7 +173,8 @@ def _partial_owner(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may be alive on this machine (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -196,15 +197,20 @@ def sweep_partials(directory: str | os.PathLike) -> list[Path]:
         return removed
     for p in directory.iterdir():
         pid = _partial_owner(p.name)
-        if pid is None or _pid_alive(pid):
+        if pid is None or pid_alive(pid):
             continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                p.unlink()
+        remove_entry(p)
         removed.append(p)
     return removed
+
+
+def remove_entry(p: Path) -> None:
+    """Delete one file or folder kerascnn has proven it wrote (a symbolic link itself, never its target)."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 def make_run_dir(root: str | os.PathLike, prefix: str, now: _dt.datetime | None = None) -> Path:

@@ -72,3 +72,26 @@ class Engine(Protocol):
 
     def learning_rate(self) -> float:
         """The optimizer's current learning rate (after the step just taken)."""
+
+
+def opt_key(var) -> str:
+    """The checkpoint key of an optimizer variable, the same on every engine ('adam/iteration' -> 'o:iteration')."""
+    return "o:" + var.path.split("/", 1)[-1]
+
+
+def assign_state(model, optimizer, state: dict) -> None:
+    """Put ``w{i}`` and ``o:<path>`` arrays (``Engine.get_state``'s keys) into the Keras model and
+    optimizer variables; the learning rate is left alone (it comes from the current options).
+    A missing key raises ``KeyError`` naming it."""
+    n = len(model.weights)
+    missing = [f"w{i}" for i in range(n) if f"w{i}" not in state]
+    if missing:
+        raise KeyError(f"no saved value for {missing[0]}")
+    model.set_weights([state[f"w{i}"] for i in range(n)])
+    for var in optimizer.variables:
+        key = opt_key(var)
+        if key.endswith("learning_rate"):
+            continue
+        if key not in state:
+            raise KeyError(f"no saved value for optimizer variable {key[2:]}")
+        var.assign(state[key])

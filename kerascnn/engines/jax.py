@@ -34,14 +34,10 @@ import os
 
 import numpy as np
 
-from kerascnn.engines.base import StepData
+from kerascnn.engines.base import StepData, assign_state, opt_key
 
 RESIDENT_BYTES = 2 << 30   # training images up to this size live on the device for the whole run
 STREAM_CHUNK_BYTES = 256 << 20
-
-
-def _opt_key(var) -> str:
-    return "o:" + var.path.split("/", 1)[-1]   # same keys as the TensorFlow checkpoint
 
 
 def set_random_seed(seed: int) -> None:
@@ -136,22 +132,11 @@ class JaxEngine:
     def get_state(self) -> dict:
         self.sync_to_model()
         out = {f"w{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
-        out.update({_opt_key(v): np.asarray(v.value) for v in self.optimizer.variables})
+        out.update({opt_key(v): np.asarray(v.value) for v in self.optimizer.variables})
         return out
 
     def set_state(self, state: dict) -> None:
-        n = len(self.model.weights)
-        missing = [f"w{i}" for i in range(n) if f"w{i}" not in state]
-        if missing:
-            raise KeyError(f"no saved value for {missing[0]}")
-        self.model.set_weights([state[f"w{i}"] for i in range(n)])
-        for var in self.optimizer.variables:
-            key = _opt_key(var)
-            if key.endswith("learning_rate"):
-                continue
-            if key not in state:
-                raise KeyError(f"no saved value for optimizer variable {key[2:]}")
-            var.assign(state[key])
+        assign_state(self.model, self.optimizer, state)
         # the seed-generator states are not weights: keep the device's (reseed sets them per epoch)
         tv, ntv, ov = self.state
         seeds = {id(v): val for v, val in zip(self.model.non_trainable_variables, ntv) if _is_seed(v)}

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.engines.base import StepData, WorkerLost
-
-
-def _opt_key(var) -> str:
-    return "o:" + var.path.split("/", 1)[-1]   # 'adam/iteration' -> 'o:iteration'
+from kerascnn.engines.base import StepData, WorkerLost, assign_state, opt_key
 
 
 class TensorFlowEngine:
@@ -153,22 +149,11 @@ class TensorFlowEngine:
 
     def get_state(self) -> dict:
         out = {f"w{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
-        out.update({_opt_key(v): np.asarray(v.numpy()) for v in self.optimizer.variables})
+        out.update({opt_key(v): np.asarray(v.numpy()) for v in self.optimizer.variables})
         return out
 
     def set_state(self, state: dict) -> None:
-        n = len(self.model.weights)
-        missing = [f"w{i}" for i in range(n) if f"w{i}" not in state]
-        if missing:
-            raise KeyError(f"no saved value for {missing[0]}")
-        self.model.set_weights([state[f"w{i}"] for i in range(n)])
-        for var in self.optimizer.variables:
-            key = _opt_key(var)
-            if key.endswith("learning_rate"):
-                continue
-            if key not in state:
-                raise KeyError(f"no saved value for optimizer variable {key[2:]}")
-            var.assign(state[key])
+        assign_state(self.model, self.optimizer, state)
 
     def learning_rate(self) -> float:
         lr = self.optimizer.learning_rate

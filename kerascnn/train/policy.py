@@ -1,7 +1,6 @@
 """Device, precision and XLA policy for a training run, and the start-up line that reports them."""
 from __future__ import annotations
 
-import os
 import platform
 
 import numpy as np

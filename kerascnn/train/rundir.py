@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from pathlib import Path
 
+from kerascnn import fsutil
 from kerascnn.errors import ConfigError
 
 LOCK_FILE = ".kerascnn.lock"
@@ -164,25 +164,10 @@ def sweep_own_partials(directory: Path) -> list:
         return removed
     for p in directory.iterdir():
         m = _OWN_PARTIAL.match(p.name)
-        if m and m.group(1) and _alive(int(m.group(1))):
-            continue          # a write in progress in another process
+        pid = int(m.group(1)) if m and m.group(1) else None
+        if pid is not None and pid != os.getpid() and fsutil.pid_alive(pid):
+            continue          # a write in progress in another process (ours: leftovers of a failed write)
         if m and (p.is_file() or p.is_dir()) and not p.is_symlink():
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
+            fsutil.remove_entry(p)
             removed.append(p)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False      # our own leftovers from an earlier failed write in this process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
