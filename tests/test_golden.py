@@ -6,7 +6,7 @@ import difflib
 
 import pytest
 
-from tests.golden_cases import CASES, GOLDEN_DIR, render
+from golden_cases import CASES, GOLDEN_DIR, render
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
