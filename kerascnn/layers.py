@@ -98,12 +98,13 @@ class ResidualBlock(_BranchBlock):
     ``projection=True`` uses a strided 1x1 conv + BN shortcut, else the identity.
     """
 
-    def __init__(self, filters, strides=1, bottleneck=False, projection=False, fused=False, **kwargs):
+    def __init__(self, filters, strides=1, bottleneck=False, projection=False, fused=False, v1=False, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.strides = int(filters), int(strides)
         self.bottleneck, self.projection, self.fused = bool(bottleneck), bool(projection), bool(fused)
+        self.v1 = bool(v1)
         self._make_branches(S.Residual(self.filters, self.strides, self.bottleneck, self.projection, self.fused,
-                                       name=self.name))
+                                       v1=self.v1, name=self.name))
 
     def call(self, x, training=None):
         main, shortcut = self._branch_outputs(x, training)
@@ -114,7 +115,7 @@ class ResidualBlock(_BranchBlock):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused}
+                "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused, "v1": self.v1}
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
