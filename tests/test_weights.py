@@ -1,0 +1,150 @@
+"""Pretrained weights (issue 15): keras.applications weight files load into kerascnn's VGG-16/19 and
+ResNet-50 (``variant=keras``) and compute the same function.
+
+The reference models are ``keras.applications`` models built with ``weights=None`` (no
+download), filled with random-but-fixed weights (BatchNorm statistics included), saved in the
+legacy HDF5 layout of the files Keras caches (``layer_names`` / ``weight_names`` attributes),
+loaded into kerascnn, and compared on random images. Both sides run the same Keras layers in
+the same order on the same CPU, so the outputs agree to float32 round-off; the bound is the
+issue's 1e-5 of the largest logit.
+"""
+import h5py
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import kerascnn  # noqa: E402
+from kerascnn import weights as W  # noqa: E402
+from kerascnn.registry import get_entry  # noqa: E402
+
+REL = 1e-5
+
+
+def _randomise(model, seed):
+    """He-scaled random kernels, small random biases, BatchNorm stats not at their defaults."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = (w.shape for w in ws)
+            ws = [rng.uniform(0.5, 1.5, g), rng.normal(0, 0.1, b), rng.normal(0, 0.1, m), rng.uniform(0.5, 1.5, v)]
+        else:
+            ws = [rng.normal(0, np.sqrt(2 / np.prod(w.shape[:-1])), w.shape) if w.ndim > 1
+                  else rng.normal(0, 0.1, w.shape) for w in ws]
+        layer.set_weights([w.astype("float32") for w in ws])
+
+
+def _save_legacy(model, path):
+    """The layout of keras.applications' downloads (Keras's legacy HDF5 weight writer)."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+def _logits_model(model):
+    """The same model with its softmax taken off the last layer (logits)."""
+    model.layers[-1].activation = keras.activations.linear
+    return model
+
+
+def _assert_close(got, ref):
+    assert got.shape == ref.shape
+    scale = float(np.abs(ref).max())
+    assert scale > 0
+    assert float(np.abs(got - ref).max()) <= REL * scale
+
+
+def test_resnet50_keras_variant_has_keras_applications_param_count():
+    # pure-Python analysis at 224x224x3, 1000 classes: the published keras.applications figure
+    assert get_entry("resnet50").analyze(variant="keras").total_params == 25_636_712
+    assert get_entry("resnet50").analyze(variant="v1").total_params == 25_636_712
+    assert get_entry("resnet50").analyze().total_params != 25_636_712  # v1.5 is another model
+
+
+def test_resnet50_keras_file_gives_equal_logits(tmp_path):
+    ref = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10,
+                                      classifier_activation=None)
+    _randomise(ref, 0)
+    path = _save_legacy(ref, tmp_path / "resnet50_weights.h5")
+    model = kerascnn.build("resnet50", (64, 64, 3), 10, variant="keras")
+    assert model.count_params() == ref.count_params() == 23_608_202
+    report = W.load_into(model, path)
+    assert len(report.loaded) == 107 and report.fresh == []
+    x = np.random.default_rng(1).uniform(-124, 152, (3, 64, 64, 3)).astype("float32")
+    _assert_close(_logits_model(model).predict(x, verbose=0), ref.predict(x, verbose=0))
+
+
+def test_vgg16_full_file_gives_equal_logits(tmp_path):
+    ref = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=10,
+                                   classifier_activation=None)
+    _randomise(ref, 2)
+    path = _save_legacy(ref, tmp_path / "vgg16.h5")
+    model = kerascnn.build("vgg16", (32, 32, 3), 10)
+    report = W.load_into(model, path)
+    assert len(report.loaded) == 16 and report.fresh == []
+    x = np.random.default_rng(3).uniform(-124, 152, (2, 32, 32, 3)).astype("float32")
+    _assert_close(_logits_model(model).predict(x, verbose=0), ref.predict(x, verbose=0))
+
+
+def test_vgg19_notop_file_loads_the_backbone_and_leaves_a_new_head(tmp_path):
+    ref = keras.applications.VGG19(weights=None, include_top=False, input_shape=(32, 32, 3))
+    _randomise(ref, 4)
+    path = _save_legacy(ref, tmp_path / "vgg19_notop.h5")
+    model = kerascnn.build("vgg19", (32, 32, 3), 5)
+    head_before = model.get_layer("predictions").get_weights()[0].copy()
+    report = W.load_into(model, path)
+    assert report.fresh == ["fc1", "fc2", "predictions"] and len(report.loaded) == 16
+    np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0], head_before)
+    x = np.random.default_rng(5).uniform(-124, 152, (2, 32, 32, 3)).astype("float32")
+    features = keras.Model(model.inputs, model.get_layer("block5_pool").output)
+    _assert_close(features.predict(x, verbose=0), ref.predict(x, verbose=0))
+
+
+def test_mismatches_are_one_clear_error_and_change_nothing(tmp_path):
+    ref = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = _save_legacy(ref, tmp_path / "vgg16_notop.h5")
+    resnet = kerascnn.build("resnet18", (32, 32, 3), 10, small_input=True)
+    with pytest.raises(W.WeightsError, match="block1_conv1.*not in resnet18"):
+        W.load_into(resnet, path)
+    vgg11 = kerascnn.build("vgg11", (32, 32, 3), 10)
+    before = [w.copy() for w in vgg11.get_weights()]
+    with pytest.raises(W.WeightsError, match="not in vgg11"):  # block1_conv2 exists only in VGG-16
+        W.load_into(vgg11, path)
+    assert all(np.array_equal(a, b) for a, b in zip(before, vgg11.get_weights()))
+    with pytest.raises(W.WeightsError, match="not found"):
+        W.read_weight_file(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(W.WeightsError, match="cannot read"):
+        W.read_weight_file(tmp_path / "junk.h5")
+
+
+def test_keras3_weights_file_of_a_kerascnn_model_round_trips(tmp_path):
+    a = kerascnn.build("resnet18", (32, 32, 3), 4, small_input=True)
+    _randomise(a, 6)
+    a.save_weights(tmp_path / "r18.weights.h5")
+    b = kerascnn.build("resnet18", (32, 32, 3), 4, small_input=True)
+    report = W.load_into(b, tmp_path / "r18.weights.h5")
+    assert len(report.loaded) == len(W.weighted_layers(b))
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(W.WeightsError) as e:
+        W.imagenet_file("vgg16", include_top=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in msg
+    assert str(tmp_path / "models") in msg and "storage.googleapis.com" in msg
+    with pytest.raises(W.WeightsError, match="variant=keras"):
+        W.imagenet_file("resnet50", {})
+    with pytest.raises(W.WeightsError, match="no ImageNet weights known for lenet5"):
+        W.imagenet_file("lenet5")
+    (tmp_path / "models").mkdir()
+    placed = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+    placed.write_bytes(b"")
+    assert W.imagenet_file("resnet50", {"variant": "keras"}) == placed
