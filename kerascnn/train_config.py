@@ -39,6 +39,8 @@ DEFAULTS = {
     "deterministic": False,
     "run_dir": None,
     "runs_root": "runs",
+    "weights": None,                 # --weights FILE|imagenet (kerascnn.weights)
+    "weights_preprocessing": None,   # caffe | torch | none; default: the weights' own
 }
 
 # Per-family defaults: small lecture nets train fast with Adam; deep nets with SGD + momentum.

@@ -199,3 +199,56 @@ def load_into(model, source, arrays: dict | None = None) -> LoadReport:
     for layer, values in plan:
         layer.set_weights(values)
     return report
+
+
+# ------------------------------------------------------------------ the --weights option
+
+def resolve(spec: str, model_name: str, options: dict | None, input_shape, num_classes: int):
+    """``--weights FILE|imagenet`` -> (path, preprocessing or None). ``imagenet`` picks the cached
+    file with the top when the model is 1000 classes at 224x224x3, else the ``_notop`` one. A
+    file named like a keras.applications download gets that download's Caffe preprocessing."""
+    if str(spec).lower() == "imagenet":
+        top = int(num_classes) == 1000 and tuple(input_shape) == (224, 224, 3)
+        return imagenet_file(model_name, options, include_top=top), IMAGENET[model_name].preprocessing
+    path = Path(spec)
+    if not path.is_file():
+        raise WeightsError(f"--weights {spec}: no such file (or use --weights imagenet)")
+    known = {n: s.preprocessing for s in IMAGENET.values() for n in (s.top_file, s.notop_file)}
+    return path, known.get(path.name)
+
+
+PREPROCESSING = ("caffe", "torch", "none")
+
+
+def default_preprocessing(spec: str, model_name: str) -> str:
+    """The preprocessing that goes with ``--weights spec`` (no file is read): keras.applications'
+    Caffe mode for ``imagenet`` and for files named like its downloads, else none."""
+    if str(spec).lower() == "imagenet":
+        return IMAGENET[model_name].preprocessing if model_name in IMAGENET else "none"
+    known = {n: s.preprocessing for s in IMAGENET.values() for n in (s.top_file, s.notop_file)}
+    return known.get(Path(spec).name, "none")
+
+
+def with_preprocessing(model, mode: str | None):
+    """``model`` with an ``ImagenetPreprocess(mode)`` layer in front (the same layer objects)."""
+    if not mode or mode == "none":
+        return model
+    if model.input_shape[-1] != 3:
+        raise WeightsError(f"{mode} preprocessing is for RGB images; {model.name} takes "
+                           f"{model.input_shape[-1]} channel(s) (use --preprocessing none)")
+    import keras
+
+    from kerascnn.layers import ImagenetPreprocess
+
+    return keras.Sequential([keras.Input(shape=model.input_shape[1:], name="images"),
+                             ImagenetPreprocess(mode, name="imagenet_preprocess"), *model.layers], name=model.name)
+
+
+def pretrained(model, spec: str, model_name: str, options: dict | None, preprocessing: str | None = None):
+    """Load ``--weights`` into ``model`` and put the weights' preprocessing in front of it.
+    ``preprocessing``: ``caffe``, ``torch``, ``none``, or None for the source's own.
+    Returns (model, report line, preprocessing used)."""
+    path, default = resolve(spec, model_name, options, model.input_shape[1:], model.output_shape[-1])
+    report = load_into(model, path)
+    mode = default if preprocessing is None else (None if preprocessing == "none" else preprocessing)
+    return with_preprocessing(model, mode), report.line(path), mode

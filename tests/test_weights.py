@@ -8,6 +8,8 @@ loaded into kerascnn, and compared on random images. Both sides run the same Ker
 the same order on the same CPU, so the outputs agree to float32 round-off; the bound is the
 issue's 1e-5 of the largest logit.
 """
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -148,3 +150,54 @@ def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, mon
     placed = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
     placed.write_bytes(b"")
     assert W.imagenet_file("resnet50", {"variant": "keras"}) == placed
+
+
+# ------------------------------------------------------------------ preprocessing and `train --weights`
+
+def test_caffe_preprocessing_layer_is_keras_applications_preprocess_input():
+    from kerascnn.layers import ImagenetPreprocess
+
+    x = np.random.default_rng(7).uniform(0, 1, (2, 5, 5, 3)).astype("float32")
+    ref = keras.applications.vgg16.preprocess_input(x * 255.0)
+    got = keras.ops.convert_to_numpy(ImagenetPreprocess("caffe")(x))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=255 * 2 ** -23 * 4)  # a few ulps of 255
+    tv = keras.ops.convert_to_numpy(ImagenetPreprocess("torch")(x))
+    np.testing.assert_allclose(tv[..., 0], (x[..., 0] - 0.485) / 0.229, rtol=1e-6)
+
+
+def _convnet_file(tmp_path, seed=8):
+    model = kerascnn.build("convnet")
+    _randomise(model, seed)
+    return model, _save_legacy(model, tmp_path / "convnet_pretrained.h5")
+
+
+def test_train_starts_from_the_weight_file_and_records_it(tmp_path, invoke):
+    src, path = _convnet_file(tmp_path)
+    run = tmp_path / "run"
+    r = invoke("train", "convnet", "--weights", path, "--epochs", "1", "--lr", "1e-9", "--optimizer", "sgd",
+               "--precision", "float32", "--run-dir", run, "-q")
+    assert r.exit_code == 0, r.output
+    assert "loaded 5 layers" in r.output and "preprocessing none" in r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["weights"] == str(path.resolve()) and cfg["weights_preprocessing"] == "none"
+    trained = keras.models.load_model(run / "last.keras")
+    # SGD at lr 1e-9 for one epoch moves no weight by more than ~1e-8: the start was the file's weights
+    for a, b in zip(src.get_weights(), trained.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+    # resume needs only the saved state, not the weight file
+    path.unlink()
+    r = invoke("train", "--resume", run, "--epochs", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 3
+
+
+def test_train_weight_errors_are_one_line_and_leave_no_run_dir(tmp_path, invoke):
+    ref = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    vgg = _save_legacy(ref, tmp_path / "vgg16_notop.h5")
+    _, conv = _convnet_file(tmp_path)
+    for args, needle in (((vgg,), "block1_conv1"), ((conv, "--preprocessing", "torch"), "RGB images"),
+                         ((tmp_path / "nope.h5",), "no such file")):
+        run = tmp_path / f"run-{needle[:5]}"
+        r = invoke("train", "convnet", "--weights", *args, "--epochs", "1", "--run-dir", run, "-q")
+        assert r.exit_code != 0 and needle in r.output, r.output
+        assert "Traceback" not in r.output and not run.exists()

@@ -146,6 +146,35 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
                                                                                       or "float32")
     keras.mixed_precision.set_dtype_policy(precision)
 
+    # ---- model and optimizer on the engine's devices (before the run directory: a weight file
+    # that does not fit fails here and leaves nothing behind)
+    from kerascnn.schedules import make_optimizer, make_schedule
+
+    total_steps = steps * int(opts.epochs)
+    warmup = int(round(float(opts.warmup_epochs) * steps))
+
+    def build_optimizer():
+        opt = make_optimizer(opts.optimizer, make_schedule(opts.schedule, opts.lr, total_steps, warmup),
+                             opts.weight_decay, opts.momentum)
+        return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
+
+    from_state = bool(resume and rundir.check_resumable(resume))
+
+    def build_model():
+        model = entry.build(input_shape, k, **opts.model_options)
+        if not opts.weights:
+            return model
+        from kerascnn import weights as W
+
+        if from_state:  # the saved state holds the weights; only the architecture is needed
+            return W.with_preprocessing(model, opts.weights_preprocessing)
+        model, line, _ = W.pretrained(model, opts.weights, entry.name, opts.model_options,
+                                      opts.weights_preprocessing or None)
+        echo(line + f"; preprocessing {opts.weights_preprocessing or 'none'}")
+        return model
+
+    engine.build(build_model, build_optimizer)
+
     # ---- run directory (only the chief writes into the real one, and holds its lock)
     if engine.is_chief:
         if resume:
@@ -166,19 +195,6 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     rundir.sweep_own_partials(out_dir)
     (out_dir / "backup").mkdir(exist_ok=True)
     rundir.sweep_own_partials(out_dir / "backup")
-
-    # ---- model and optimizer on the engine's devices
-    from kerascnn.schedules import make_optimizer, make_schedule
-
-    total_steps = steps * int(opts.epochs)
-    warmup = int(round(float(opts.warmup_epochs) * steps))
-
-    def build_optimizer():
-        opt = make_optimizer(opts.optimizer, make_schedule(opts.schedule, opts.lr, total_steps, warmup),
-                             opts.weight_decay, opts.momentum)
-        return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
-
-    engine.build(lambda: entry.build(input_shape, k, **opts.model_options), build_optimizer)
 
     from kerascnn.train.options import RunRecord
 

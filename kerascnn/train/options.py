@@ -101,6 +101,8 @@ class TrainOptions:
     deterministic: bool = False
     run_dir: Optional[str] = None
     runs_root: str = "runs"
+    weights: Optional[str] = None                  # --weights FILE|imagenet: the starting point
+    weights_preprocessing: Optional[str] = None    # caffe | torch | none (kerascnn.weights.default_preprocessing)
 
     def __post_init__(self):
         for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("strategy", Strategy)):
