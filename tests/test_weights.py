@@ -201,3 +201,16 @@ def test_train_weight_errors_are_one_line_and_leave_no_run_dir(tmp_path, invoke)
         r = invoke("train", "convnet", "--weights", *args, "--epochs", "1", "--run-dir", run, "-q")
         assert r.exit_code != 0 and needle in r.output, r.output
         assert "Traceback" not in r.output and not run.exists()
+
+
+def test_summary_weights_says_what_was_loaded(tmp_path, invoke, monkeypatch):
+    ref = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = _save_legacy(ref, tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    r = invoke("summary", "vgg16", "--input-shape", "32,32,3", "--classes", "10", "--weights", path)
+    assert r.exit_code == 0, r.output
+    assert f"loaded 13 layers from {path}; new (not from the file): fc1, fc2, predictions" in r.output
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    r = invoke("summary", "vgg16", "--weights", "imagenet")
+    assert r.exit_code == 1 and "place vgg16_weights_tf_dim_ordering_tf_kernels.h5" in r.output
+    r = invoke("summary", "vgg16", "--no-keras", "--weights", path)
+    assert r.exit_code == 2 and "--weights applies to registered models" in r.output
