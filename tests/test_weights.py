@@ -214,3 +214,62 @@ def test_summary_weights_says_what_was_loaded(tmp_path, invoke, monkeypatch):
     assert r.exit_code == 1 and "place vgg16_weights_tf_dim_ordering_tf_kernels.h5" in r.output
     r = invoke("summary", "vgg16", "--no-keras", "--weights", path)
     assert r.exit_code == 2 and "--weights applies to registered models" in r.output
+
+
+# ------------------------------------------------------------------ fine-tuning: freeze, unfreeze, resume
+
+def test_freeze_then_unfreeze_trains_the_head_first_and_resumes_exactly(tmp_path):
+    """Phase 1 (1 epoch) moves only the head; phase 2 at 0.1x lr moves the unfrozen conv layer;
+    a SIGKILL at the phase switch, then --resume, equals the uninterrupted run bitwise."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import run_kerascnn
+
+    src, path = _convnet_file(tmp_path, seed=9)
+    common = ["train", "convnet", "--weights", path, "--freeze-epochs", "1", "--unfreeze", "1", "--epochs", "2",
+              "--lr", "0.01", "--seed", "5", "--deterministic", "--precision", "float32", "-q"]
+    full = run_kerascnn(*common, "--run-dir", tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert "epoch 2: unfroze 4 layers (1 stay frozen); lr x0.1" in full.stdout
+    ft = json.loads((tmp_path / "full" / "config.json").read_text())["finetune"]
+    assert ft["phase1_frozen"] == ["conv2d", "conv2d_1"] and ft["phase2_unfrozen"] == ["conv2d_1"]
+    assert ft["phase1_trainable"] == ["dense", "dense_1", "dense_2"] and ft["phase2_from_epoch"] == 2
+    assert ft["phase2_lr"] == pytest.approx(0.001)
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--run-dir", str(tmp_path / "cut")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    after_phase1 = keras.models.load_model(tmp_path / "cut" / "last.keras")
+    for name in ("conv2d", "conv2d_1"):       # frozen: exactly the file's weights
+        for a, b in zip(src.get_layer(name).get_weights(), after_phase1.get_layer(name).get_weights()):
+            assert np.array_equal(a, b)
+    assert not np.array_equal(src.get_layer("dense").get_weights()[0], after_phase1.get_layer("dense").get_weights()[0])
+
+    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "unfroze 4 layers" in resumed.stdout
+    a = keras.models.load_model(tmp_path / "full" / "last.keras")
+    b = keras.models.load_model(tmp_path / "cut" / "last.keras")
+    assert np.array_equal(a.get_layer("conv2d").get_weights()[0], src.get_layer("conv2d").get_weights()[0])
+    assert not np.array_equal(a.get_layer("conv2d_1").get_weights()[0], src.get_layer("conv2d_1").get_weights()[0])
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(x, y)
+
+
+def test_freeze_epochs_must_leave_epochs_to_fine_tune(tmp_path, invoke):
+    _, path = _convnet_file(tmp_path)
+    r = invoke("train", "convnet", "--weights", path, "--freeze-epochs", "2", "--epochs", "2",
+               "--run-dir", tmp_path / "run", "-q")
+    assert r.exit_code == 2 and "leaves no epoch" in r.output and not (tmp_path / "run").exists()
+    r = invoke("train", "convnet", "--weights", path, "--freeze-epochs", "1", "--unfreeze", "some", "-q")
+    assert r.exit_code == 2 and "--unfreeze expects all or a number" in r.output

@@ -58,6 +58,11 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--preprocessing", "weights_preprocessing", type=click.Choice(["caffe", "torch", "none"]),
               default=None, help="Input preprocessing inside the model (default: the weights' own; caffe for "
                                  "keras.applications files).")
+@click.option("--freeze-epochs", type=click.IntRange(0, 100_000), default=None,
+              help="Fine-tuning: train only the head (backbone frozen, BatchNorm in inference mode) for N epochs, "
+                   "then unfreeze at 0.1x the learning rate (default 0: train everything from the start).")
+@click.option("--unfreeze", default=None, metavar="all|N",
+              help="After --freeze-epochs: unfreeze all backbone layers (default) or the last N.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(model, config_file, resume, quiet, options, **opts):
     """Train MODEL (see `kerascnn list`) and write a run directory with config.json,
@@ -136,6 +141,10 @@ def train(model, config_file, resume, quiet, options, **opts):
                 raise ConfigError(f"--weights {cli['weights']}: no such file (or use --weights imagenet)")
             cli["weights"] = str(Path(cli["weights"]).resolve())
         cli.setdefault("weights_preprocessing", W.default_preprocessing(cli["weights"], name))
+    if "unfreeze" in cli:
+        from kerascnn.train.finetune import parse_unfreeze
+
+        cli["unfreeze"] = parse_unfreeze(cli["unfreeze"])
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set
