@@ -273,3 +273,21 @@ def test_freeze_epochs_must_leave_epochs_to_fine_tune(tmp_path, invoke):
     assert r.exit_code == 2 and "leaves no epoch" in r.output and not (tmp_path / "run").exists()
     r = invoke("train", "convnet", "--weights", path, "--freeze-epochs", "1", "--unfreeze", "some", "-q")
     assert r.exit_code == 2 and "--unfreeze expects all or a number" in r.output
+
+
+def test_v1_block_and_bn_epsilon_round_trip_through_the_spec_language_and_keras_config():
+    from kerascnn import speclang, specs as S
+    from kerascnn.layers import ResidualBlock
+    from kerascnn.rules import rule_for
+
+    block = S.Residual(64, 2, bottleneck=True, projection=True, v1=True)
+    assert rule_for(block).token() == "bottleneck64s2projv1"
+    assert speclang.parse("bottleneck64s2projv1")[0] == block
+    bn = S.BatchNorm(epsilon=1.001e-5)
+    assert speclang.parse(rule_for(bn).token())[0] == bn
+    main, shortcut = block.branches()
+    assert [(s.stride, s.use_bias) for s in main if isinstance(s, S.Conv)] == [(2, True), (1, True), (1, True)]
+    assert {s.epsilon for s in main + shortcut if isinstance(s, S.BatchNorm)} == {1.001e-5}
+    layer = ResidualBlock(64, 2, True, True, v1=True, name="b")
+    again = ResidualBlock.from_config(layer.get_config())
+    assert again.v1 and again.get_config() == layer.get_config()
