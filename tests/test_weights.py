@@ -291,3 +291,16 @@ def test_v1_block_and_bn_epsilon_round_trip_through_the_spec_language_and_keras_
     layer = ResidualBlock(64, 2, True, True, v1=True, name="b")
     again = ResidualBlock.from_config(layer.get_config())
     assert again.v1 and again.get_config() == layer.get_config()
+
+
+def test_evaluate_a_registered_model_with_weights_equals_evaluating_that_model(tmp_path, invoke):
+    src, path = _convnet_file(tmp_path, seed=10)
+    src.save(tmp_path / "src.keras")
+    a = invoke("evaluate", "convnet", "--weights", path, "--out", tmp_path / "a", "--format", "json")
+    b = invoke("evaluate", tmp_path / "src.keras", "--out", tmp_path / "b", "--format", "json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    ra, rb = json.loads(a.output), json.loads(b.output)
+    assert ra["images"] == rb["images"] == 359
+    assert ra["accuracy"] == rb["accuracy"] and ra["loss"] == pytest.approx(rb["loss"], rel=1e-6)
+    r = invoke("evaluate", tmp_path / "src.keras", "--weights", path)
+    assert r.exit_code == 2 and "registered model name" in r.output
