@@ -218,30 +218,16 @@ def test_summary_weights_says_what_was_loaded(tmp_path, invoke, monkeypatch):
 
 # ------------------------------------------------------------------ fine-tuning: freeze, unfreeze, resume
 
-def test_freeze_then_unfreeze_trains_the_head_first_and_resumes_exactly(tmp_path):
-    """Phase 1 (1 epoch) moves only the head; phase 2 at 0.1x lr moves the unfrozen conv layer;
-    a SIGKILL at the phase switch, then --resume, equals the uninterrupted run bitwise."""
+def _kill_after_epoch(common, run_dir, epoch):
+    """Run `kerascnn COMMON --run-dir RUN_DIR` in a process, SIGKILL it once epoch EPOCH is saved."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    from conftest import run_kerascnn
-
-    src, path = _convnet_file(tmp_path, seed=9)
-    common = ["train", "convnet", "--weights", path, "--freeze-epochs", "1", "--unfreeze", "1", "--epochs", "2",
-              "--lr", "0.01", "--seed", "5", "--deterministic", "--precision", "float32", "-q"]
-    full = run_kerascnn(*common, "--run-dir", tmp_path / "full")
-    assert full.returncode == 0, full.stderr[-2000:]
-    assert "epoch 2: unfroze 4 layers (1 stay frozen); lr x0.1" in full.stdout
-    ft = json.loads((tmp_path / "full" / "config.json").read_text())["finetune"]
-    assert ft["phase1_frozen"] == ["conv2d", "conv2d_1"] and ft["phase2_unfrozen"] == ["conv2d_1"]
-    assert ft["phase1_trainable"] == ["dense", "dense_1", "dense_2"] and ft["phase2_from_epoch"] == 2
-    assert ft["phase2_lr"] == pytest.approx(0.001)
-
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--run-dir", str(tmp_path / "cut")],
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH=str(epoch))
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--run-dir", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     deadline = time.time() + 300
     for line in proc.stdout:
@@ -249,21 +235,39 @@ def test_freeze_then_unfreeze_trains_the_head_first_and_resumes_exactly(tmp_path
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    after_phase1 = keras.models.load_model(tmp_path / "cut" / "last.keras")
-    for name in ("conv2d", "conv2d_1"):       # frozen: exactly the file's weights
-        for a, b in zip(src.get_layer(name).get_weights(), after_phase1.get_layer(name).get_weights()):
-            assert np.array_equal(a, b)
-    assert not np.array_equal(src.get_layer("dense").get_weights()[0], after_phase1.get_layer("dense").get_weights()[0])
+    assert proc.returncode == -signal.SIGKILL
 
-    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "unfroze 4 layers" in resumed.stdout
+
+def test_freeze_then_unfreeze_trains_the_head_first_and_resumes_exactly(tmp_path, invoke):
+    """Phase 1 (1 epoch) moves only the head; phase 2 at 0.1x lr moves the unfrozen conv layer;
+    a SIGKILL at the switch or inside phase 2, then --resume, equals the uninterrupted run bitwise."""
+    src, path = _convnet_file(tmp_path, seed=9)
+    common = ["train", "convnet", "--weights", path, "--freeze-epochs", "1", "--unfreeze", "1", "--epochs", "3",
+              "--lr", "0.01", "--seed", "5", "--deterministic", "--precision", "float32", "-q"]
+    full = invoke(*common, "--run-dir", tmp_path / "full")
+    assert full.exit_code == 0, full.output
+    assert "epoch 2: unfroze 4 layers (1 stay frozen); lr x0.1" in full.output
+    ft = json.loads((tmp_path / "full" / "config.json").read_text())["finetune"]
+    assert ft["phase1_frozen"] == ["conv2d", "conv2d_1"] and ft["phase2_unfrozen"] == ["conv2d_1"]
+    assert ft["phase1_trainable"] == ["dense", "dense_1", "dense_2"] and ft["phase2_from_epoch"] == 2
+    assert ft["phase2_lr"] == pytest.approx(0.001)
     a = keras.models.load_model(tmp_path / "full" / "last.keras")
-    b = keras.models.load_model(tmp_path / "cut" / "last.keras")
     assert np.array_equal(a.get_layer("conv2d").get_weights()[0], src.get_layer("conv2d").get_weights()[0])
     assert not np.array_equal(a.get_layer("conv2d_1").get_weights()[0], src.get_layer("conv2d_1").get_weights()[0])
-    for x, y in zip(a.get_weights(), b.get_weights()):
-        assert np.array_equal(x, y)
+
+    _kill_after_epoch(common, tmp_path / "cut1", 1)
+    after_phase1 = keras.models.load_model(tmp_path / "cut1" / "last.keras")
+    for name in ("conv2d", "conv2d_1"):       # frozen: exactly the file's weights
+        for x, y in zip(src.get_layer(name).get_weights(), after_phase1.get_layer(name).get_weights()):
+            assert np.array_equal(x, y)
+    assert not np.array_equal(src.get_layer("dense").get_weights()[0], after_phase1.get_layer("dense").get_weights()[0])
+    _kill_after_epoch(common, tmp_path / "cut2", 2)
+    for cut, needle in (("cut1", "unfroze 4 layers"), ("cut2", "from epoch 3")):
+        resumed = invoke("train", "--resume", tmp_path / cut, "-q")
+        assert resumed.exit_code == 0 and needle in resumed.output, resumed.output
+        b = keras.models.load_model(tmp_path / cut / "last.keras")
+        for x, y in zip(a.get_weights(), b.get_weights()):
+            assert np.array_equal(x, y), cut
 
 
 def test_freeze_epochs_must_leave_epochs_to_fine_tune(tmp_path, invoke):
