@@ -205,11 +205,22 @@ def load_into(model, source, arrays: dict | None = None) -> LoadReport:
 
 def resolve(spec: str, model_name: str, options: dict | None, input_shape, num_classes: int):
     """``--weights FILE|imagenet`` -> (path, preprocessing or None). ``imagenet`` picks the cached
-    file with the top when the model is 1000 classes at 224x224x3, else the ``_notop`` one. A
+    file with the top when the model is 1000 classes at 224x224x3, else the ``_notop`` one (or,
+    at 224x224x3, the full file when only that one is cached: its classifier is replaced). A
     file named like a keras.applications download gets that download's Caffe preprocessing."""
     if str(spec).lower() == "imagenet":
-        top = int(num_classes) == 1000 and tuple(input_shape) == (224, 224, 3)
-        return imagenet_file(model_name, options, include_top=top), IMAGENET[model_name].preprocessing
+        at224 = tuple(input_shape) == (224, 224, 3)
+        top = int(num_classes) == 1000 and at224
+        try:
+            return imagenet_file(model_name, options, include_top=top), IMAGENET[model_name].preprocessing
+        except WeightsError:
+            if top or not at224:
+                raise
+            try:  # other classes at 224: the full file serves too (its fc1/fc2 load, the classifier is new)
+                return imagenet_file(model_name, options, include_top=True), IMAGENET[model_name].preprocessing
+            except WeightsError:
+                pass
+            raise
     path = Path(spec)
     if not path.is_file():
         raise WeightsError(f"--weights {spec}: no such file (or use --weights imagenet)")

@@ -150,6 +150,10 @@ def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, mon
     placed = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
     placed.write_bytes(b"")
     assert W.imagenet_file("resnet50", {"variant": "keras"}) == placed
+    # other classes at 224 take the _notop file, or the full one when only that is cached
+    assert W.resolve("imagenet", "resnet50", {"variant": "keras"}, (224, 224, 3), 5) == (placed, "caffe")
+    with pytest.raises(W.WeightsError, match="_notop.h5"):
+        W.resolve("imagenet", "resnet50", {"variant": "keras"}, (64, 64, 3), 5)
 
 
 # ------------------------------------------------------------------ preprocessing and `train --weights`
@@ -238,6 +242,7 @@ def _kill_after_epoch(common, run_dir, epoch):
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_freeze_then_unfreeze_trains_the_head_first_and_resumes_exactly(tmp_path, invoke):
     """Phase 1 (1 epoch) moves only the head; phase 2 at 0.1x lr moves the unfrozen conv layer;
     a SIGKILL at the switch or inside phase 2, then --resume, equals the uninterrupted run bitwise."""
