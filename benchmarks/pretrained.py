@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from _common import publish  # noqa: E402
+from _common import publish
 
 APPS = {"vgg16": ("VGG16", "vgg16", {}), "vgg19": ("VGG19", "vgg19", {}),
         "resnet50": ("ResNet50", "resnet", {"variant": "keras"})}
@@ -75,6 +75,21 @@ def parity(name, x, args):
     return f"| {name} | {'ImageNet (Keras cache)' if real else 'random, fixed'} | {len(x)} | {agree}/{len(x)} | {rel:.1e} |"
 
 
+def _train_step(model, opt, x, y):
+    import keras
+    import tensorflow as tf
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
 def throughput(name, args):
     import keras
     import tensorflow as tf
@@ -92,14 +107,7 @@ def throughput(name, args):
         opt = keras.optimizers.SGD(1e-3)
         opt.build(model.trainable_variables)
 
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True)))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
+        step = _train_step(model, opt, x, y)
         step()  # trace
         t = time.perf_counter()
         for _ in range(args.steps):
@@ -125,8 +133,9 @@ def main():
     import_tensorflow()
     x, what = _images(args)
     names = args.models.split(",")
-    lines = [f"\n### Pretrained weights: kerascnn vs keras.applications ({what}, {args.size}x{args.size}, CPU "
-             f"{os.cpu_count()} cores)", "",
+    title = (f"\n### Pretrained weights: kerascnn vs keras.applications ({what}, {args.size}x{args.size}, CPU "
+             f"{os.cpu_count()} cores)")
+    lines = [title, "",
              "| model | weights | images | same top-1 | max rel. diff |", "|---|---|---|---|---|"]
     lines += [parity(n, x, args) for n in names]
     lines += ["", "Fine-tuning throughput (train steps, images/s): backbone frozen vs unfrozen", "",

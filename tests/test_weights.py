@@ -16,9 +16,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import kerascnn  # noqa: E402
-from kerascnn import weights as W  # noqa: E402
-from kerascnn.registry import get_entry  # noqa: E402
+import kerascnn
+from kerascnn import weights as W
+from kerascnn.registry import get_entry
 
 REL = 1e-5
 
@@ -285,7 +285,8 @@ def test_freeze_epochs_must_leave_epochs_to_fine_tune(tmp_path, invoke):
 
 
 def test_v1_block_and_bn_epsilon_round_trip_through_the_spec_language_and_keras_config():
-    from kerascnn import speclang, specs as S
+    from kerascnn import speclang
+    from kerascnn import specs as S
     from kerascnn.layers import ResidualBlock
     from kerascnn.rules import rule_for
 

@@ -159,7 +159,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     total_steps = steps * int(opts.epochs)
     warmup = int(round(float(opts.warmup_epochs) * steps))
 
-    freeze = int(opts.freeze_epochs or 0)      # fine-tuning in two phases (kerascnn.train.finetune)
+    freeze = opts.freeze_epochs or 0           # fine-tuning in two phases (kerascnn.train.finetune)
     if freeze and engine.name != "tensorflow":
         raise ConfigError(f"--freeze-epochs needs the tensorflow engine (this run uses {engine.name})")
     if freeze >= int(opts.epochs):
