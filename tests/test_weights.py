@@ -314,3 +314,20 @@ def test_evaluate_a_registered_model_with_weights_equals_evaluating_that_model(t
     assert ra["accuracy"] == rb["accuracy"] and ra["loss"] == pytest.approx(rb["loss"], rel=1e-6)
     r = invoke("evaluate", tmp_path / "src.keras", "--weights", path)
     assert r.exit_code == 2 and "registered model name" in r.output
+
+
+def test_predict_a_registered_model_with_weights_equals_predicting_with_that_model(tmp_path, invoke):
+    from PIL import Image
+
+    src, path = _convnet_file(tmp_path, seed=11)
+    src.save(tmp_path / "src.keras")
+    img = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(12).integers(0, 256, (28, 28), dtype=np.uint8)).save(img)
+    a = invoke("predict", "convnet", img, "--weights", path, "--top-k", "10", "--format", "json")
+    b = invoke("predict", tmp_path / "src.keras", img, "--top-k", "10", "--format", "json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    ta, tb = json.loads(a.output)[0]["top"], json.loads(b.output)[0]["top"]
+    assert [t["index"] for t in ta] == [t["index"] for t in tb]
+    np.testing.assert_allclose([t["probability"] for t in ta], [t["probability"] for t in tb], rtol=1e-6)
+    r = invoke("predict", tmp_path / "src.keras", img, "--weights", path)
+    assert r.exit_code == 2 and "registered model name" in r.output
