@@ -331,3 +331,20 @@ def test_predict_a_registered_model_with_weights_equals_predicting_with_that_mod
     np.testing.assert_allclose([t["probability"] for t in ta], [t["probability"] for t in tb], rtol=1e-6)
     r = invoke("predict", tmp_path / "src.keras", img, "--weights", path)
     assert r.exit_code == 2 and "registered model name" in r.output
+
+
+def test_export_a_registered_model_with_weights_serves_what_the_model_predicts(tmp_path, invoke):
+    from PIL import Image
+
+    src, path = _convnet_file(tmp_path, seed=13)
+    src.save(tmp_path / "src.keras")
+    img = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(14).integers(0, 256, (28, 28), dtype=np.uint8)).save(img)
+    r = invoke("export", "convnet", "--weights", path, "--out", tmp_path / "sm")
+    assert r.exit_code == 0, r.output
+    a = invoke("predict", tmp_path / "sm", img, "--top-k", "10", "--format", "json")
+    b = invoke("predict", tmp_path / "src.keras", img, "--top-k", "10", "--format", "json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    ta, tb = json.loads(a.output)[0]["top"], json.loads(b.output)[0]["top"]
+    assert [t["index"] for t in ta] == [t["index"] for t in tb]
+    np.testing.assert_allclose([t["probability"] for t in ta], [t["probability"] for t in tb], rtol=1e-5)
