@@ -43,10 +43,15 @@ def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: li
 
 def evaluate(ref: str, dataset: str | None = None, data: str | None = None, split: str = "test",
              batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False, which: str = "best",
-             class_names=None) -> dict:
+             class_names=None, weights: str | None = None, preprocessing: str | None = None,
+             options: dict | None = None) -> dict:
     from kerascnn.runs import resolve_model
 
-    model, info = resolve_model(ref, which=which, unsafe=unsafe)
+    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
+    if weights:   # a registered model with pretrained weights (and their preprocessing, inside the model)
+        from kerascnn import weights as W
+
+        model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
     cfg = info.config
     if dataset is None and data is None:
         data = cfg.get("data")

@@ -306,11 +306,16 @@ def precheck(ref: str, out: str | None = None, force: bool = False, fmt: str = "
 
 
 def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
-           fuse_bn: bool = False, unsafe: bool = False) -> dict:
+           fuse_bn: bool = False, unsafe: bool = False, weights: str | None = None,
+           preprocessing: str | None = None, options: dict | None = None) -> dict:
     from kerascnn.runs import resolve_model
 
     precheck(ref, out, force, fmt, fuse_bn)
-    model, info = resolve_model(ref, which=which, unsafe=unsafe)
+    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
+    if weights:   # a registered model with pretrained weights; their preprocessing is inside the model
+        from kerascnn import weights as W
+
+        model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
     result = {}
     if tolerance_for(model) != TOLERANCE:  # mixed precision: serve the float32 master weights
         copy = float32_copy(model)

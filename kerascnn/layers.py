@@ -98,12 +98,13 @@ class ResidualBlock(_BranchBlock):
     ``projection=True`` uses a strided 1x1 conv + BN shortcut, else the identity.
     """
 
-    def __init__(self, filters, strides=1, bottleneck=False, projection=False, fused=False, **kwargs):
+    def __init__(self, filters, strides=1, bottleneck=False, projection=False, fused=False, v1=False, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.strides = int(filters), int(strides)
         self.bottleneck, self.projection, self.fused = bool(bottleneck), bool(projection), bool(fused)
+        self.v1 = bool(v1)
         self._make_branches(S.Residual(self.filters, self.strides, self.bottleneck, self.projection, self.fused,
-                                       name=self.name))
+                                       v1=self.v1, name=self.name))
 
     def call(self, x, training=None):
         main, shortcut = self._branch_outputs(x, training)
@@ -114,7 +115,7 @@ class ResidualBlock(_BranchBlock):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused}
+                "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused, "v1": self.v1}
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -174,3 +175,34 @@ class BranchBlock(_BranchBlock):
     def get_config(self):
         return {**super().get_config(), "merge": self.merge,
                 "paths": [[s.to_dict() for s in p] for p in self.paths]}
+
+
+# torchvision / timm ImageNet statistics (RGB, on [0, 1] pixels); keras.applications' Caffe means (BGR, 0-255)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class ImagenetPreprocess(keras.layers.Layer):
+    """The preprocessing that goes with pretrained weights, inside the model, on kerascnn's [0, 1] pixels:
+    ``caffe`` = ``keras.applications.vgg16/resnet.preprocess_input`` (x255, RGB->BGR, minus the BGR means);
+    ``torch`` = torchvision's (x - mean) / std. Being a layer, it is saved in best.keras and the SavedModel,
+    so train, evaluate, predict and the export apply it identically."""
+
+    def __init__(self, mode="caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("caffe", "torch"):
+            raise ValueError(f"preprocessing mode must be caffe or torch; received {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        if self.mode == "caffe":
+            return x[..., ::-1] * 255.0 - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=x.dtype)
+        mean = keras.ops.convert_to_tensor(IMAGENET_MEAN, dtype=x.dtype)
+        return (x - mean) / keras.ops.convert_to_tensor(IMAGENET_STD, dtype=x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

@@ -100,8 +100,10 @@ def _load_export(path: Path, unsafe: bool = False):
     return run, shape, names
 
 
-def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_names=None) -> list:
-    """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file."""
+def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_names=None,
+                  weights: str | None = None, preprocessing: str | None = None, options: dict | None = None) -> list:
+    """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file.
+    ``weights`` (with ``options``, ``preprocessing``): a registered model with pretrained weights."""
     p = Path(ref)
     if is_savedmodel_dir(p):
         run, shape, names = _load_export(p, unsafe)
@@ -110,7 +112,11 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_n
         from kerascnn.evaluation import predict_probabilities
         from kerascnn.runs import resolve_model
 
-        model, info = resolve_model(ref, unsafe=unsafe)
+        model, info = resolve_model(ref, unsafe=unsafe, options=options)
+        if weights:
+            from kerascnn import weights as W
+
+            model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
         shape, names, scale = tuple(model.input_shape[1:]), info.class_names, FILE_SCALE
 
         def run(x):

@@ -151,8 +151,11 @@ class Dropout(Spec):
 
 @dataclass(frozen=True)
 class BatchNorm(Spec):
-    """BatchNormalization: 2C trainable (gamma, beta) + 2C non-trainable (moving mean, variance)."""
+    """BatchNormalization: 2C trainable (gamma, beta) + 2C non-trainable (moving mean, variance).
 
+    ``epsilon=None`` is kerascnn's (and PyTorch's) 1e-5; ``keras.applications`` ResNets use 1.001e-5."""
+
+    epsilon: Optional[float] = None
     keras_class = "BatchNormalization"
 
 
@@ -238,6 +241,7 @@ class Residual(Spec):
     bottleneck: bool = False
     projection: bool = False
     fused: bool = False       # BatchNorm folded into the convolutions (inference only)
+    v1: bool = False          # keras.applications' ResNet v1: stride on the first 1x1, biased convs
     keras_class = "ResidualBlock"
     merge = "add"
     post_activation = "relu"
@@ -249,28 +253,35 @@ class Residual(Spec):
     def branches(self) -> list:
         n = self.name or "block"
         f, s = self.filters, self.stride
+        if self.v1:  # keras.applications.resnet: biased convs, BN epsilon 1.001e-5, stride on the 1x1
+            bias, bn = True, (lambda name: BatchNorm(epsilon=KERAS_RESNET_BN_EPSILON, name=name))
+        else:
+            bias, bn = False, (lambda name: BatchNorm(name=name))
         if self.bottleneck:
+            s1, s2 = (s, 1) if self.v1 else (1, s)
             main = [
-                Conv(f, 1, use_bias=False, name=f"{n}_1_conv"), BatchNorm(name=f"{n}_1_bn"),
+                Conv(f, 1, s1, use_bias=bias, name=f"{n}_1_conv"), bn(f"{n}_1_bn"),
                 Activation("relu", name=f"{n}_1_relu"),
-                Conv(f, 3, s, padding=1, use_bias=False, name=f"{n}_2_conv"), BatchNorm(name=f"{n}_2_bn"),
+                Conv(f, 3, s2, padding=1, use_bias=bias, name=f"{n}_2_conv"), bn(f"{n}_2_bn"),
                 Activation("relu", name=f"{n}_2_relu"),
-                Conv(4 * f, 1, use_bias=False, name=f"{n}_3_conv"), BatchNorm(name=f"{n}_3_bn"),
+                Conv(4 * f, 1, use_bias=bias, name=f"{n}_3_conv"), bn(f"{n}_3_bn"),
             ]
         else:
             main = [
-                Conv(f, 3, s, padding=1, use_bias=False, name=f"{n}_1_conv"), BatchNorm(name=f"{n}_1_bn"),
+                Conv(f, 3, s, padding=1, use_bias=bias, name=f"{n}_1_conv"), bn(f"{n}_1_bn"),
                 Activation("relu", name=f"{n}_1_relu"),
-                Conv(f, 3, padding=1, use_bias=False, name=f"{n}_2_conv"), BatchNorm(name=f"{n}_2_bn"),
+                Conv(f, 3, padding=1, use_bias=bias, name=f"{n}_2_conv"), bn(f"{n}_2_bn"),
             ]
         if self.projection:
-            shortcut = [Conv(self.out_channels, 1, s, use_bias=False, name=f"{n}_0_conv"),
-                        BatchNorm(name=f"{n}_0_bn")]
+            shortcut = [Conv(self.out_channels, 1, s, use_bias=bias, name=f"{n}_0_conv"), bn(f"{n}_0_bn")]
         else:
             shortcut = []  # identity
         if self.fused:
             main, shortcut = fold_bn_specs(main), fold_bn_specs(shortcut)
         return [main, shortcut]
+
+
+KERAS_RESNET_BN_EPSILON = 1.001e-5  # keras.applications.resnet's BatchNormalization(epsilon=...)
 
 
 def fold_bn_specs(specs: list) -> list:

@@ -39,6 +39,10 @@ DEFAULTS = {
     "deterministic": False,
     "run_dir": None,
     "runs_root": "runs",
+    "weights": None,                 # --weights FILE|imagenet (kerascnn.weights)
+    "weights_preprocessing": None,   # caffe | torch | none; default: the weights' own
+    "freeze_epochs": 0,              # fine-tuning: epochs with the backbone frozen (kerascnn.train.finetune)
+    "unfreeze": "all",               # then unfreeze all, or the last N backbone layers
 }
 
 # Per-family defaults: small lecture nets train fast with Adam; deep nets with SGD + momentum.

@@ -21,13 +21,28 @@ from kerascnn.commands.common import echo_json, format_option
               help="Names of the classes, one per label: a file (one per line, or a JSON list) or a comma "
                    "list (default: the run's, the export's or the data's own).")
 @click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
+@click.option("--weights", default=None, metavar="FILE|imagenet",
+              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
+@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
+              help="With --weights: the input preprocessing (default: the weights' own).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Model option for a registered MODEL, e.g. -o variant=keras.")
 @format_option
-def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, class_names, unsafe, fmt):
+def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, class_names, unsafe, fmt,
+             weights, preprocessing, options):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
     from kerascnn.commands.common import load_tensorflow
     from kerascnn.runs import check_model_ref
 
     check_model_ref(model_or_run)
+    model_options = None
+    if weights or options:
+        from kerascnn.errors import ConfigError
+        from kerascnn.registry import get_entry, is_model, parse_options
+
+        if not is_model(model_or_run):
+            raise ConfigError("--weights and -o apply to a registered model name (a run or .keras file has its own)")
+        model_options = parse_options(get_entry(model_or_run), options)
     if class_names is not None:
         from kerascnn.data import parse_class_names
 
@@ -38,7 +53,8 @@ def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, cla
     from kerascnn.report import table
 
     with echo_warnings(click.echo):
-        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which, class_names)
+        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which, class_names,
+                weights=weights, preprocessing=preprocessing, options=model_options)
     if fmt == "json":
         echo_json(r)
         return

@@ -22,7 +22,14 @@ from kerascnn.commands.common import echo_json
               default="table", metavar="[table|json]", show_default=True,
               help="Output format (like every command; the older `--format onnx|litert` still means --to).")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
-def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt, as_json):
+@click.option("--weights", default=None, metavar="FILE|imagenet",
+              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
+@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
+              help="With --weights: the input preprocessing, inside the export (default: the weights' own).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Model option for a registered MODEL, e.g. -o variant=keras.")
+def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt, as_json, weights, preprocessing,
+           options):
     """Export MODEL_OR_RUN so that plain TensorFlow (no kerascnn) can serve it.
 
     The SavedModel's serving_default signature takes `images` (uint8, N x H x W x C at
@@ -40,9 +47,17 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt,
         export_format, fmt = fmt, "table"
     export_format = export_format or "savedmodel"
     as_json = as_json or fmt == "json"
+    model_options = None
+    if weights or options:
+        from kerascnn.registry import get_entry, is_model, parse_options
+
+        if not is_model(model_or_run):
+            raise ConfigError("--weights and -o apply to a registered model name (a run or .keras file has its own)")
+        model_options = parse_options(get_entry(model_or_run), options)
     precheck(model_or_run, out, force, export_format, fuse_bn)
     load_tensorflow()
-    r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe)
+    r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe, weights=weights,
+            preprocessing=preprocessing, options=model_options)
     if as_json:
         echo_json(r)
         return

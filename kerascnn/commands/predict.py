@@ -15,8 +15,14 @@ from kerascnn.commands.common import echo_json, format_option
                    "list (default: the run's, the export's or the data's own).")
 @click.option("--unsafe", is_flag=True, help="Allow models that contain code: Lambda layers (.keras), ops "
               "outside the classifier allowlist such as file access (SavedModel).")
+@click.option("--weights", default=None, metavar="FILE|imagenet",
+              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
+@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
+              help="With --weights: the input preprocessing (default: the weights' own).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Model option for a registered MODEL, e.g. -o variant=keras.")
 @format_option
-def predict(model_or_export, images, top_k, class_names, unsafe, fmt):
+def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, preprocessing, options):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
     file, or a SavedModel exported by `kerascnn export`."""
     from kerascnn.commands.common import load_tensorflow
@@ -25,12 +31,22 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt):
 
     if not is_savedmodel_dir(model_or_export):
         check_model_ref(model_or_export)
+    model_options = None
+    if weights or options:
+        from kerascnn.errors import ConfigError
+        from kerascnn.registry import get_entry, is_model, parse_options
+
+        if not is_model(model_or_export):
+            raise ConfigError("--weights and -o apply to a registered model name (a run, .keras file or export "
+                              "has its own)")
+        model_options = parse_options(get_entry(model_or_export), options)
     if class_names is not None:
         from kerascnn.data import parse_class_names
 
         class_names = parse_class_names(class_names)
     load_tensorflow()
-    results = predict_files(model_or_export, images, top_k, unsafe, class_names)
+    results = predict_files(model_or_export, images, top_k, unsafe, class_names, weights=weights,
+                            preprocessing=preprocessing, options=model_options)
     if fmt == "json":
         echo_json(results)
         return

@@ -90,7 +90,10 @@ def _keras_summary_text(model) -> str:
               help="Rows for layers inside blocks (Inception, residual): 1 = blocks only.")
 @click.option("--strict", is_flag=True, help="Treat a geometry that doesn't fit ((W-F+2P)/S+1 not an integer, "
                                             "'same' included) as an error listing every such layer.")
-def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict):
+@click.option("--weights", default=None, metavar="FILE|imagenet",
+              help="Load pretrained weights into the Keras model and say which layers they filled "
+                   "(README 'Transfer learning').")
+def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict, weights):
     """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
 
@@ -113,6 +116,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     from kerascnn import analysis, speclang
     from kerascnn.registry import get_entry, is_model, parse_options
 
+    if weights and not (is_model(model_or_spec) and use_keras):
+        raise ConfigError("--weights applies to registered models with the Keras model (not --no-keras)")
     if model_or_spec.endswith((".keras", ".h5")):
         return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
     if is_model(model_or_spec):
@@ -161,6 +166,12 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
 
         load_tensorflow()
     model = build() if use_keras else None
+    loaded = None
+    if weights:
+        from kerascnn import weights as W
+
+        path, _ = W.resolve(weights, name, opts, shape, k)
+        loaded = W.load_into(model, path).line(path)
     counts = _keras_counts(model) if model is not None else None
     if fmt == "json":
         out = {"model": name, **report.to_dict()}
@@ -175,6 +186,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
                 "non_trainable_params": total - trainable,
                 "layers_match": all(counts.get(l.name) == l.params for l in analysis.walk(report.layers)),
             }
+        if loaded:
+            out["weights"] = loaded
         echo_json(out)
         return
     from kerascnn.report import analysis_table, totals
@@ -190,6 +203,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     if counts is not None:
         ok = all(counts.get(l.name) == l.params for l in analysis.walk(report.layers))
         click.echo(f"Keras count_params() agrees with the arithmetic on every layer: {'yes' if ok else 'NO'}")
+    if loaded:
+        click.echo(loaded)
 
 
 def _summary_of_file(path, input_shape, num_classes, options, fmt, use_keras, depth, strict):

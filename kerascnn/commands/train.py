@@ -55,6 +55,17 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
               help="Continue an interrupted run from its last completed epoch.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML or JSON options (command-line options win); a run's config.json reproduces it.")
+@click.option("--weights", default=None, metavar="FILE|imagenet",
+              help="Start from pretrained weights: a keras.applications .h5 file (or a Keras .weights.h5), or "
+                   "imagenet for the file in the Keras cache (~/.keras/models); a head for other classes is new.")
+@click.option("--preprocessing", "weights_preprocessing", type=click.Choice(["caffe", "torch", "none"]),
+              default=None, help="Input preprocessing inside the model (default: the weights' own; caffe for "
+                                 "keras.applications files).")
+@click.option("--freeze-epochs", type=click.IntRange(0, 100_000), default=None,
+              help="Fine-tuning: train only the head (backbone frozen, BatchNorm in inference mode) for N epochs, "
+                   "then unfreeze at 0.1x the learning rate (default 0: train everything from the start).")
+@click.option("--unfreeze", default=None, metavar="all|N",
+              help="After --freeze-epochs: unfreeze all backbone layers (default) or the last N.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(model, config_file, resume, quiet, options, backend, **opts):
     """Train MODEL (see `kerascnn list`) and write a run directory with config.json,
@@ -125,6 +136,18 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
         from kerascnn.train.options import parse_class_names
 
         cli["class_names"] = parse_class_names(cli["class_names"])   # one-line error before TensorFlow loads
+    if cli.get("weights"):
+        from kerascnn import weights as W
+
+        if cli["weights"].lower() != "imagenet":
+            if not Path(cli["weights"]).is_file():
+                raise ConfigError(f"--weights {cli['weights']}: no such file (or use --weights imagenet)")
+            cli["weights"] = str(Path(cli["weights"]).resolve())
+        cli.setdefault("weights_preprocessing", W.default_preprocessing(cli["weights"], name))
+    if "unfreeze" in cli:
+        from kerascnn.train.finetune import parse_unfreeze
+
+        cli["unfreeze"] = parse_unfreeze(cli["unfreeze"])
     cfg = train_config.resolve(cli, file_cfg)
     if cfg.get("data"):
         cfg["dataset"] = None  # a file or folder replaces the built-in data set

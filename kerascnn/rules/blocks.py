@@ -99,21 +99,24 @@ class InceptionRule(BlockRule):
 
 @register(S.Residual)
 class ResidualRule(BlockRule):
-    """``resblock64`` (basic), ``resblock128s2proj``, ``bottleneck64proj``: ReLU(F(x) + shortcut(x))."""
+    """``resblock64`` (basic), ``resblock128s2proj``, ``bottleneck64proj``: ReLU(F(x) + shortcut(x));
+    a ``v1`` suffix is keras.applications' variant (stride on the first 1x1, biased convolutions)."""
 
     keywords = ("resblock", "bottleneck")
-    _RE = re.compile(r"^(resblock|bottleneck)(\d+)(?:s(\d+))?(proj)?$")
+    _RE = re.compile(r"^(resblock|bottleneck)(\d+)(?:s(\d+))?(proj)?(v1)?$")
 
     def keras_layers(self, dtype=None):
         from kerascnn.layers import ResidualBlock
 
         sp = self.spec
-        return [ResidualBlock(sp.filters, sp.stride, sp.bottleneck, sp.projection, sp.fused, **self._kw(dtype))]
+        return [ResidualBlock(sp.filters, sp.stride, sp.bottleneck, sp.projection, sp.fused, v1=sp.v1,
+                              **self._kw(dtype))]
 
     def token(self):
         sp = self.spec
         t = f"{'bottleneck' if sp.bottleneck else 'resblock'}{sp.filters}"
-        return t + (f"s{sp.stride}" if sp.stride != 1 else "") + ("proj" if sp.projection else "")
+        return (t + (f"s{sp.stride}" if sp.stride != 1 else "") + ("proj" if sp.projection else "")
+                + ("v1" if sp.v1 else ""))
 
     @classmethod
     def parse(cls, t, token, help_text):
@@ -123,7 +126,8 @@ class ResidualRule(BlockRule):
         f, s = int(m.group(2)), int(m.group(3) or 1)
         if f < 1 or s < 1:
             raise ConfigError(f"filters and stride must be >= 1 in layer {token!r}")
-        return [S.Residual(f, s, bottleneck=m.group(1) == "bottleneck", projection=bool(m.group(4)))]
+        return [S.Residual(f, s, bottleneck=m.group(1) == "bottleneck", projection=bool(m.group(4)),
+                           v1=bool(m.group(5)))]
 
 
 @register(S.Branches)

@@ -179,14 +179,25 @@ class BatchNormRule(Rule):
     def keras_layers(self, dtype=None):
         import keras
 
-        return [keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, **self._kw(dtype))]
+        eps = BN_EPSILON if self.spec.epsilon is None else float(self.spec.epsilon)
+        return [keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=eps, **self._kw(dtype))]
 
     def token(self):
-        return "bn"
+        return "bn" if self.spec.epsilon is None else f"bn_eps{self.spec.epsilon!r}"
+
+    _EPS = re.compile(r"^(?:bn|batchnorm)_eps([0-9.]+(?:e-?\d+)?)$")
 
     @classmethod
     def parse(cls, t, token, help_text):
-        return [S.BatchNorm()] if t in ("bn", "batchnorm") else None
+        if t in ("bn", "batchnorm"):
+            return [S.BatchNorm()]
+        m = cls._EPS.match(t)
+        if m:
+            eps = float(m.group(1))
+            if not eps > 0:
+                raise ConfigError(f"BatchNorm epsilon must be > 0 in layer {token!r}")
+            return [S.BatchNorm(epsilon=eps)]
+        return None
 
 
 @register(S.LayerNorm)

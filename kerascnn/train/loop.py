@@ -115,6 +115,12 @@ def tensorflow_engines(info):
     return make_engine
 
 
+def _finetune_record(model, freeze: int, opts) -> dict:
+    from kerascnn.train import finetune
+
+    return finetune.record(model, freeze, opts.unfreeze, float(opts.lr))
+
+
 def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -> dict:
     """Train with the resolved ``TrainOptions``; ``held`` receives the run directory's lock (the
     caller releases it). ``make_engine(opts, num_classes, echo)`` returns the engine. Returns the
@@ -146,6 +152,54 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
                                                                                       or "float32")
     keras.mixed_precision.set_dtype_policy(precision)
 
+    # ---- model and optimizer on the engine's devices (before the run directory: a weight file
+    # that does not fit fails here and leaves nothing behind)
+    from kerascnn.schedules import make_optimizer, make_schedule
+
+    total_steps = steps * int(opts.epochs)
+    warmup = int(round(float(opts.warmup_epochs) * steps))
+
+    freeze = opts.freeze_epochs or 0           # fine-tuning in two phases (kerascnn.train.finetune)
+    if freeze and engine.name != "tensorflow":
+        raise ConfigError(f"--freeze-epochs needs the tensorflow engine (this run uses {engine.name})")
+    if freeze >= int(opts.epochs):
+        raise ConfigError(f"--freeze-epochs {freeze} leaves no epoch of the {opts.epochs} to fine-tune; "
+                          f"use fewer than --epochs")
+
+    def build_optimizer(phase=1):
+        from kerascnn.train.finetune import UNFREEZE_LR_SCALE
+
+        lr, n, warm = opts.lr, total_steps, warmup
+        if freeze:   # phase 1: the head for `freeze` epochs; phase 2: a fresh optimizer for the rest
+            lr, n, warm = ((opts.lr, steps * freeze, warmup) if phase == 1 else
+                           (opts.lr * UNFREEZE_LR_SCALE, steps * (int(opts.epochs) - freeze), 0))
+        opt = make_optimizer(opts.optimizer, make_schedule(opts.schedule, lr, n, warm),
+                             opts.weight_decay, opts.momentum)
+        return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
+
+    from_state = bool(resume and rundir.check_resumable(resume))
+    first_epoch = int(rundir.read_state_meta(resume)["epoch"]) + 1 if from_state else 0
+    phase = 1 if freeze and first_epoch <= freeze else 2   # at the switch: the state is phase 1's
+
+    def build_model():
+        model = entry.build(input_shape, k, **opts.model_options)
+        if opts.weights:
+            from kerascnn import weights as W
+
+            if from_state:  # the saved state holds the weights; only the architecture is needed
+                model = W.with_preprocessing(model, opts.weights_preprocessing)
+            else:
+                model, line, _ = W.pretrained(model, opts.weights, entry.name, opts.model_options,
+                                              opts.weights_preprocessing or None)
+                echo(line + f"; preprocessing {opts.weights_preprocessing or 'none'}")
+        if freeze:
+            from kerascnn.train import finetune
+
+            finetune.set_phase(model, phase, opts.unfreeze)
+        return model
+
+    engine.build(build_model, lambda: build_optimizer(phase))
+
     # ---- run directory (only the chief writes into the real one, and holds its lock)
     if engine.is_chief:
         if resume:
@@ -167,19 +221,6 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     (out_dir / "backup").mkdir(exist_ok=True)
     rundir.sweep_own_partials(out_dir / "backup")
 
-    # ---- model and optimizer on the engine's devices
-    from kerascnn.schedules import make_optimizer, make_schedule
-
-    total_steps = steps * int(opts.epochs)
-    warmup = int(round(float(opts.warmup_epochs) * steps))
-
-    def build_optimizer():
-        opt = make_optimizer(opts.optimizer, make_schedule(opts.schedule, opts.lr, total_steps, warmup),
-                             opts.weight_decay, opts.momentum)
-        return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
-
-    engine.build(lambda: entry.build(input_shape, k, **opts.model_options), build_optimizer)
-
     from kerascnn.train.options import RunRecord
 
     record = RunRecord.new(opts, input_shape=input_shape, data=d, train_images=len(x_tr), val_images=len(x_val),
@@ -188,6 +229,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
                                      "replicas": engine.replicas, "devices": [str(v) for v in engine.devices],
                                      "precision_resolved": precision, "jit_resolved": getattr(engine, "jit", True),
                                      "batch_size": batch, "run_dir": str(run_dir),
+                                     **({"finetune": _finetune_record(engine.model, freeze, opts)} if freeze else {}),
                                      "kerascnn_command": " ".join(["kerascnn"] + sys.argv[1:])})
 
     start_epoch, best, history = 0, -1.0, []
@@ -232,6 +274,14 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     try:
         for epoch in range(start_epoch, epochs):
             t0 = time.time()
+            if freeze and epoch == freeze and phase == 1:   # unfreeze: phase 2 with its own optimizer
+                from kerascnn.train import finetune
+
+                names = finetune.set_phase(engine.model, 2, opts.unfreeze)
+                phase = 2
+                engine.build(lambda: engine.model, lambda: build_optimizer(2))
+                echo(f"epoch {epoch + 1}: unfroze {len(names['trainable'])} layers "
+                     f"({len(names['frozen'])} stay frozen); lr x{finetune.UNFREEZE_LR_SCALE}")
             engine.reseed(seed, epoch)
             if verbose and engine.is_chief:
                 echo(f"Epoch {epoch + 1}/{epochs}")

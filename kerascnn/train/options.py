@@ -101,6 +101,10 @@ class TrainOptions:
     deterministic: bool = False
     run_dir: Optional[str] = None
     runs_root: str = "runs"
+    weights: Optional[str] = None                  # --weights FILE|imagenet: the starting point
+    weights_preprocessing: Optional[str] = None    # caffe | torch | none (kerascnn.weights.default_preprocessing)
+    freeze_epochs: int = 0                         # fine-tuning: epochs with the backbone frozen (train.finetune)
+    unfreeze: str = "all"                          # then: all, or the last N backbone layers
 
     def __post_init__(self):
         for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("strategy", Strategy)):
@@ -131,7 +135,7 @@ class TrainOptions:
 # results of a run, recorded beside the options
 RESOLVED_KEYS = ("input_shape", "num_classes", "class_names", "pixel_scale", "data_name", "train_images",
                  "val_images", "versions", "engine", "strategy_resolved", "replicas", "devices",
-                 "precision_resolved", "jit_resolved", "kerascnn_command", "changes")
+                 "precision_resolved", "jit_resolved", "kerascnn_command", "changes", "finetune")
 
 
 @dataclass

@@ -1,0 +1,148 @@
+"""Pretrained weights (issue 15): kerascnn vs keras.applications with the same weights, and
+fine-tuning throughput with a frozen backbone against the unfrozen one.
+
+    python benchmarks/pretrained.py                       # random-but-fixed weights, random images
+    python benchmarks/pretrained.py --images DIR          # your images (any folder of jpg/png)
+    python benchmarks/pretrained.py --size 224 --no-record
+
+Where the real ImageNet files are in the Keras cache (~/.keras/models, see README 'Transfer
+learning'), both sides load them (keras.applications(weights="imagenet") reads the cache and
+kerascnn --weights imagenet the same file) and the top-1 classes must agree image for image;
+otherwise both get the same random weights (equivalence only). Appends to RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _common import publish
+
+APPS = {"vgg16": ("VGG16", "vgg16", {}), "vgg19": ("VGG19", "vgg19", {}),
+        "resnet50": ("ResNet50", "resnet", {"variant": "keras"})}
+
+
+def _images(args):
+    if args.images:
+        from kerascnn import data as D
+
+        files = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        return D.load_image_files(files[: args.n], (args.size, args.size), 3), f"{min(len(files), args.n)} images"
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 1, (args.n, args.size, args.size, 3)).astype("float32"), f"{args.n} random images"
+
+
+def parity(name, x, args):
+    import keras
+
+    import kerascnn
+    from kerascnn import weights as W
+
+    cls, module, options = APPS[name]
+    top = args.size == 224
+    try:
+        path = W.imagenet_file(name, options, include_top=top)
+        real = True
+    except W.WeightsError:
+        path, real = None, False
+    ref = getattr(keras.applications, cls)(weights="imagenet" if real else None, include_top=top,
+                                           input_shape=(args.size, args.size, 3),
+                                           **({"pooling": "avg"} if not top and name == "resnet50" else {}))
+    if not real:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from test_weights import _randomise, _save_legacy
+
+        _randomise(ref, 0)
+        path = _save_legacy(ref, Path(args.tmp) / f"{name}.h5")
+    model = kerascnn.build(name, (args.size, args.size, 3), 1000, **options)
+    model, _, _ = W.pretrained(model, str(path), name, options, "caffe")
+    if not top:   # compare the pooled features: the head is new
+        cut = "avg_pool" if name == "resnet50" else "block5_pool"
+        upto = [layer.name for layer in model.layers].index(cut) + 1
+        model = keras.Sequential([keras.Input((args.size, args.size, 3)), *model.layers[:upto]])
+    a = ref.predict(getattr(keras.applications, module).preprocess_input(x * 255.0), verbose=0, batch_size=8)
+    b = model.predict(x, verbose=0, batch_size=8)
+    a, b = a.reshape(len(x), -1), b.reshape(len(x), -1)
+    agree = int((a.argmax(-1) == b.argmax(-1)).sum())
+    rel = float(np.abs(a - b).max() / np.abs(a).max())
+    return f"| {name} | {'ImageNet (Keras cache)' if real else 'random, fixed'} | {len(x)} | {agree}/{len(x)} | {rel:.1e} |"
+
+
+def _train_step(model, opt, x, y):
+    import keras
+    import tensorflow as tf
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def throughput(name, args):
+    import keras
+    import tensorflow as tf
+
+    import kerascnn
+    from kerascnn.train import finetune
+
+    options = APPS[name][2] if name in APPS else {}
+    model = kerascnn.build(name, (args.size, args.size, 3), 10, **options)
+    x = tf.random.uniform((args.batch, args.size, args.size, 3))
+    y = tf.random.uniform((args.batch,), 0, 10, dtype=tf.int32)
+    rows = []
+    for phase in (1, 2):
+        finetune.set_phase(model, phase, "all")
+        opt = keras.optimizers.SGD(1e-3)
+        opt.build(model.trainable_variables)
+
+        step = _train_step(model, opt, x, y)
+        step()  # trace
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        rows.append(args.steps * args.batch / (time.perf_counter() - t))
+    return (f"| {name} {args.size}x{args.size} | {args.batch} | {rows[0]:.1f} | {rows[1]:.1f} | "
+            f"{rows[0] / rows[1]:.2f}x |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="vgg16,resnet50")
+    ap.add_argument("--images", default=None)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--tmp", default="/tmp")
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    from kerascnn.tfquiet import import_tensorflow
+
+    import_tensorflow()
+    x, what = _images(args)
+    names = args.models.split(",")
+    title = (f"\n### Pretrained weights: kerascnn vs keras.applications ({what}, {args.size}x{args.size}, CPU "
+             f"{os.cpu_count()} cores)")
+    lines = [title, "",
+             "| model | weights | images | same top-1 | max rel. diff |", "|---|---|---|---|---|"]
+    lines += [parity(n, x, args) for n in names]
+    lines += ["", "Fine-tuning throughput (train steps, images/s): backbone frozen vs unfrozen", "",
+              "| model | batch | frozen | unfrozen | speed-up |", "|---|---|---|---|---|"]
+    lines += [throughput(n, args) for n in names]
+    publish(lines, record=not args.no_record)
+
+
+if __name__ == "__main__":
+    main()
