@@ -90,7 +90,8 @@ def parse_class_names(value) -> list | None:
 
 def load_data(dataset: str | None = "digits", data: str | None = None, num_classes: int | None = None,
               seed: int = 0, class_names=None) -> ImageData:
-    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins).
+    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins),
+    or one of the formats in ``kerascnn.formats`` (CIFAR archives, IDX, manifests, TFRecord shards).
 
     ``class_names`` (see ``parse_class_names``) names the classes of any source, replacing the
     data's own names (an ``.npz`` file's ``class_names`` array, folder names, "0".."9")."""
@@ -99,13 +100,21 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
         path = Path(data)
         if not path.exists():
             raise DataError(f"{path}: no such file or directory")
-        if path.is_dir():
+        from kerascnn import formats
+
+        kind = formats.detect(path)
+        if kind is not None:
+            if path.is_file():
+                _regular_file(path, "data", allow_empty=False)
+            out = formats.load(path, kind, seed)
+        elif path.is_dir():
             out = _load_folder(path, seed)
         elif path.suffix.lower() == ".npz":
             _regular_file(path, ".npz", allow_empty=True)
             out = _load_npz(path, seed)
         else:
-            raise DataError(f"{path}: expected a .npz file or a directory with one sub-folder per class")
+            raise DataError(f"{path}: expected a .npz file, a directory with one sub-folder per class, a CIFAR "
+                            f"python archive (.tar.gz), a manifest (.csv/.txt: path,label) or TFRecord shards")
     else:
         dataset = dataset or "digits"
         if dataset not in BUILTIN:
