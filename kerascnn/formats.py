@@ -259,6 +259,15 @@ def read_manifest(path: Path, seed: int):
     as for class folders. Integer labels are class indices; names are sorted into indices."""
     from kerascnn import data
 
+    files, y, names = manifest_files(path)
+    data._check_headers(path, files)
+    x = data._stack([data._read_image(f) for f in files], files)
+    x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
+    return x_tr, y_tr, x_te, y_te, names
+
+
+def manifest_files(path: Path):
+    """A manifest -> (image files, int64 labels, class names or None for integer labels)."""
     files, raw_labels = [], []
     base = path.parent
     for lineno, p, label in _manifest_rows(path):
@@ -274,10 +283,7 @@ def read_manifest(path: Path, seed: int):
         names = sorted(set(raw_labels))
         index = {n: i for i, n in enumerate(names)}
         y = np.array([index[v] for v in raw_labels], dtype=np.int64)
-    data._check_headers(path, files)
-    x = data._stack([data._read_image(f) for f in files], files)
-    x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
-    return x_tr, y_tr, x_te, y_te, names
+    return files, y, names
 
 
 def _is_int(v: str) -> bool:

@@ -31,6 +31,8 @@ DEFAULTS = {
     "seed": 1234,
     "val_split": 0.1,
     "augment": False,
+    "stream": "auto",            # auto: stream --data DIR/manifest from disk when its float32 images exceed half the memory
+    "bad_files": "stop",         # stop | skip (streaming only)
     "strategy": "auto",
     "gpus": None,
     "precision": None,           # default: see training._precision_for (per device and model width)
