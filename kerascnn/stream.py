@@ -33,6 +33,7 @@ class FileImages:
     channels: int = 1            # model input channels
     pixel_scale: float = 1.0 / 255.0
     bad: list = field(default_factory=list)   # "path: reason" lines skipped by --bad-files skip
+    native: list = field(default_factory=list)  # per file: JPEG/PNG already L/RGB at raw size (decoded by TF)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -44,7 +45,8 @@ class FileImages:
     def subset(self, idx) -> "FileImages":
         import dataclasses
 
-        return dataclasses.replace(self, files=[self.files[i] for i in idx], bad=[])
+        native = [self.native[i] for i in idx] if self.native else []
+        return dataclasses.replace(self, files=[self.files[i] for i in idx], bad=[], native=native)
 
     def decoded_bytes(self) -> int:
         return len(self.files) * self.size[0] * self.size[1] * self.channels * 4
@@ -72,7 +74,8 @@ def header_pass(files: list, policy: str) -> tuple:
             with D._open_header(Path(f)) as im:
                 D._check_image_header(Path(f), im)
                 w, h = im.size
-                shapes.append((h, w, 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else 3))
+                shapes.append((h, w, 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else 3,
+                               im.format, im.mode))
             keep.append(i)
         except DataError as e:
             if policy == "stop":
@@ -112,7 +115,9 @@ def scan(path: Path, seed: int, policy: str = "stop"):
     n_tr = sum(1 for i in keep if i < len(f_tr))
     size = Counter(s[:2] for s in shapes).most_common(1)[0][0]
     channels = Counter(s[2] for s in shapes).most_common(1)[0][0]
-    all_images = FileImages(files, size, channels, bad=bad)
+    mode = "L" if channels == 1 else "RGB"
+    native = [s[:2] == size and s[3] in ("JPEG", "PNG") and s[4] == mode for s in shapes]
+    all_images = FileImages(files, size, channels, bad=bad, native=native)
     x_tr, x_te = all_images.subset(range(n_tr)), all_images.subset(range(n_tr, len(files)))
     x_tr.bad = bad
     y_tr, y_te = y[:n_tr], y[n_tr:]
@@ -205,8 +210,18 @@ def _loader(x: FileImages):
     c_mid = x.channels if (x.raw_channels != x.channels and x.channels == 1) else x.raw_channels
     shrink = bool(x.raw_size[0] > h or x.raw_size[1] > w)
 
+    native = tf.constant(np.asarray(x.native if x.native and c_mid == x.raw_channels else [False] * len(x), bool))
+    paths = tf.constant(list(x.files))
+
+    def by_pil(k):
+        return tf.numpy_function(lambda i: x.load(int(i)), [k], tf.float32, stateful=False)
+
+    def by_tf(k):  # the common case, decoded in TF's threads without the GIL: same pixels as PIL's decode
+        img = tf.io.decode_image(tf.io.read_file(paths[k]), channels=x.raw_channels, expand_animations=False)
+        return tf.cast(img, tf.float32)
+
     def load(k):
-        img = tf.numpy_function(lambda i: x.load(int(i)), [k], tf.float32, stateful=False)
+        img = tf.cond(native[k], lambda: by_tf(k), lambda: by_pil(k))
         img.set_shape(tuple(x.raw_size) + (c_mid,))
         if tuple(x.raw_size) != (h, w):
             img = tf.image.resize(img, (h, w), method="bilinear", antialias=shrink)
