@@ -151,6 +151,21 @@ def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
     return n * size[0] * size[1] * channels * 4 > available_bytes() // 2
 
 
+def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = True) -> bool:
+    """``choose`` for ``--data PATH`` as given (None, missing, or a format other than a folder or
+    manifest: in memory). ``strict`` False (evaluate, predict) reads ``on`` as ``auto`` where it
+    does not apply instead of refusing."""
+    if mode not in ("auto", "on", "off"):
+        mode = "auto"
+    if mode == "off" or not path or not Path(path).exists():
+        return False
+    p = Path(path)
+    if not strict and mode == "on" and not (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")):
+        return False
+    n = count_files(p) if mode == "auto" and (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")) else 0
+    return choose(mode, n, size, channels, p)
+
+
 def count_files(path: Path) -> int:
     """A cheap count of the images a folder / manifest holds (no header reads)."""
     from kerascnn import data as D

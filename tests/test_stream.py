@@ -107,6 +107,22 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
         # identical batches (test above) and op determinism: the same weights up to the few-ulp
         # input differences the batch-vs-single resize may leave, amplified by 3 epochs of training
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    import json
+
+    import keras
+
+    from kerascnn.evaluation import metrics_from_probabilities
+
+    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
+    assert ev.returncode == 0, ev.stderr[-1500:]
+    streamed = json.loads(ev.stdout)
+    mem = D.load_data(data=str(root), seed=4)
+    model = keras.models.load_model(tmp_path / "on" / "last.keras")
+    probs = np.asarray(model(D.prepare_images(mem.x_test, (28, 28), 1, mem.pixel_scale), training=False))
+    in_memory = metrics_from_probabilities(probs, mem.y_test, mem.class_names)
+    assert streamed["images"] == in_memory["images"] == 14  # round(0.2 * 72): the seeded test split
+    # same model, inputs equal to a few ulps: the loss agrees far inside 1e-4
+    assert abs(streamed["loss"] - in_memory["loss"]) <= 1e-4 * max(1.0, in_memory["loss"])
 
     import os
 

@@ -82,15 +82,9 @@ def _streamed_data(opts, size, channels):
 
     from kerascnn import stream
 
-    mode, path = getattr(opts, "stream", "auto"), opts.data
-    if mode == "off" or not path:
+    if not stream.wants_stream(getattr(opts, "stream", "auto"), opts.data, size, channels):
         return None
-    path = Path(path)
-    if not path.exists():
-        return None  # load_data names it
-    n = stream.count_files(path) if mode == "auto" else 0
-    if not stream.choose(mode, n, size, channels, path):
-        return None
+    path = Path(opts.data)
     x_tr, y_tr, x_te, y_te, names = stream.scan(path, opts.seed, getattr(opts, "bad_files", "stop"))
     k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
     names = list(opts.class_names or names or [str(i) for i in range(k)])
