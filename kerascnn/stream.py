@@ -34,6 +34,7 @@ class FileImages:
     pixel_scale: float = 1.0 / 255.0
     bad: list = field(default_factory=list)   # "path: reason" lines skipped by --bad-files skip
     native: list = field(default_factory=list)  # per file: JPEG/PNG already L/RGB at raw size (decoded by TF)
+    cache_file: str | None = None  # --cache disk: float32 (N, h, w, channels) .npy of the decoded images
 
     def __len__(self) -> int:
         return len(self.files)
@@ -189,6 +190,8 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     steps = n // batch_size
     if steps < 1:
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
+    if x.cache_file:
+        return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment)
     labels = tf.constant(np.asarray(y, dtype=np.int64))
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed) if augment else None
 
@@ -209,6 +212,70 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def decode_all(x: FileImages, into=None, batch: int = 256) -> np.ndarray:
+    """Every image of ``x`` decoded (in parallel, file order) into ``into`` (an array or memmap) or
+    a new float32 array, after checking it fits in memory."""
+    if into is None:
+        from kerascnn import data as D
+
+        D._check_fits(Path(x.files[0]).parent if len(x) else "images", (len(x),) + tuple(x.size) + (x.channels,), 4,
+                      f"{len(x):,} images cached at {x.size[0]}x{x.size[1]}x{x.channels} in float32",
+                      "; use --cache disk")
+        into = np.empty((len(x),) + tuple(x.size) + (x.channels,), np.float32)
+    i = 0
+    for xb, _ in eval_dataset(x, np.zeros(len(x), np.int64), batch).as_numpy_iterator():
+        into[i:i + len(xb)] = xb
+        i += len(xb)
+    return into
+
+
+def disk_cache(x: FileImages, path: Path) -> FileImages:
+    """``--cache disk``: decode once into ``path`` (.npy, written beside as .partial and renamed;
+    reused when a complete one of the right shape is there, e.g. on --resume)."""
+    import dataclasses
+    import os
+
+    shape = (len(x),) + tuple(x.size) + (x.channels,)
+    if path.is_file():
+        try:
+            if np.load(path, mmap_mode="r").shape == shape:
+                return dataclasses.replace(x, cache_file=str(path))
+        except (OSError, ValueError):
+            pass
+    tmp = path.with_name(path.name + ".partial")
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    decode_all(x, into=mm)
+    mm.flush()
+    del mm
+    os.replace(tmp, path)
+    return dataclasses.replace(x, cache_file=str(path))
+
+
+def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, augment):
+    """Batches gathered from the --cache disk file, in the same (seed, epoch) order."""
+    import tensorflow as tf
+
+    from kerascnn import data as D
+
+    mm = np.load(x.cache_file, mmap_mode="r")
+    n, steps = len(x), len(x) // batch_size
+    labels = tf.constant(np.asarray(y, dtype=np.int64))
+    augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed) if augment else None
+
+    def epoch_batches(epoch):
+        idx = tf.reshape(D.epoch_order(n, seed, epoch)[:steps * batch_size], [steps, batch_size])
+        return tf.data.Dataset.from_tensor_slices((tf.fill([steps], epoch), tf.range(steps, dtype=tf.int64), idx))
+
+    def gather(epoch, i, idx):
+        xb = tf.numpy_function(lambda k: np.ascontiguousarray(mm[k]), [idx], tf.float32, stateful=False)
+        xb.set_shape((batch_size,) + tuple(x.size) + (x.channels,))
+        yb = tf.gather(labels, idx)
+        return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
+
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def epoch_order_flat(n, seed, epoch, count):
@@ -252,6 +319,18 @@ def eval_dataset(x: FileImages, y, batch_size: int):
     """Batches in file order (no shuffle), decoded in parallel, prefetched."""
     import tensorflow as tf
 
+    if x.cache_file:
+        mm = np.load(x.cache_file, mmap_mode="r")
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(y, np.int64)).batch(batch_size)
+        starts = tf.data.Dataset.range(0, len(x), batch_size)
+
+        def read(s, yb):
+            xb = tf.numpy_function(lambda a, m: np.ascontiguousarray(mm[int(a):int(a) + int(m)]),
+                                   [s, tf.shape(yb, out_type=tf.int64)[0]], tf.float32, stateful=False)
+            xb.set_shape((None,) + tuple(x.size) + (x.channels,))
+            return xb, yb
+
+        return tf.data.Dataset.zip((starts, ds)).map(read).prefetch(tf.data.AUTOTUNE)
     load = _loader(x)
     ds = tf.data.Dataset.from_tensor_slices((tf.range(len(x), dtype=tf.int64), np.asarray(y, np.int64)))
     ds = ds.map(lambda k, yy: (load(k), yy), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

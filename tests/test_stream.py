@@ -157,3 +157,35 @@ def test_bad_files_skip_lists_them_in_the_run_directory(tmp_path):
     assert "skipped 1 bad image file(s)" in skip.stdout + skip.stderr
     listed = (tmp_path / "skip" / "bad_files.txt").read_text().splitlines()
     assert len(listed) == 1 and "zz_broken.png" in listed[0]
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cache_gives_the_same_batches(tmp_path, cache):
+    import dataclasses
+
+    root = _folder(tmp_path / "f", per_class=10)
+    x_tr, y_tr, *_ = stream.scan(root, 1)
+    fi = dataclasses.replace(x_tr, size=(12, 12), channels=3)
+    plain = list(stream.stream_dataset(fi, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+    if cache == "memory":
+        xm = stream.decode_all(fi)
+        cached = list(D.train_dataset(xm, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+    else:
+        fc = stream.disk_cache(fi, tmp_path / "cache-train.npy")
+        assert np.load(tmp_path / "cache-train.npy", mmap_mode="r").shape == (len(fi), 12, 12, 3)
+        cached = list(stream.stream_dataset(fc, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+        ev = np.concatenate([x for x, _ in stream.eval_dataset(fc, y_tr, 5).as_numpy_iterator()])
+        np.testing.assert_array_equal(ev, np.load(tmp_path / "cache-train.npy"))
+    assert len(plain) == len(cached) == 2 * (len(fi) // 6)
+    for (xa, ya), (xb, yb) in zip(plain, cached):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)  # the cache holds exactly what the stream decodes
+
+
+def test_cache_disk_cli_run_cleans_up(tmp_path):
+    root = _folder(tmp_path / "f", per_class=8, odd_modes=False)
+    r = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--cache", "disk", "--epochs", "1",
+                     "--batch-size", "8", "--run-dir", tmp_path / "run", "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "cache: 19 images decoded once" in r.stdout  # 24 files - round(0.2 * 24) test = 19 train + val
+    assert not list((tmp_path / "run").glob("cache-*"))

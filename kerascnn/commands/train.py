@@ -38,6 +38,9 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--stream", type=click.Choice(["auto", "on", "off"]), default=None,
               help="Read --data DIR / manifest images from disk batch by batch (auto: when they would take "
                    "more than half the available memory as float32; default auto).")
+@click.option("--cache", type=click.Choice(["memory", "disk"]), default=None,
+              help="Streaming: decode every image once (first epoch), then train from the decoded copy held in "
+                   "memory or in the run directory (cache-*.npy, deleted at the end).")
 @click.option("--bad-files", type=click.Choice(["stop", "skip"]), default=None,
               help="Streaming: stop at the first unreadable image (default), or skip them and list them in "
                    "the run directory (bad_files.txt).")

@@ -253,6 +253,18 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     seed, epochs = int(opts.seed), int(opts.epochs)
     from kerascnn.engines.base import StepData, WorkerLost
 
+    cache = getattr(opts, "cache", None)
+    if streaming and cache:
+        from kerascnn import stream
+
+        t_cache = time.time()
+        if cache == "memory":
+            x_tr, x_val = stream.decode_all(x_tr), stream.decode_all(x_val)
+        else:
+            x_tr = stream.disk_cache(x_tr, out_dir / "cache-train.npy")
+            x_val = stream.disk_cache(x_val, out_dir / "cache-val.npy") if len(x_val) else x_val
+        echo(f"cache: {len(x_tr) + len(x_val):,} images decoded once into "
+             f"{'memory' if cache == 'memory' else out_dir / 'cache-*.npy'} in {time.time() - t_cache:.1f} s")
     engine.set_train_data(StepData(x_tr, y_tr, batch, seed, start_epoch, epochs, bool(opts.augment)))
     tb = _TensorBoard(out_dir / "tb" if engine.is_chief else None)
     pause_after = int(os.environ.get("KERASCNN_TEST_PAUSE_AFTER_EPOCH", "0") or 0)
@@ -347,6 +359,9 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     }
     if engine.is_chief:
         fsutil.atomic_write_json(run_dir / "metrics.json", metrics)
+        for name in ("cache-train.npy", "cache-val.npy"):  # --cache disk: written by this run, done with
+            if getattr(x_tr, "cache_file", None) and (out_dir / name).is_file():
+                (out_dir / name).unlink()
         try:
             from kerascnn.plots import plot_curves
 

@@ -95,6 +95,7 @@ class TrainOptions:
     augment: bool = False
     stream: str = "auto"                     # auto | on | off: decode --data DIR / manifest from disk per batch
     bad_files: str = "stop"                  # stop | skip (streaming: bad images counted, listed in the run dir)
+    cache: Optional[str] = None              # streaming: memory | disk (decode once, then read the decoded copy)
     strategy: str = "auto"
     gpus: Optional[str] = None
     precision: Optional[str] = None
@@ -109,6 +110,8 @@ class TrainOptions:
             object.__setattr__(self, name, kind(getattr(self, name)).value)
         if self.stream not in ("auto", "on", "off"):
             raise ConfigError(f"stream must be auto, on or off; received {self.stream!r}")
+        if self.cache not in (None, "memory", "disk"):
+            raise ConfigError(f"cache must be memory or disk; received {self.cache!r}")
         if self.bad_files not in ("stop", "skip"):
             raise ConfigError(f"bad_files must be stop or skip; received {self.bad_files!r}")
         if self.precision is not None:
