@@ -123,8 +123,77 @@ def step_rate(to: int, batch: int, steps: int = 6) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
+def child(kind: str, root: Path, to: int, batch: int) -> None:
+    """One measurement in a fresh process: peak RSS and images/s for a whole pass over ``root``."""
+    import tensorflow as tf  # noqa: F401  (imported before the baseline RSS is read)
+
+    def hwm_kib() -> int:  # peak RSS of this address space (VmHWM; ru_maxrss would include the parent's)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    base = hwm_kib()
+    t0 = time.perf_counter()
+    if kind == "stream":
+        import dataclasses
+
+        from kerascnn import stream
+
+        x, y, _, _, _ = stream.scan(root, 0)
+        x = dataclasses.replace(x, size=(to, to), channels=3)
+        n = 0
+        for xb, _ in stream.stream_dataset(x, y, batch, 0, 0, 1):
+            n += int(xb.shape[0])
+    else:
+        from kerascnn import data as D
+
+        d = D.load_data(data=str(root), seed=0)
+        xs = D.prepare_images(d.x_train, (to, to), 3, d.pixel_scale)
+        n = 0
+        for xb, _ in D.train_dataset(xs, d.y_train, batch, 0, 0, 1):
+            n += int(xb.shape[0])
+    dt = time.perf_counter() - t0
+    peak = hwm_kib()
+    print(f"RESULT {kind} {n} {dt:.2f} {base / 1024:.0f} {peak / 1024:.0f}")
+
+
+def memory(a) -> list:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "jpegs"
+        make_folder(root, a.memory, a.size)
+        rows = []
+        for kind in ("stream", "memory"):
+            r = subprocess.run([sys.executable, __file__, "--child", kind, str(root), "--to", str(a.to),
+                                "--batch", str(a.batch)], capture_output=True, text=True)
+            line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")), None)
+            rows.append(line.split()[1:] if line else [kind, "failed", r.stderr.strip().splitlines()[-1][:80]])
+    decoded = a.memory * a.to * a.to * 3 * 4
+    out = ["", f"### Memory: one pass over {a.memory:,} {a.size}x{a.size} JPEGs at {a.to}x{a.to}x3 "
+               f"(float32 decoded size {decoded / 2**20:,.0f} MiB), each in a fresh process", "",
+           "| path | images | seconds (listing to last batch) | RSS after importing TF | peak RSS |", "|---|---|---|---|---|"]
+    for row in rows:
+        if len(row) == 5:
+            kind, n, s, base, peak = row
+            out.append(f"| {kind} | {int(n):,} | {float(s):.1f} | {base} MiB | {peak} MiB |")
+        else:
+            out.append(f"| {row[0]} | failed: {' '.join(row[1:])} | | | |")
+    return out
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, root = sys.argv[2], Path(sys.argv[3])
+        q = argparse.ArgumentParser()
+        q.add_argument("--to", type=int)
+        q.add_argument("--batch", type=int)
+        b = q.parse_args(sys.argv[4:])
+        return child(kind, root, b.to, b.batch)
     p = argparse.ArgumentParser()
+    p.add_argument("--memory", type=int, default=0, help="Also: peak RSS of streaming vs in-memory over this "
+                   "many generated JPEGs (fresh processes).")
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--to", type=int, default=32)
@@ -132,6 +201,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
+    mem_lines = memory(a) if a.memory else []  # first: child processes, before this one loads TF
     import tensorflow as tf
 
     from benchmarks._common import publish
@@ -172,7 +242,7 @@ def main(argv=None):
         f"resnet18 (small input) training step at {a.to}x{a.to}, batch {a.batch}, float32 on this CPU: "
         f"{step:,.0f} images/s -> the streaming pipeline delivers {med(ours, 2) / step:.1f}x what the step "
         f"consumes ({'fed' if med(ours, 2) >= step else 'NOT fed'}).",
-    ]
+    ] + mem_lines
     publish(lines, record=not a.no_record)
 
 
