@@ -94,10 +94,10 @@ def _check_readable(path: Path) -> None:
 class SafeUnpickler(pickle.Unpickler):
     """Unpickles only plain containers, numbers, strings/bytes and numpy arrays of plain dtypes."""
 
-    ALLOWED = {
+    ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    }
+    })
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -108,7 +108,7 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_unpickle(raw: bytes, src: str):
     try:
         obj = SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as e:  # UnpicklingError, EOFError, ValueError, TypeError ...
+    except Exception as e:  # noqa: BLE001  (any malformed pickle: UnpicklingError, EOFError, ValueError ...)
         from kerascnn.data import _short
 
         raise DataError(f"{src}: not a CIFAR python batch ({_short(e)})") from None
@@ -201,7 +201,11 @@ def read_cifar_dir(path: Path):
 
 # --------------------------------------------------------------------------- IDX (MNIST / Fashion-MNIST cache)
 def _read_idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        with gzip.open(path) as fh:
+            raw = fh.read()
+    else:
+        raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise DataError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]

@@ -43,7 +43,7 @@ class FileImages:
     def shape(self) -> tuple:
         return (len(self.files),) + tuple(self.raw_size) + (self.raw_channels,)
 
-    def subset(self, idx) -> "FileImages":
+    def subset(self, idx) -> FileImages:
         import dataclasses
 
         native = [self.native[i] for i in idx] if self.native else []
@@ -82,7 +82,7 @@ def header_pass(files: list, policy: str) -> tuple:
             if policy == "stop":
                 raise
             bad.append(str(e))
-        except Exception as e:  # unreadable header
+        except Exception as e:  # noqa: BLE001  (any unreadable header: PIL raises many kinds)
             msg = f"{f}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})"
             if policy == "stop":
                 raise DataError(msg) from None

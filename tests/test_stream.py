@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_kerascnn
 from PIL import Image
 
-from conftest import run_kerascnn
 from kerascnn import data as D
 from kerascnn import stream
 from kerascnn.errors import DataError
@@ -41,7 +41,7 @@ def _folder(root, per_class=24, odd_modes=True):
 def test_stream_batches_equal_the_in_memory_batches(tmp_path):
     root = _folder(tmp_path / "f")
     mem = D.load_data(data=str(root), seed=5)
-    x_tr, y_tr, x_te, y_te, names = stream.scan(root, 5)
+    x_tr, y_tr, x_te, _, names = stream.scan(root, 5)
     assert (len(x_tr), len(x_te), names) == (len(mem.x_train), len(mem.x_test), ["c0", "c1", "c2"])
     np.testing.assert_array_equal(y_tr, mem.y_train)
     assert x_tr.raw_size == (8, 8) and x_tr.raw_channels == 1
@@ -66,7 +66,7 @@ def test_header_pass_names_bad_files_stop_or_skip(tmp_path):
     (root / "c2" / "zz_empty.jpg").write_bytes(b"")
     with pytest.raises(DataError, match="zz_broken.png: not a readable image"):
         stream.scan(root, 0, "stop")
-    x_tr, y_tr, x_te, y_te, _ = stream.scan(root, 0, "skip")
+    x_tr, _, x_te, _, _ = stream.scan(root, 0, "skip")
     assert len(x_tr) + len(x_te) == 15 and len(x_tr.bad) == 2
     assert "zz_broken.png" in x_tr.bad[0] and "zz_empty.jpg: empty image file" in x_tr.bad[1]
 
@@ -74,7 +74,7 @@ def test_header_pass_names_bad_files_stop_or_skip(tmp_path):
 def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     root = _folder(tmp_path / "f", per_class=3, odd_modes=False)
     assert stream.count_files(root) == 9
-    import kerascnn.guard as guard
+    from kerascnn import guard
 
     monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 9 * 28 * 28 * 4)  # exactly fits half: in memory
     assert not stream.choose("auto", 9, (28, 28), 1, root)
@@ -189,3 +189,11 @@ def test_cache_disk_cli_run_cleans_up(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "cache: 19 images decoded once" in r.stdout  # 24 files - round(0.2 * 24) test = 19 train + val
     assert not list((tmp_path / "run").glob("cache-*"))
+
+
+def test_stream_on_needs_a_folder_or_manifest(tmp_path, invoke):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((8, 4, 4), np.uint8), y_train=np.arange(8) % 2)
+    r = invoke("train", "convnet", "--data", tmp_path / "d.npz", "--stream", "on", "--epochs", "1",
+               "--run-dir", tmp_path / "run")
+    assert r.exit_code == 2 and "--stream on needs --data DIR" in r.output, r.output
+    assert not (tmp_path / "run").exists()

@@ -92,7 +92,7 @@ def _streamed_data(opts, size, channels):
         raise ConfigError(f"--class-names gives {len(names)} names but {path} has {k} classes")
     d = D.ImageData(x_tr, y_tr, x_te, y_te, names, f"dir:{path}" if path.is_dir() else f"manifest:{path}")
     i_tr, _, i_val, _ = D.split_validation(np.arange(len(x_tr)), y_tr, float(opts.val_split), opts.seed)
-    fit = dict(size=tuple(size), channels=int(channels))
+    fit = {"size": tuple(size), "channels": int(channels)}
     xt, xv = dataclasses.replace(x_tr.subset(i_tr), **fit), dataclasses.replace(x_tr.subset(i_val), **fit)
     xt.bad = list(x_tr.bad)
     return d, (xt, y_tr[i_tr]), (xv, y_tr[i_val])
