@@ -30,6 +30,7 @@ COMMANDS = {
     "bench": "kerascnn.commands.bench:bench",
     "visualize": "kerascnn.commands.visualize:visualize",
     "values": "kerascnn.commands.values:values",
+    "shards": "kerascnn.commands.shards:shards",
 }
 
 

@@ -90,7 +90,8 @@ def parse_class_names(value) -> list | None:
 
 def load_data(dataset: str | None = "digits", data: str | None = None, num_classes: int | None = None,
               seed: int = 0, class_names=None) -> ImageData:
-    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins).
+    """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins),
+    or one of the formats in ``kerascnn.formats`` (CIFAR archives, IDX, manifests, TFRecord shards).
 
     ``class_names`` (see ``parse_class_names``) names the classes of any source, replacing the
     data's own names (an ``.npz`` file's ``class_names`` array, folder names, "0".."9")."""
@@ -99,13 +100,21 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
         path = Path(data)
         if not path.exists():
             raise DataError(f"{path}: no such file or directory")
-        if path.is_dir():
+        from kerascnn import formats
+
+        kind = formats.detect(path)
+        if kind is not None:
+            if path.is_file():
+                _regular_file(path, "data", allow_empty=False)
+            out = formats.load(path, kind, seed)
+        elif path.is_dir():
             out = _load_folder(path, seed)
         elif path.suffix.lower() == ".npz":
             _regular_file(path, ".npz", allow_empty=True)
             out = _load_npz(path, seed)
         else:
-            raise DataError(f"{path}: expected a .npz file or a directory with one sub-folder per class")
+            raise DataError(f"{path}: expected a .npz file, a directory with one sub-folder per class, a CIFAR "
+                            f"python archive (.tar.gz), a manifest (.csv/.txt: path,label) or TFRecord shards")
     else:
         dataset = dataset or "digits"
         if dataset not in BUILTIN:
@@ -493,25 +502,31 @@ def _stack(images: list, files: list, note: bool = True) -> np.ndarray:
     out = np.empty((len(images),) + size + (channels,), dtype=np.uint8)
     converted = resized = 0
     for j, im in enumerate(images):
-        im = im[..., None] if im.ndim == 2 else im
-        if im.shape[-1] != channels:
-            converted += 1
-            im = (np.repeat(im, 3, axis=-1) if channels == 3
-                  else np.clip(np.round(im @ np.array([0.299, 0.587, 0.114])), 0, 255).astype(np.uint8)[..., None])
-        if im.shape[:2] != size:
-            from PIL import Image
-
-            resized += 1
-            pil = Image.fromarray(np.ascontiguousarray(im[..., 0] if channels == 1 else im).astype(np.uint8),
-                                  "L" if channels == 1 else "RGB")
-            im = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
-            im = im[..., None] if im.ndim == 2 else im
-        out[j] = im
+        converted += (im.shape[-1] if im.ndim == 3 else 1) != channels
+        resized += im.shape[:2] != size
+        out[j] = _conform(im, size, channels)
     if note and (converted or resized):
         mode = "gray" if channels == 1 else "RGB"
         warnings.warn(DataWarning(f"{len(images)} images of mixed modes/sizes: {converted} converted to {mode}, "
                                   f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=2)
     return out
+
+
+def _conform(im: np.ndarray, size: tuple, channels: int) -> np.ndarray:
+    """One decoded image -> uint8 (h, w, channels) at ``size``: gray <-> RGB by repetition /
+    luminance, PIL bilinear resize (the conversion ``_stack`` and the streaming path share)."""
+    im = im[..., None] if im.ndim == 2 else im
+    if im.shape[-1] != channels:
+        im = (np.repeat(im, 3, axis=-1) if channels == 3
+              else np.clip(np.round(im @ np.array([0.299, 0.587, 0.114])), 0, 255).astype(np.uint8)[..., None])
+    if im.shape[:2] != tuple(size):
+        from PIL import Image
+
+        pil = Image.fromarray(np.ascontiguousarray(im[..., 0] if channels == 1 else im).astype(np.uint8),
+                              "L" if channels == 1 else "RGB")
+        im = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+        im = im[..., None] if im.ndim == 2 else im
+    return im
 
 
 def _check_fits(src, shape, itemsize: int, what: str, hint: str = "") -> None:

@@ -58,17 +58,27 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         dataset = cfg.get("dataset") if not data else None
         if not data and not dataset:
             dataset = "digits"
-    d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
-    x_raw, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
+    shape = tuple(model.input_shape[1:])
     k = int(model.output_shape[-1])
+    from kerascnn import stream
+
+    if stream.wants_stream(cfg.get("stream", "auto"), data, shape[:2], shape[2], strict=False):
+        d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
+    else:
+        d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
+        x, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
     if int(y.max()) >= k:
         raise DataError(f"{d.name}: label {int(y.max())} is outside the model's {k} classes")
-    shape = tuple(model.input_shape[1:])
-    # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
-    # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
-    x = D.prepare_images(x_raw, shape[:2], shape[2], d.pixel_scale)
+    if isinstance(x, np.ndarray):
+        # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
+        # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
+        x = D.prepare_images(x, shape[:2], shape[2], d.pixel_scale)
+        probs = predict_probabilities(model, x, batch_size)
+    else:  # streamed from disk (stream.FileImages), decoded batch by batch
+        probs = np.concatenate([np.asarray(model(xb, training=False), np.float32)
+                                for xb, _ in stream.eval_dataset(x, y, batch_size)])
     names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
-    result = metrics_from_probabilities(predict_probabilities(model, x, batch_size), y, names)
+    result = metrics_from_probabilities(probs, y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
     model_file = info.model_path.name if info.run_dir and info.model_path else None
     if model_file:
@@ -90,6 +100,22 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
                    title=f"{Path(str(ref)).name} on {d.name} ({split}): accuracy {result['accuracy']:.2%}")
     result["out_dir"] = str(out_dir)
     return result
+
+
+def _streamed_split(path: Path, cfg: dict, split: str, shape: tuple, class_names):
+    """(ImageData of FileImages, the split's FileImages at the model's input, its labels)."""
+    import dataclasses
+
+    from kerascnn import stream
+
+    x_tr, y_tr, x_te, y_te, names = stream.scan(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"))
+    k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
+    names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
+    d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), f"dir:{path}" if path.is_dir() else f"manifest:{path}")
+    x, y = (x_te, y_te) if split == "test" else (x_tr, y_tr)
+    if not len(x):
+        raise DataError(f"{path}: the {split} split is empty")
+    return d, dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y
 
 
 def _plot_confusion_fallback(matrix, class_names, out_png, title=None):

@@ -31,6 +31,9 @@ DEFAULTS = {
     "seed": 1234,
     "val_split": 0.1,
     "augment": False,
+    "stream": "auto",            # auto: stream --data DIR/manifest from disk when its float32 images exceed half the memory
+    "bad_files": "stop",         # stop | skip (streaming only)
+    "cache": None,               # streaming: memory | disk (decoded once into memory / a file in the run dir)
     "strategy": "auto",
     "gpus": None,
     "precision": None,           # default: see training._precision_for (per device and model width)

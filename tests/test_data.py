@@ -176,10 +176,14 @@ def test_npz_file_level_problems(tmp_path):
         with pytest.raises(DataError) as e:
             D.load_data(data=str(path))
         assert str(path) in str(e.value) and expected in str(e.value), str(e.value)
-    other = tmp_path / "data.csv"
+    other = tmp_path / "data.json"
     other.write_text("1,2,3")
-    with pytest.raises(DataError, match="expected a .npz file or a directory"):
+    with pytest.raises(DataError, match="expected a .npz file, a directory"):
         D.load_data(data=str(other))
+    manifest = tmp_path / "data.csv"  # .csv is a manifest (kerascnn/formats.py): path,label lines
+    manifest.write_text("1,2,3")
+    with pytest.raises(DataError, match="data.csv:1: 1: no such image file"):
+        D.load_data(data=str(manifest))
 
 
 def test_num_classes_too_small_for_labels(tmp_path):

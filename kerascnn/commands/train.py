@@ -35,6 +35,15 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fraction of the training data held out for validation (default 0.1).")
 @click.option("--augment/--no-augment", default=None, help="Random crop + horizontal flip (natural images).")
+@click.option("--stream", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Read --data DIR / manifest images from disk batch by batch (auto: when they would take "
+                   "more than half the available memory as float32; default auto).")
+@click.option("--cache", type=click.Choice(["memory", "disk"]), default=None,
+              help="Streaming: decode every image once (first epoch), then train from the decoded copy held in "
+                   "memory or in the run directory (cache-*.npy, deleted at the end).")
+@click.option("--bad-files", type=click.Choice(["stop", "skip"]), default=None,
+              help="Streaming: stop at the first unreadable image (default), or skip them and list them in "
+                   "the run directory (bad_files.txt).")
 @click.option("--strategy", type=click.Choice(choices(Strategy)),
               default=None, help="tf.distribute strategy (auto: multiworker with TF_CONFIG, mirrored with 2+ GPUs).")
 @click.option("--gpus", default=None, metavar="0,1", help="Use only these GPUs.")

@@ -10,6 +10,12 @@ Contract changes (branch ``train``): ``WorkerLost`` added (an engine raises it f
 ``train_steps``/``evaluate`` when a peer process of a multi-host run is gone; the loop turns it
 into a one-line error with the resume hint); ``set_state`` raises ``KeyError`` naming the missing
 key, and the loop checks shapes against ``model.weights`` before calling it.
+
+Contract change (branch ``data``, issue 14): ``StepData.x`` and ``evaluate``'s ``x`` may be a
+``kerascnn.stream.FileImages`` (images on disk, ``len()`` = N) instead of an array when the data
+is streamed; an engine that cannot stream raises nothing new: the loop refuses streaming for any
+engine whose ``name`` is not "tensorflow" (the TF engine feeds it through ``stream.stream_dataset``,
+in the same ``epoch_order`` as ``data.train_dataset``).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class StepData:
-    """Prepared in-memory training data: float32 NHWC images already scaled, int labels."""
+    """Prepared training data: float32 NHWC images already scaled (or a ``stream.FileImages``), int labels."""
     x: np.ndarray
     y: np.ndarray
     batch: int          # global batch size (split across replicas)

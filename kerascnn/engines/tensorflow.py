@@ -94,9 +94,15 @@ class TensorFlowEngine:
 
         self._batch = int(data.batch)
         # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches)
-        self._iterator = iter(self.strategy.experimental_distribute_dataset(
-            D.train_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
-                            augment=bool(data.augment))))
+        if isinstance(data.x, np.ndarray):
+            ds = D.train_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
+                                 augment=bool(data.augment))
+        else:  # stream.FileImages: decoded from disk by tf.data, same order
+            from kerascnn import stream
+
+            ds = stream.stream_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
+                                       augment=bool(data.augment))
+        self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
 
     def train_steps(self, n: int) -> np.ndarray:
         import tensorflow as tf
@@ -111,7 +117,13 @@ class TensorFlowEngine:
             return np.zeros(3)
         key = (id(x), id(y), len(x), int(batch))
         if self._eval_cache is None or self._eval_cache[0] != key:
-            self._eval_cache = (key, self.strategy.experimental_distribute_dataset(D.eval_dataset(x, y, batch)))
+            if isinstance(x, np.ndarray):
+                ds = D.eval_dataset(x, y, batch)
+            else:  # stream.FileImages
+                from kerascnn import stream
+
+                ds = stream.eval_dataset(x, y, batch)
+            self._eval_cache = (key, self.strategy.experimental_distribute_dataset(ds))
         totals = np.zeros(3)
         with self._lost_worker():
             for xb, yb in self._eval_cache[1]:

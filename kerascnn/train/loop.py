@@ -59,6 +59,9 @@ def prepare_data(opts, entry):
     natural = entry.default_input
     size = tuple(opts.image_size or natural[:2])
     input_shape = size + (natural[2],)
+    streamed = _streamed_data(opts, size, natural[2])
+    if streamed is not None:
+        return streamed[0], input_shape, streamed[1], streamed[2]
     d = D.load_data(opts.dataset, opts.data, seed=opts.seed)
     if opts.class_names:
         if len(opts.class_names) != d.num_classes:
@@ -71,6 +74,28 @@ def prepare_data(opts, entry):
     x_tr = D.prepare_images(x_tr, size, input_shape[2], d.pixel_scale)
     x_val = D.prepare_images(x_val, size, input_shape[2], d.pixel_scale)
     return d, input_shape, (x_tr, y_tr), (x_val, y_val)
+
+
+def _streamed_data(opts, size, channels):
+    """(ImageData whose x are stream.FileImages, train pair, val pair) when --data is streamed, else None."""
+    import dataclasses
+
+    from kerascnn import stream
+
+    if not stream.wants_stream(getattr(opts, "stream", "auto"), opts.data, size, channels):
+        return None
+    path = Path(opts.data)
+    x_tr, y_tr, x_te, y_te, names = stream.scan(path, opts.seed, getattr(opts, "bad_files", "stop"))
+    k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
+    names = list(opts.class_names or names or [str(i) for i in range(k)])
+    if len(names) != k:
+        raise ConfigError(f"--class-names gives {len(names)} names but {path} has {k} classes")
+    d = D.ImageData(x_tr, y_tr, x_te, y_te, names, f"dir:{path}" if path.is_dir() else f"manifest:{path}")
+    i_tr, _, i_val, _ = D.split_validation(np.arange(len(x_tr)), y_tr, float(opts.val_split), opts.seed)
+    fit = {"size": tuple(size), "channels": int(channels)}
+    xt, xv = dataclasses.replace(x_tr.subset(i_tr), **fit), dataclasses.replace(x_tr.subset(i_val), **fit)
+    xt.bad = list(x_tr.bad)
+    return d, (xt, y_tr[i_tr]), (xv, y_tr[i_val])
 
 
 class _TensorBoard:
@@ -138,6 +163,10 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     d, input_shape, (x_tr, y_tr), (x_val, y_val) = prepare_data(opts, entry)
     k = d.num_classes
     engine = make_engine(opts, k, echo)
+    streaming = not isinstance(x_tr, np.ndarray)
+    if streaming and engine.name != "tensorflow":
+        raise ConfigError(f"streaming from disk (--stream) needs the tensorflow engine; use --stream off "
+                          f"with the {engine.name} engine (the data must then fit in memory)")
     info = getattr(engine, "info", None)
     batch = int(opts.batch_size)
     if len(x_tr) < batch:
@@ -249,17 +278,35 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         echo(f"note: {run_dir} has no saved training state yet; starting from epoch 1")
     if engine.is_chief and not resume:
         record.save(run_dir)
+    if streaming and x_tr.bad:
+        echo(f"warning: skipped {len(x_tr.bad)} bad image file(s) (--bad-files skip); listed in "
+             f"{run_dir / 'bad_files.txt'}")
+        if engine.is_chief:
+            fsutil.atomic_write_text(run_dir / "bad_files.txt", "\n".join(x_tr.bad) + "\n")
 
     strategy_text = policy.describe_strategy(info) if info else (
         f"engine {engine.name}, {engine.replicas} device(s) on {', '.join(map(str, engine.devices))}")
     echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
-         f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val | "
+         f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val "
+         f"{'streamed from disk' if streaming else 'in memory'} | "
          f"{strategy_text} | precision {precision} | jit {'on' if getattr(engine, 'jit', True) else 'off'} | "
          f"batch {batch} (global) | run dir {run_dir}")
 
     seed, epochs = int(opts.seed), int(opts.epochs)
     from kerascnn.engines.base import StepData, WorkerLost
 
+    cache = getattr(opts, "cache", None)
+    if streaming and cache:
+        from kerascnn import stream
+
+        t_cache = time.time()
+        if cache == "memory":
+            x_tr, x_val = stream.decode_all(x_tr), stream.decode_all(x_val)
+        else:
+            x_tr = stream.disk_cache(x_tr, out_dir / "cache-train.npy")
+            x_val = stream.disk_cache(x_val, out_dir / "cache-val.npy") if len(x_val) else x_val
+        echo(f"cache: {len(x_tr) + len(x_val):,} images decoded once into "
+             f"{'memory' if cache == 'memory' else out_dir / 'cache-*.npy'} in {time.time() - t_cache:.1f} s")
     engine.set_train_data(StepData(x_tr, y_tr, batch, seed, start_epoch, epochs, bool(opts.augment)))
     tb = _TensorBoard(out_dir / "tb" if engine.is_chief else None)
     pause_after = int(os.environ.get("KERASCNN_TEST_PAUSE_AFTER_EPOCH", "0") or 0)
@@ -362,6 +409,9 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     }
     if engine.is_chief:
         fsutil.atomic_write_json(run_dir / "metrics.json", metrics)
+        for name in ("cache-train.npy", "cache-val.npy"):  # --cache disk: written by this run, done with
+            if getattr(x_tr, "cache_file", None) and (out_dir / name).is_file():
+                (out_dir / name).unlink()
         try:
             from kerascnn.plots import plot_curves
 

@@ -93,6 +93,9 @@ class TrainOptions:
     seed: int = 1234
     val_split: float = 0.1
     augment: bool = False
+    stream: str = "auto"                     # auto | on | off: decode --data DIR / manifest from disk per batch
+    bad_files: str = "stop"                  # stop | skip (streaming: bad images counted, listed in the run dir)
+    cache: Optional[str] = None              # streaming: memory | disk (decode once, then read the decoded copy)
     strategy: str = "auto"
     gpus: Optional[str] = None
     precision: Optional[str] = None
@@ -109,6 +112,12 @@ class TrainOptions:
     def __post_init__(self):
         for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("strategy", Strategy)):
             object.__setattr__(self, name, kind(getattr(self, name)).value)
+        if self.stream not in ("auto", "on", "off"):
+            raise ConfigError(f"stream must be auto, on or off; received {self.stream!r}")
+        if self.cache not in (None, "memory", "disk"):
+            raise ConfigError(f"cache must be memory or disk; received {self.cache!r}")
+        if self.bad_files not in ("stop", "skip"):
+            raise ConfigError(f"bad_files must be stop or skip; received {self.bad_files!r}")
         if self.precision is not None:
             object.__setattr__(self, "precision", Precision(self.precision).value)
         if self.image_size is not None:

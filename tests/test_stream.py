@@ -1,0 +1,199 @@
+"""Streaming from disk (kerascnn/stream.py): same batches as the in-memory path, exact resume, bad files."""
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import run_kerascnn
+from PIL import Image
+
+from kerascnn import data as D
+from kerascnn import stream
+from kerascnn.errors import DataError
+
+
+def _folder(root, per_class=24, odd_modes=True):
+    """3 classes of 8x8 digits as PNG (gray), plus a few RGBA / palette / 16-bit / 10x10 files."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for k in range(3):
+        (root / f"c{k}").mkdir(parents=True)
+        imgs = d.images[d.target == k][:per_class]
+        for i, a in enumerate(imgs):
+            a8 = np.round(a * 255 / 16).astype(np.uint8)
+            im = Image.fromarray(a8, "L")
+            if odd_modes and i == 0:
+                im = im.convert("RGBA")
+            elif odd_modes and i == 1:
+                im = im.convert("P")
+            elif odd_modes and i == 2:
+                im = Image.fromarray(a8.astype(np.uint16) * 257).convert("I;16")
+            elif odd_modes and i == 3:
+                im = im.resize((10, 10))
+            im.save(root / f"c{k}" / f"{i:03d}.png")
+    return root
+
+
+def test_stream_batches_equal_the_in_memory_batches(tmp_path):
+    root = _folder(tmp_path / "f")
+    mem = D.load_data(data=str(root), seed=5)
+    x_tr, y_tr, x_te, _, names = stream.scan(root, 5)
+    assert (len(x_tr), len(x_te), names) == (len(mem.x_train), len(mem.x_test), ["c0", "c1", "c2"])
+    np.testing.assert_array_equal(y_tr, mem.y_train)
+    assert x_tr.raw_size == (8, 8) and x_tr.raw_channels == 1
+    import dataclasses
+
+    fi = dataclasses.replace(x_tr, size=(28, 28), channels=1)
+    xm = D.prepare_images(mem.x_train, (28, 28), 1, mem.pixel_scale)
+    a = list(D.train_dataset(xm, mem.y_train, 8, 3, 1, 3, augment=True).as_numpy_iterator())
+    b = list(stream.stream_dataset(fi, y_tr, 8, 3, 1, 3, augment=True).as_numpy_iterator())
+    assert len(a) == len(b) == 2 * (len(xm) // 8)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(ya, yb)  # order: epoch_order(n, seed, e) over file indices
+        # same decode + conversion, same resize op: float32 values agree to a few ulps of 1.0
+        np.testing.assert_allclose(xa, xb, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    ev = np.concatenate([x for x, _ in stream.eval_dataset(fi, y_tr, 7).as_numpy_iterator()])
+    np.testing.assert_allclose(ev, xm, rtol=0, atol=4 * np.finfo(np.float32).eps)
+
+
+def test_header_pass_names_bad_files_stop_or_skip(tmp_path):
+    root = _folder(tmp_path / "f", per_class=5, odd_modes=False)
+    (root / "c1" / "zz_broken.png").write_bytes(b"\x89PNG not really")
+    (root / "c2" / "zz_empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="zz_broken.png: not a readable image"):
+        stream.scan(root, 0, "stop")
+    x_tr, _, x_te, _, _ = stream.scan(root, 0, "skip")
+    assert len(x_tr) + len(x_te) == 15 and len(x_tr.bad) == 2
+    assert "zz_broken.png" in x_tr.bad[0] and "zz_empty.jpg: empty image file" in x_tr.bad[1]
+
+
+def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "f", per_class=3, odd_modes=False)
+    assert stream.count_files(root) == 9
+    from kerascnn import guard
+
+    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 9 * 28 * 28 * 4)  # exactly fits half: in memory
+    assert not stream.choose("auto", 9, (28, 28), 1, root)
+    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 9 * 28 * 28 * 4 - 2)
+    assert stream.choose("auto", 9, (28, 28), 1, root)
+    assert not stream.choose("off", 9, (28, 28), 1, root) and stream.choose("on", 9, (28, 28), 1, root)
+
+
+def _weights(path):
+    import keras
+
+    return keras.models.load_model(path).get_weights()
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tmp_path):
+    root = _folder(tmp_path / "f")
+    common = ["train", "convnet", "--data", root, "--epochs", "3", "--batch-size", "8", "--seed", "4",
+              "--deterministic", "--augment", "-q"]
+    on = run_kerascnn(*common, "--stream", "on", "--run-dir", tmp_path / "on")
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert "streamed from disk" in on.stdout
+    off = run_kerascnn(*common, "--stream", "off", "--run-dir", tmp_path / "off")
+    assert off.returncode == 0 and "in memory" in off.stdout, off.stderr[-2000:]
+    for a, b in zip(_weights(tmp_path / "on" / "last.keras"), _weights(tmp_path / "off" / "last.keras")):
+        # identical batches (test above) and op determinism: the same weights up to the few-ulp
+        # input differences the batch-vs-single resize may leave, amplified by 3 epochs of training
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    import json
+
+    import keras
+
+    from kerascnn.evaluation import metrics_from_probabilities
+
+    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
+    assert ev.returncode == 0, ev.stderr[-1500:]
+    streamed = json.loads(ev.stdout)
+    mem = D.load_data(data=str(root), seed=4)
+    model = keras.models.load_model(tmp_path / "on" / "last.keras")
+    probs = np.asarray(model(D.prepare_images(mem.x_test, (28, 28), 1, mem.pixel_scale), training=False))
+    in_memory = metrics_from_probabilities(probs, mem.y_test, mem.class_names)
+    assert streamed["images"] == in_memory["images"] == 14  # round(0.2 * 72): the seeded test split
+    # same model, inputs equal to a few ulps: the loss agrees far inside 1e-4
+    assert abs(streamed["loss"] - in_memory["loss"]) <= 1e-4 * max(1.0, in_memory["loss"])
+
+    import os
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--stream", "on",
+                             "--run-dir", str(tmp_path / "cut")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1]
+    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "streamed from disk" in resumed.stdout
+    for a, b in zip(_weights(tmp_path / "on" / "last.keras"), _weights(tmp_path / "cut" / "last.keras")):
+        assert np.array_equal(a, b)  # bitwise: same file order per (seed, epoch), state restored exactly
+
+
+def test_bad_files_skip_lists_them_in_the_run_directory(tmp_path):
+    root = _folder(tmp_path / "f", per_class=8, odd_modes=False)
+    (root / "c0" / "zz_broken.png").write_bytes(b"\x89PNG not really")
+    stop = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--epochs", "1", "-q",
+                        "--run-dir", tmp_path / "stop")
+    assert stop.returncode == 1 and "zz_broken.png: not a readable image" in stop.stderr
+    assert "Traceback" not in stop.stderr
+    skip = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--bad-files", "skip",
+                        "--epochs", "1", "--batch-size", "4", "-q", "--run-dir", tmp_path / "skip")
+    assert skip.returncode == 0, skip.stderr[-2000:]
+    assert "skipped 1 bad image file(s)" in skip.stdout + skip.stderr
+    listed = (tmp_path / "skip" / "bad_files.txt").read_text().splitlines()
+    assert len(listed) == 1 and "zz_broken.png" in listed[0]
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cache_gives_the_same_batches(tmp_path, cache):
+    import dataclasses
+
+    root = _folder(tmp_path / "f", per_class=10)
+    x_tr, y_tr, *_ = stream.scan(root, 1)
+    fi = dataclasses.replace(x_tr, size=(12, 12), channels=3)
+    plain = list(stream.stream_dataset(fi, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+    if cache == "memory":
+        xm = stream.decode_all(fi)
+        cached = list(D.train_dataset(xm, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+    else:
+        fc = stream.disk_cache(fi, tmp_path / "cache-train.npy")
+        assert np.load(tmp_path / "cache-train.npy", mmap_mode="r").shape == (len(fi), 12, 12, 3)
+        cached = list(stream.stream_dataset(fc, y_tr, 6, 2, 0, 2, augment=True).as_numpy_iterator())
+        ev = np.concatenate([x for x, _ in stream.eval_dataset(fc, y_tr, 5).as_numpy_iterator()])
+        np.testing.assert_array_equal(ev, np.load(tmp_path / "cache-train.npy"))
+    assert len(plain) == len(cached) == 2 * (len(fi) // 6)
+    for (xa, ya), (xb, yb) in zip(plain, cached):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)  # the cache holds exactly what the stream decodes
+
+
+def test_cache_disk_cli_run_cleans_up(tmp_path):
+    root = _folder(tmp_path / "f", per_class=8, odd_modes=False)
+    r = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--cache", "disk", "--epochs", "1",
+                     "--batch-size", "8", "--run-dir", tmp_path / "run", "-q")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "cache: 19 images decoded once" in r.stdout  # 24 files - round(0.2 * 24) test = 19 train + val
+    assert not list((tmp_path / "run").glob("cache-*"))
+
+
+def test_stream_on_needs_a_folder_or_manifest(tmp_path, invoke):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((8, 4, 4), np.uint8), y_train=np.arange(8) % 2)
+    r = invoke("train", "convnet", "--data", tmp_path / "d.npz", "--stream", "on", "--epochs", "1",
+               "--run-dir", tmp_path / "run")
+    assert r.exit_code == 2 and "--stream on needs --data DIR" in r.output, r.output
+    assert not (tmp_path / "run").exists()
