@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kerascnn.errors import DataError
+from kerascnn.errors import ConfigError, DataError
 
 CONFIG_FILE = "config.json"
 
