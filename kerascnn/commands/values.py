@@ -37,6 +37,9 @@ def values(model_or_spec, input_text, kernel_text, bias_text, weights_path, each
     x = V.parse_input(input_text)
     kernel = V.parse_kernel(kernel_text) if kernel_text else None
     bias = V.parse_bias(bias_text) if bias_text else None
+    from kerascnn.commands.common import load_tensorflow
+
+    load_tensorflow()   # quietly, after the inputs are checked
     outs, notes = V.run_values(model_or_spec, x, kernel, bias, weights_path, each_layer)
     if fmt == "json":
         echo_json({"input_shape": list(x.shape), "weights": notes,
