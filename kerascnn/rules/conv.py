@@ -108,6 +108,18 @@ class WindowRule(Rule):
         return f"{text},{act}" if act else text
 
 
+def _conv_kwargs(mods: dict, token: str) -> dict:
+    """The modifiers every convolution spelling shares (sS pP|same|valid dD nb), plus gG (groups) or
+    mM (depth multiplier) where the kind allows them (``parse_mods`` refuses them elsewhere)."""
+    kw = {"stride": check_min(mods.get("s", 1), 1, "stride", token), "padding": padding_of(mods),
+          "dilation": check_min(mods.get("d", 1), 1, "dilation", token), "use_bias": "nb" not in mods}
+    if "g" in mods:
+        kw["groups"] = check_min(mods["g"], 1, "groups", token)
+    if "m" in mods:
+        kw["depth_multiplier"] = check_min(mods["m"], 1, "depth multiplier", token)
+    return kw
+
+
 @register(S.Conv)
 class ConvRule(WindowRule):
     """Conv2D: params F_h F_w C/g K + K; MACs H_o W_o K F_h F_w C/g."""
@@ -158,9 +170,7 @@ class ConvRule(WindowRule):
         k = check_min(_size(m.group(1)), 1, "kernel size", token)
         filters = check_min(int(m.group(2)), 1, "filters", token)
         mods = parse_mods(m.group(3), "s,p,d,g,nb,same,valid", token, help_text)
-        return [S.Conv(filters, k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
-                       use_bias="nb" not in mods, groups=check_min(mods.get("g", 1), 1, "groups", token),
-                       dilation=check_min(mods.get("d", 1), 1, "dilation", token))]
+        return [S.Conv(filters, k, **_conv_kwargs(mods, token))]
 
 
 @register(S.DepthwiseConv)
@@ -206,10 +216,7 @@ class DepthwiseConvRule(WindowRule):
             return None
         k = check_min(_size(m.group(1)), 1, "kernel size", token)
         mods = parse_mods(m.group(2), "s,p,d,m,nb,same,valid", token, help_text)
-        return [S.DepthwiseConv(k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
-                                depth_multiplier=check_min(mods.get("m", 1), 1, "depth multiplier", token),
-                                dilation=check_min(mods.get("d", 1), 1, "dilation", token),
-                                use_bias="nb" not in mods)]
+        return [S.DepthwiseConv(k, **_conv_kwargs(mods, token))]
 
 
 @register(S.SeparableConv)
@@ -261,10 +268,7 @@ class SeparableConvRule(WindowRule):
         k = check_min(_size(m.group(1)), 1, "kernel size", token)
         filters = check_min(int(m.group(2)), 1, "filters", token)
         mods = parse_mods(m.group(3), "s,p,d,m,nb,same,valid", token, help_text)
-        return [S.SeparableConv(filters, k, check_min(mods.get("s", 1), 1, "stride", token), padding_of(mods),
-                                depth_multiplier=check_min(mods.get("m", 1), 1, "depth multiplier", token),
-                                dilation=check_min(mods.get("d", 1), 1, "dilation", token),
-                                use_bias="nb" not in mods)]
+        return [S.SeparableConv(filters, k, **_conv_kwargs(mods, token))]
 
 
 @register(S.Pool)
