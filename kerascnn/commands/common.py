@@ -64,6 +64,25 @@ def model_options(f):
                         help="Model option, e.g. -o small_input=true (see `kerascnn list --format json`).")(f)
 
 
+PREPROCESSING = click.Choice(["caffe", "torch", "none"])
+
+
+def class_names_option(f):
+    return click.option("--class-names", default=None, metavar="FILE|a,b,c",
+                        help="Names of the classes, one per label: a file (one per line, or a JSON list) or a "
+                             "comma list (default: the run's, the export's or the data's own).")(f)
+
+
+def pretrained_options(f, preprocessing_help="With --weights: the input preprocessing (default: the weights' own)."):
+    """--weights, --preprocessing and -o for a registered MODEL name (evaluate, predict, export)."""
+    f = click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+                     help="Model option for a registered MODEL, e.g. -o variant=keras.")(f)
+    f = click.option("--preprocessing", type=PREPROCESSING, default=None, help=preprocessing_help)(f)
+    return click.option("--weights", default=None, metavar="FILE|imagenet",
+                        help="For a registered MODEL: load these pretrained weights (README 'Transfer "
+                             "learning').")(f)
+
+
 def format_option(f):
     return click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                         show_default=True, help="Output format.")(f)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import echo_json, format_option
+from kerascnn.commands.common import class_names_option, echo_json, format_option, pretrained_options
 
 
 @click.command(short_help="Loss, top-1/top-5, per-class metrics, confusion matrix.")
@@ -17,16 +17,9 @@ from kerascnn.commands.common import echo_json, format_option
               help="Where to write metrics.json, confusion.json/png (default RUN/eval-DATA-SPLIT).")
 @click.option("--which", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Which model of a run directory: best by validation, or the last epoch's.")
-@click.option("--class-names", default=None, metavar="FILE|a,b,c",
-              help="Names of the classes, one per label: a file (one per line, or a JSON list) or a comma "
-                   "list (default: the run's, the export's or the data's own).")
+@class_names_option
 @click.option("--unsafe", is_flag=True, help="Allow loading models that contain code (Lambda layers).")
-@click.option("--weights", default=None, metavar="FILE|imagenet",
-              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
-@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
-              help="With --weights: the input preprocessing (default: the weights' own).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Model option for a registered MODEL, e.g. -o variant=keras.")
+@pretrained_options
 @format_option
 def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, class_names, unsafe, fmt,
              weights, preprocessing, options):

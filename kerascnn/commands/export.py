@@ -1,9 +1,11 @@
 """`kerascnn export`."""
 from __future__ import annotations
 
+import functools
+
 import click
 
-from kerascnn.commands.common import echo_json
+from kerascnn.commands.common import echo_json, pretrained_options
 
 
 @click.command(short_help="Export a verified SavedModel (or ONNX / LiteRT).")
@@ -22,12 +24,8 @@ from kerascnn.commands.common import echo_json
               default="table", metavar="[table|json]", show_default=True,
               help="Output format (like every command; the older `--format onnx|litert` still means --to).")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
-@click.option("--weights", default=None, metavar="FILE|imagenet",
-              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
-@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
-              help="With --weights: the input preprocessing, inside the export (default: the weights' own).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Model option for a registered MODEL, e.g. -o variant=keras.")
+@functools.partial(pretrained_options, preprocessing_help="With --weights: the input preprocessing, inside "
+                  "the export (default: the weights' own).")
 def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt, as_json, weights, preprocessing,
            options):
     """Export MODEL_OR_RUN so that plain TensorFlow (no kerascnn) can serve it.

@@ -3,24 +3,17 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import echo_json, format_option
+from kerascnn.commands.common import class_names_option, echo_json, format_option, pretrained_options
 
 
 @click.command(short_help="Top-k classes for image files.")
 @click.argument("model_or_export")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
-@click.option("--class-names", default=None, metavar="FILE|a,b,c",
-              help="Names of the classes, one per label: a file (one per line, or a JSON list) or a comma "
-                   "list (default: the run's, the export's or the data's own).")
+@class_names_option
 @click.option("--unsafe", is_flag=True, help="Allow models that contain code: Lambda layers (.keras), ops "
               "outside the classifier allowlist such as file access (SavedModel).")
-@click.option("--weights", default=None, metavar="FILE|imagenet",
-              help="For a registered MODEL: load these pretrained weights (README 'Transfer learning').")
-@click.option("--preprocessing", type=click.Choice(["caffe", "torch", "none"]), default=None,
-              help="With --weights: the input preprocessing (default: the weights' own).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Model option for a registered MODEL, e.g. -o variant=keras.")
+@pretrained_options
 @format_option
 def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, preprocessing, options):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from kerascnn.commands.common import IMAGE_SIZE, model_options
+from kerascnn.commands.common import IMAGE_SIZE, PREPROCESSING, model_options
 from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Strategy, choices
 
 
@@ -67,7 +67,7 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--weights", default=None, metavar="FILE|imagenet",
               help="Start from pretrained weights: a keras.applications .h5 file (or a Keras .weights.h5), or "
                    "imagenet for the file in the Keras cache (~/.keras/models); a head for other classes is new.")
-@click.option("--preprocessing", "weights_preprocessing", type=click.Choice(["caffe", "torch", "none"]),
+@click.option("--preprocessing", "weights_preprocessing", type=PREPROCESSING,
               default=None, help="Input preprocessing inside the model (default: the weights' own; caffe for "
                                  "keras.applications files).")
 @click.option("--freeze-epochs", type=click.IntRange(0, 100_000), default=None,
