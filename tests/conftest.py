@@ -42,3 +42,36 @@ def trained_run(tmp_path_factory):
     r = run_kerascnn("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     return run_dir
+
+
+def kill_after_epoch(epoch, *args, env=None):
+    """Start `python -m kerascnn ARGS` with the test pause hook, wait until it has finished epoch
+    ``epoch`` (or 300 s), SIGKILL it and return its exit code (-SIGKILL when it was killed)."""
+    import signal
+    import time
+
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH=str(epoch), **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=full_env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.returncode
+
+
+def read_history(run_dir):
+    """The rows of a run's history.csv as dicts."""
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv")) as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_weights(path):
+    """The weights of a saved .keras model."""
+    import keras
+
+    return keras.models.load_model(path).get_weights()

@@ -1,18 +1,16 @@
 """`kerascnn train --backend jax`: the run directory's promises on the JAX engine, and a model
 trained on JAX read back, evaluated and exported by TensorFlow in another process."""
-import csv
 import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import run_kerascnn
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -22,15 +20,6 @@ COMMON = ["train", "lenet5", "-o", "variant=modern", "--backend", "jax", "--epoc
           "--batch-size", "64", "-q"]
 
 
-def _history(run_dir):
-    with open(run_dir / "history.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _weights(path):
-    import keras
-
-    return keras.models.load_model(path).get_weights()
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +28,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("jaxruns")
     full = run_kerascnn(*COMMON, "--run-dir", root / "full")
     assert full.returncode == 0, full.stderr[-2000:]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *COMMON, "--run-dir", str(root / "cut")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    assert kill_after_epoch(1, *COMMON, "--run-dir", root / "cut") == -signal.SIGKILL
     return root / "full", root / "cut", full.stdout
 
 
@@ -59,7 +39,7 @@ def test_jax_run_directory_holds_the_same_files(runs):
     cfg = json.loads((full / "config.json").read_text())
     assert cfg["engine"] == "jax" and cfg["versions"]["keras"]
     assert "engine jax, 1 device(s) on" in stdout and "weights sha256" in stdout
-    rows = _history(full)
+    rows = read_history(full)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
     assert float(rows[1]["val_accuracy"]) > 0.5        # chance 0.1; LeNet-5 (ReLU) learns digits in 2 epochs
@@ -69,13 +49,13 @@ def test_jax_run_directory_holds_the_same_files(runs):
 
 def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
     full, cut, _ = runs
-    assert [int(r["epoch"]) for r in _history(cut)] == [1]
+    assert [int(r["epoch"]) for r in read_history(cut)] == [1]
     resumed = run_kerascnn("train", "--resume", cut, "-q")      # the recorded engine (jax) is kept
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout and "engine jax" in resumed.stdout
     assert json.loads((cut / "config.json").read_text())["engine"] == "jax"
-    assert [r["loss"] for r in _history(cut)] == [r["loss"] for r in _history(full)]
-    for a, b in zip(_weights(full / "last.keras"), _weights(cut / "last.keras")):
+    assert [r["loss"] for r in read_history(cut)] == [r["loss"] for r in read_history(full)]
+    for a, b in zip(load_weights(full / "last.keras"), load_weights(cut / "last.keras")):
         assert np.array_equal(a, b)   # bitwise: same engine, same device, state restored exactly
     other = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--backend", "tensorflow", "-q")
     assert other.returncode == 2 and "resumes exactly only on that engine" in other.stderr
@@ -83,14 +63,14 @@ def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
 
 def test_nan_on_jax_stops_with_one_line_and_keeps_the_last_good_model(runs):
     _, cut, _ = runs
-    before = _weights(cut / "last.keras")
+    before = load_weights(cut / "last.keras")
     bad = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--lr", "1e30", "--schedule", "constant", "-q")
     assert bad.returncode == 1
     errors = [l for l in bad.stderr.splitlines() if l.startswith("Error:")]
     assert len(errors) == 1 and "loss became NaN at epoch 3" in errors[0] and "Traceback" not in bad.stderr
-    for a, b in zip(before, _weights(cut / "last.keras")):
+    for a, b in zip(before, load_weights(cut / "last.keras")):
         assert np.array_equal(a, b)
-    assert [int(r["epoch"]) for r in _history(cut)] == [1, 2]
+    assert [int(r["epoch"]) for r in read_history(cut)] == [1, 2]
 
 
 _TF_CHECK = """
@@ -115,7 +95,7 @@ def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path)
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     tf_side = json.loads(r.stdout.strip().splitlines()[-1])
-    last = _history(full)[-1]
+    last = read_history(full)[-1]
     assert tf_side["backend"] == "tensorflow" and tf_side["n"] == 144
     # the JAX engine's validation pass (XLA kernels) and TensorFlow's (oneDNN) on the saved .keras:
     # the same predictions (a flip needs two probabilities within round-off of each other: allow
@@ -162,7 +142,7 @@ def test_jax_training_runs_where_tensorflow_is_missing(tmp_path):
     assert "engine jax" in r.stdout
     for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
         assert (tmp_path / "run" / name).is_file(), name
-    assert float(_history(tmp_path / "run")[-1]["val_accuracy"]) > 0.5
+    assert float(read_history(tmp_path / "run")[-1]["val_accuracy"]) > 0.5
 
 
 def test_tf_distribute_options_are_refused_with_jax_in_one_line(invoke):

@@ -1,13 +1,9 @@
 """Streaming from disk (kerascnn/stream.py): same batches as the in-memory path, exact resume, bad files."""
-import csv
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import run_kerascnn
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
 from PIL import Image
 
 from kerascnn import data as D
@@ -83,15 +79,6 @@ def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     assert not stream.choose("off", 9, (28, 28), 1, root) and stream.choose("on", 9, (28, 28), 1, root)
 
 
-def _weights(path):
-    import keras
-
-    return keras.models.load_model(path).get_weights()
-
-
-def _history(run_dir):
-    with open(run_dir / "history.csv") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tmp_path):
@@ -103,7 +90,7 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
     assert "streamed from disk" in on.stdout
     off = run_kerascnn(*common, "--stream", "off", "--run-dir", tmp_path / "off")
     assert off.returncode == 0 and "in memory" in off.stdout, off.stderr[-2000:]
-    for a, b in zip(_weights(tmp_path / "on" / "last.keras"), _weights(tmp_path / "off" / "last.keras")):
+    for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "off" / "last.keras")):
         # identical batches (test above) and op determinism: the same weights up to the few-ulp
         # input differences the batch-vs-single resize may leave, amplified by 3 epochs of training
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
@@ -124,23 +111,13 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
     # same model, inputs equal to a few ulps: the loss agrees far inside 1e-4
     assert abs(streamed["loss"] - in_memory["loss"]) <= 1e-4 * max(1.0, in_memory["loss"])
 
-    import os
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--stream", "on",
-                             "--run-dir", str(tmp_path / "cut")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1]
+    assert kill_after_epoch(1, *common, "--stream", "on", "--run-dir", tmp_path / "cut") == -signal.SIGKILL
+    assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1]
     resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "streamed from disk" in resumed.stdout
-    for a, b in zip(_weights(tmp_path / "on" / "last.keras"), _weights(tmp_path / "cut" / "last.keras")):
+    for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
         assert np.array_equal(a, b)  # bitwise: same file order per (seed, epoch), state restored exactly
 
 

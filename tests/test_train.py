@@ -1,28 +1,15 @@
 """`kerascnn train`: real accuracy on real data, the run directory, crash-safe resume, NaN, --config."""
-import csv
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from kerascnn.registry import get_entry
 
-from conftest import run_kerascnn
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
 
 
-def _weights(path):
-    import keras
-
-    return keras.models.load_model(path).get_weights()
-
-
-def _history(run_dir):
-    with open(run_dir / "history.csv") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_default_training_on_digits_learns_and_writes_the_run_directory(trained_run):
@@ -35,7 +22,7 @@ def test_default_training_on_digits_learns_and_writes_the_run_directory(trained_
     assert cfg["class_names"] == [str(i) for i in range(10)] and cfg["seed"] == 3
     assert set(cfg["versions"]) >= {"tensorflow", "keras", "python", "kerascnn"}
     assert cfg["train_images"] + cfg["val_images"] == 1438  # 80% of the 1,797 digits, minus nothing
-    rows = _history(trained_run)
+    rows = read_history(trained_run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -56,23 +43,14 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
     full = run_kerascnn(*common, "--run-dir", tmp_path / "full")
     assert full.returncode == 0, full.stderr[-2000:]
 
-    env = dict(__import__("os").environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="2")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *common, "--run-dir", str(tmp_path / "cut")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1, 2]
+    assert kill_after_epoch(2, *common, "--run-dir", tmp_path / "cut") == -signal.SIGKILL
+    assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2]
 
     resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "from epoch 3 (epochs 1-2 done)" in resumed.stdout
-    assert [int(r["epoch"]) for r in _history(tmp_path / "cut")] == [1, 2, 3, 4]
-    for a, b in zip(_weights(tmp_path / "full" / "last.keras"), _weights(tmp_path / "cut" / "last.keras")):
+    assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2, 3, 4]
+    for a, b in zip(load_weights(tmp_path / "full" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
         assert np.array_equal(a, b)  # bitwise: order = permutation(seed, epoch), state restored exactly
 
 
@@ -80,15 +58,15 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     run = tmp_path / "run"
     ok = run_kerascnn("train", "convnet", "--epochs", "2", "--seed", "1", "--run-dir", run, "-q")
     assert ok.returncode == 0
-    before = _weights(run / "last.keras")
+    before = load_weights(run / "last.keras")
     bad = run_kerascnn("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "--schedule", "constant", "-q")
     assert bad.returncode == 1
     errors = [l for l in bad.stderr.splitlines() if l.startswith("Error:")]
     assert len(errors) == 1 and "loss became NaN at epoch 3" in errors[0]
     assert "Traceback" not in bad.stderr
-    for a, b in zip(before, _weights(run / "last.keras")):
+    for a, b in zip(before, load_weights(run / "last.keras")):
         assert np.array_equal(a, b)
-    assert [int(r["epoch"]) for r in _history(run)] == [1, 2]
+    assert [int(r["epoch"]) for r in read_history(run)] == [1, 2]
     assert np.load(run / "backup" / "state.npz")["w0"].shape == (3, 3, 1, 32)
 
 

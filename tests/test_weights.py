@@ -224,22 +224,11 @@ def test_summary_weights_says_what_was_loaded(tmp_path, invoke, monkeypatch):
 
 def _kill_after_epoch(common, run_dir, epoch):
     """Run `kerascnn COMMON --run-dir RUN_DIR` in a process, SIGKILL it once epoch EPOCH is saved."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH=str(epoch))
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, common), "--run-dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    from conftest import kill_after_epoch
+
+    assert kill_after_epoch(epoch, *common, "--run-dir", run_dir) == -signal.SIGKILL
 
 
 @pytest.mark.slow
