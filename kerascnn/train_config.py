@@ -1,7 +1,8 @@
 """Training options: defaults per model family, ``--config FILE`` (YAML/JSON), and merging.
 
 Precedence: command-line options given explicitly > ``--config`` file (or the run's
-``config.json`` when resuming) > per-family defaults > global defaults. The resolved
+``config.json`` when resuming) > per-family defaults > global defaults (the field defaults of
+``kerascnn.train.options.TrainOptions``, their only home). The resolved
 dictionary is what ``config.json`` records, so ``kerascnn train --config RUN/config.json``
 trains the same thing again.
 """
@@ -11,42 +12,8 @@ import json
 from pathlib import Path
 
 from kerascnn.errors import ConfigError
+from kerascnn.train.options import RESOLVED_KEYS, Optimizer, Precision, Schedule, Strategy, TrainOptions, choices
 
-DEFAULTS = {
-    "model": None,
-    "model_options": {},
-    "dataset": "digits",
-    "data": None,
-    "class_names": None,         # names for the data's classes (a list, a file or "a,b,c"); default: the data's own
-    "image_size": None,          # default: the model's natural input size
-    "epochs": 30,
-    "batch_size": 128,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "schedule": "cosine",
-    "warmup_epochs": 0.0,
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,
-    "seed": 1234,
-    "val_split": 0.1,
-    "augment": False,
-    "stream": "auto",            # auto: stream --data DIR/manifest from disk when its float32 images exceed half the memory
-    "bad_files": "stop",         # stop | skip (streaming only)
-    "cache": None,               # streaming: memory | disk (decoded once into memory / a file in the run dir)
-    "strategy": "auto",
-    "gpus": None,
-    "precision": None,           # default: see training._precision_for (per device and model width)
-    "jit": None,                 # default: on for one GPU, off on CPU (measured slower) and for MirroredStrategy
-    "steps_per_call": None,      # default: adaptive, about CALL_SECONDS of work per call (16 under multi-worker)
-    "deterministic": False,
-    "run_dir": None,
-    "runs_root": "runs",
-    "weights": None,                 # --weights FILE|imagenet (kerascnn.weights)
-    "weights_preprocessing": None,   # caffe | torch | none; default: the weights' own
-    "freeze_epochs": 0,              # fine-tuning: epochs with the backbone frozen (kerascnn.train.finetune)
-    "unfreeze": "all",               # then unfreeze all, or the last N backbone layers
-}
 
 # Per-family defaults: small lecture nets train fast with Adam; deep nets with SGD + momentum.
 FAMILY_DEFAULTS = {
@@ -59,18 +26,14 @@ FAMILY_DEFAULTS = {
     "nin": {"optimizer": "adam", "lr": 1e-3, "epochs": 20},
 }
 
-from kerascnn.train.options import Optimizer, Precision, Schedule, Strategy, choices  # noqa: E402
-
 CHOICES = {
     "optimizer": tuple(choices(Optimizer)),
     "schedule": tuple(choices(Schedule)),
     "strategy": tuple(choices(Strategy)),
     "precision": (None, *choices(Precision)),
 }
-# keys recorded in config.json that are results, not options
-RECORD_ONLY = {"versions", "input_shape", "num_classes", "pixel_scale", "run_dir_resolved",
-               "strategy_resolved", "replicas", "devices", "started", "kerascnn_command", "data_name",
-               "train_images", "val_images", "jit_resolved", "precision_resolved", "engine", "changes"}
+# keys recorded in config.json that are results, not options (older runs also wrote the last two)
+RECORD_ONLY = (set(RESOLVED_KEYS) - set(TrainOptions.names())) | {"run_dir_resolved", "started"}
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a training configuration is a few hundred bytes; 1 MiB is generous
@@ -123,11 +86,12 @@ def load_config_file(path) -> dict:
         bad = next(k for k in cfg if not isinstance(k, str))
         raise ConfigError(f"--config {path}: option names must be strings; found {short(bad)}")
     cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
-    unknown = set(cfg) - set(DEFAULTS) - RECORD_ONLY
+    known = TrainOptions.names()
+    unknown = set(cfg) - set(known) - RECORD_ONLY
     if unknown:
         raise ConfigError(f"--config {path}: unknown option {short(sorted(unknown)[0])}; "
-                          f"known: {', '.join(sorted(DEFAULTS))}")
-    return {k: v for k, v in cfg.items() if k in DEFAULTS}
+                          f"known: {', '.join(sorted(known))}")
+    return {k: v for k, v in cfg.items() if k in known}
 
 
 def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
@@ -139,7 +103,7 @@ def resolve(cli: dict, file_cfg: dict | None = None) -> dict:
     from kerascnn.registry import get_entry
 
     entry = get_entry(model)
-    cfg = dict(DEFAULTS)
+    cfg = TrainOptions.defaults()
     cfg.update(FAMILY_DEFAULTS.get(entry.family, {}))
     cfg.update(file_cfg)
     cfg.update({k: v for k, v in cli.items() if v is not None})

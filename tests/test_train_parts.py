@@ -188,13 +188,21 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
         "metrics.json", "tb"]
 
 
-def test_train_options_defaults_are_train_configs_defaults():
-    import dataclasses
-
-    from kerascnn.train_config import DEFAULTS
+def test_resolve_starts_from_train_options_defaults_and_reads_back_a_finetune_config(tmp_path):
+    from kerascnn import train_config
     from kerascnn.train.options import TrainOptions
 
-    fields = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-              for f in dataclasses.fields(TrainOptions)}
-    assert set(fields) == set(DEFAULTS)
-    assert {k: v for k, v in fields.items() if k != "model"} == {k: v for k, v in DEFAULTS.items() if k != "model"}
+    cfg = train_config.resolve({"model": "convnet"})      # no family defaults: exactly TrainOptions' own
+    assert TrainOptions.from_dict(cfg) == TrainOptions(model="convnet")
+    assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["seed"], cfg["model_options"]) == (30, 128, 1e-3, 1234, {})
+    resnet = TrainOptions.from_dict(train_config.resolve({"model": "resnet18", "epochs": 2}))
+    assert (resnet.optimizer, resnet.lr, resnet.weight_decay, resnet.epochs) == ("sgd", 0.05, 5e-4, 2)
+    defaults = TrainOptions.defaults()
+    defaults["model_options"]["x"] = 1                    # a fresh dict each time, never a shared one
+    assert TrainOptions.defaults()["model_options"] == {} and defaults["model"] is None
+    # a fine-tuned run's config.json records "finetune" beside the options: --config reads it back
+    rec = dict(TrainOptions(model="convnet", epochs=3, freeze_epochs=1).to_dict(), input_shape=[28, 28, 1],
+               num_classes=10, finetune={"frozen_layers": 4}, engine="tensorflow")
+    (tmp_path / "config.json").write_text(json.dumps(rec))
+    loaded = train_config.load_config_file(tmp_path / "config.json")
+    assert set(loaded) == set(TrainOptions.names()) and loaded["freeze_epochs"] == 1 and loaded["epochs"] == 3

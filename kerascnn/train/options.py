@@ -80,7 +80,7 @@ class TrainOptions:
     dataset: Optional[str] = "digits"
     data: Optional[str] = None
     class_names: Optional[tuple] = None      # names for the data's classes; default: the data's own
-    image_size: Optional[tuple] = None
+    image_size: Optional[tuple] = None       # default: the model's natural input size
     epochs: int = 30
     batch_size: int = 128
     optimizer: str = "adam"
@@ -98,9 +98,9 @@ class TrainOptions:
     cache: Optional[str] = None              # streaming: memory | disk (decode once, then read the decoded copy)
     strategy: str = "auto"
     gpus: Optional[str] = None
-    precision: Optional[str] = None
-    jit: Optional[bool] = None
-    steps_per_call: Optional[int] = None
+    precision: Optional[str] = None          # default: per device and model width (train.policy)
+    jit: Optional[bool] = None               # default: on for one GPU, off on CPU and for MirroredStrategy
+    steps_per_call: Optional[int] = None     # default: adaptive, about CALL_SECONDS of work (16 multi-worker)
     deterministic: bool = False
     run_dir: Optional[str] = None
     runs_root: str = "runs"
@@ -128,6 +128,14 @@ class TrainOptions:
     @classmethod
     def names(cls) -> list:
         return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every option's default, as a fresh dict (``model``, which has none: None); the global
+        defaults ``train_config.resolve`` starts from."""
+        return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                         else None if f.default is dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(cls)}
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "TrainOptions":
