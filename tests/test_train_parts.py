@@ -206,3 +206,25 @@ def test_resolve_starts_from_train_options_defaults_and_reads_back_a_finetune_co
     (tmp_path / "config.json").write_text(json.dumps(rec))
     loaded = train_config.load_config_file(tmp_path / "config.json")
     assert set(loaded) == set(TrainOptions.names()) and loaded["freeze_epochs"] == 1 and loaded["epochs"] == 3
+
+
+def test_resume_rules_live_beside_the_run_directory(tmp_path):
+    from kerascnn.errors import ConfigError
+    from kerascnn.train import resume
+
+    resume.refuse_changes(tmp_path, set(resume.RESUME_CHANGES + resume.RESUME_RUNTIME), ())   # all allowed
+    for given, options, flag in (({"seed"}, (), "--seed cannot change"), (set(), ("a=1",), "--option cannot"),
+                                 ({"config"}, (), "--config cannot be used"), ({"batch_size", "lr"}, (), "--batch-size")):
+        with pytest.raises(ConfigError, match=flag):
+            resume.refuse_changes(tmp_path, given, options)
+    with pytest.raises(ConfigError, match="not a kerascnn run directory"):
+        resume.start(tmp_path, None, {})
+    (tmp_path / "config.json").write_text(json.dumps({"model": "convnet", "epochs": 3, "engine": "jax",
+                                                      "run_dir": str(tmp_path), "class_names": ["a", "b"]}))
+    start = resume.start(tmp_path, "convnet", {"epochs": 5, "lr": None})   # no state yet: starts at epoch 1
+    assert start.nothing_to_do is None and start.recorded["epochs"] == 3 and "run_dir" not in start.recorded
+    assert start.recorded["class_names"] == ["a", "b"] and resume.recorded_engine(tmp_path / "config.json") == "jax"
+    with pytest.raises(ConfigError, match="is a convnet run, not lenet5"):
+        resume.start(tmp_path, "lenet5", {})
+    with pytest.raises(ConfigError, match="trained with the jax engine"):
+        resume.check_engine(tmp_path, "tensorflow")

@@ -92,30 +92,13 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
 
     file_cfg = {}
     if resume:
-        from kerascnn.runs import is_run_dir
-        from kerascnn.train import rundir
+        from kerascnn.train import resume as R
 
-        if not is_run_dir(resume):
-            raise ConfigError(f"--resume {resume}: not a kerascnn run directory (no config.json)")
-        from kerascnn.train.options import RunRecord
-
-        record = RunRecord.load(resume, strict=True)      # the run record: the only reader of config.json
-        file_cfg = dict(record.options.to_dict(), class_names=record.class_names)
-        if model and model != file_cfg.get("model"):
-            raise ConfigError(f"--resume {resume} is a {file_cfg.get('model')} run, not {model}")
-        given = {k for k, v in opts.items() if v is not None} | ({"config"} if config_file else set())
-        _refuse_on_resume(resume, given, options)
-        file_cfg.pop("run_dir", None)
-        if rundir.check_resumable(resume):
-            done = int(rundir.read_state_meta(resume)["epoch"]) + 1
-            recorded = int(file_cfg.get("epochs") or 0)
-            if opts.get("epochs") is None and done >= recorded:
-                click.echo(f"{resume} is complete ({done} of {recorded} epochs); nothing to do and nothing "
-                           f"changed. To train it further, pass --epochs N with N larger than {done}.")
-                return
-            if opts.get("epochs") is not None and opts["epochs"] <= done:
-                raise ConfigError(f"--resume {resume} already has {done} epochs; --epochs {opts['epochs']} would "
-                                  f"not extend it (pass a number larger than {done})")
+        start = R.start(resume, model, opts, config_file, options)
+        if start.nothing_to_do:
+            click.echo(start.nothing_to_do)
+            return
+        file_cfg = dict(start.recorded)
     elif config_file:
         file_cfg = train_config.load_config_file(config_file)
         file_cfg.pop("run_dir", None)  # a reproduced run gets a fresh directory
@@ -182,17 +165,6 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
         click.echo(f"next: kerascnn evaluate {metrics['run_dir']}   |   kerascnn export {metrics['run_dir']}")
 
 
-def _recorded_engine(path) -> str | None:
-    """The engine a run's config.json records (the option reader drops resolved values)."""
-    import json
-
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return cfg.get("engine") if isinstance(cfg, dict) else None
-
-
 def _engine_factory(backend, resume, config_file, cli):
     """None (the TensorFlow engine) or the JAX engine's factory; the process runs with the Keras
     backend the engine needs (re-executed with KERAS_BACKEND set when keras was loaded already).
@@ -201,14 +173,14 @@ def _engine_factory(backend, resume, config_file, cli):
 
     from kerascnn.commands.bench import _select_backend
     from kerascnn.errors import ConfigError
+    from kerascnn.train.resume import check_engine, recorded_engine
 
-    recorded = _recorded_engine(Path(resume) / "config.json") if resume else None
-    reproduced = _recorded_engine(config_file) if config_file and not resume else None
+    recorded = recorded_engine(Path(resume) / "config.json") if resume else None
+    reproduced = recorded_engine(config_file) if config_file and not resume else None
     backend = backend or recorded or reproduced or ("jax" if os.environ.get("KERAS_BACKEND") == "jax"
                                                     else "tensorflow")
-    if recorded and backend != recorded:
-        raise ConfigError(f"--resume {resume} was trained with the {recorded} engine; it resumes exactly only on "
-                          f"that engine (--backend {recorded})")
+    if resume:
+        check_engine(resume, backend)
     if backend == "jax":
         bad = [f"--{k}" for k in ("strategy", "gpus") if cli.get(k) not in (None, "auto")]
         if bad:
@@ -220,24 +192,3 @@ def _engine_factory(backend, resume, config_file, cli):
     from kerascnn.engines.jax import make_engine
 
     return make_engine
-
-
-# What --resume may change (recorded in config.json with the epoch it took effect), what only says
-# how to run (not recorded), and everything else: refused, as it would change what the run means.
-RESUME_CHANGES = ("epochs", "lr", "schedule")
-RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic")
-
-
-def _refuse_on_resume(resume, given: set, options) -> None:
-    from kerascnn.errors import ConfigError
-
-    if "config" in given or "run_dir" in given:
-        flag = "--config" if "config" in given else "--run-dir"
-        raise ConfigError(f"{flag} cannot be used with --resume (the run {resume} keeps its own options and "
-                          f"directory)")
-    bad = sorted(k for k in given if k not in RESUME_CHANGES + RESUME_RUNTIME) + (["option"] if options else [])
-    if bad:
-        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
-        raise ConfigError(f"{flags} cannot change with --resume (it would change what the run {resume} means); "
-                          f"with --resume only {', '.join('--' + k for k in RESUME_CHANGES)} may change; start a "
-                          f"new run with --config {resume}/config.json for other options")

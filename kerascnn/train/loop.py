@@ -29,9 +29,9 @@ from kerascnn import fsutil, guard
 from kerascnn.errors import ConfigError, TrainingError
 from kerascnn.registry import get_entry
 from kerascnn.train import checkpoint, policy, rundir
+from kerascnn.train.resume import RESUME_CHANGES
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-RESUME_CHANGES = ("epochs", "lr", "schedule")   # what --resume may change; recorded with its epoch
 CALL_SECONDS = 0.5
 
 
