@@ -3,8 +3,9 @@
 Nothing kerascnn writes is ever half-there: files are written to a temporary
 name in the same directory and renamed into place (``os.replace`` is atomic on
 POSIX); directories (SavedModel exports) are assembled in a hidden
-``.NAME.partial-PID-*`` sibling and renamed when complete. A sweep removes only partials
-whose process is gone, so concurrent writers never delete each other's work. Run directories are
+``.NAME.partial-PID-*`` sibling and renamed when complete. Both are named by ``partial_prefix``
+and removed by one sweep (``sweep_partials``) that takes only names of that grammar whose
+process is gone, so concurrent writers never delete each other's work. Run directories are
 claimed with ``os.mkdir`` without ``exist_ok``: the ``FileExistsError`` is the
 lock, so two processes started in the same second never share one.
 """
@@ -15,6 +16,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,8 +62,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".weights.h5") else target.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}{PARTIAL_MARK}{_pid_tag()}", suffix=suffix,
-                               dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(target.stem), suffix=suffix, dir=target.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as Keras want to create the file themselves
     try:
@@ -95,6 +96,13 @@ def _pid_tag() -> str:
     return f"{os.getpid()}-{os.urandom(4).hex()}"
 
 
+def partial_prefix(name: str) -> str:
+    """``.NAME.partial-PID-HEX8``: the name of a staging folder (``partial_dir``), and the prefix of
+    an atomic write's temporary file (``atomic_path`` adds mkstemp's 8 random characters and the
+    suffix). The one naming ``sweep_partials`` recognises."""
+    return f".{name}{PARTIAL_MARK}{_pid_tag()}"
+
+
 def partial_dir(target: str | os.PathLike) -> Path:
     """Make and return a hidden staging directory ``.NAME.partial-PID-RANDOM`` beside ``target``
     (same file system), with normal permissions (0777 minus the umask, as ``mkdir`` gives; not
@@ -102,7 +110,7 @@ def partial_dir(target: str | os.PathLike) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(100):
-        path = target.parent / f".{target.name}{PARTIAL_MARK}{_pid_tag()}"
+        path = target.parent / partial_prefix(target.name)
         try:
             os.mkdir(path, 0o777)
             return path
@@ -165,12 +173,21 @@ def commit_dir(staging: str | os.PathLike, target: str | os.PathLike, force: boo
     _fsync_dir(target.parent)
 
 
-def _partial_owner(name: str) -> int | None:
-    """The pid in ``.STEM.partial-PID-RANDOM[SUFFIX]``, or None for any other name."""
-    import re
+# after the PID-HEX8 tag: nothing (a staging folder) or mkstemp's 8 characters and a suffix (a file)
+_TAIL = r"(?:[a-z0-9_]{8}(?:\.[A-Za-z0-9_]+){0,2})?"
+# kerascnn before the PID tag: mkstemp's 8 characters and one suffix (swept only for known stems)
+_LEGACY_TAIL = r"[a-z0-9_]{8}(?:\.[a-z]+)?"
 
-    m = re.fullmatch(r"\..+?" + re.escape(PARTIAL_MARK) + r"([0-9]{1,10})-[0-9a-f]{8}[^/]*", name)
-    return int(m.group(1)) if m else None
+
+def _partial_owner(name: str, stems=None) -> tuple[bool, int | None]:
+    """(whether ``name`` is one of kerascnn's partial names, the pid that wrote it or None): the
+    grammar of ``partial_prefix`` with any stem, or with ``stems`` only, which also accepts the
+    older names without a PID."""
+    stem = "|".join(map(re.escape, stems)) if stems else ".+?"
+    m = re.fullmatch(rf"\.(?:{stem})" + re.escape(PARTIAL_MARK) + rf"([0-9]{{1,10}})-[0-9a-f]{{8}}{_TAIL}", name)
+    if m:
+        return True, int(m.group(1))
+    return bool(stems and re.fullmatch(rf"\.(?:{stem})" + re.escape(PARTIAL_MARK) + _LEGACY_TAIL, name)), None
 
 
 def pid_alive(pid: int) -> bool:
@@ -186,18 +203,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def sweep_partials(directory: str | os.PathLike) -> list[Path]:
-    """Remove leftovers of interrupted writes in ``directory``: only names kerascnn gives its own
-    partial files (``.STEM.partial-PID-RANDOM...``) whose process ``PID`` is no longer alive on this
-    machine. Partials of a live process (a concurrent export into the same parent), this
-    process's own, and any other hidden file are left alone."""
+def sweep_partials(directory: str | os.PathLike, stems=None, mine: bool = False) -> list[Path]:
+    """Remove leftovers of interrupted writes in ``directory``: only files and folders (never a
+    symbolic link) named as kerascnn names its partials (``partial_prefix``) whose process is no
+    longer alive on this machine. ``stems`` limits the sweep to those names (a run directory,
+    whose files kerascnn names itself; then also the older partial names without a PID). With
+    ``mine`` this process's own partials go too (the caller holds the directory and has no write
+    in progress there); without it they stay, like those of any live process (a concurrent
+    export into the same parent). Any other hidden file is left alone."""
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        pid = _partial_owner(p.name)
-        if pid is None or pid_alive(pid):
+        ours, pid = _partial_owner(p.name, stems)
+        if not ours or p.is_symlink() or not (p.is_file() or p.is_dir()):
+            continue
+        if pid is not None and not (mine and pid == os.getpid()) and pid_alive(pid):
             continue
         remove_entry(p)
         removed.append(p)

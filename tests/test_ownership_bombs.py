@@ -424,3 +424,26 @@ def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]  # staging removed, no target
 
 
+
+
+def test_one_partial_naming_and_one_sweep_for_staging_folders_and_run_files(tmp_path):
+    from kerascnn import fsutil
+    from kerascnn.train.rundir import sweep_own_partials
+
+    dead = _dead_pid()
+    with fsutil.atomic_path(tmp_path / "best.keras") as tmp:     # the names the writers give ...
+        file_name = tmp.name
+        tmp.write_text("model")
+    stage = fsutil.partial_dir(tmp_path / "sm")
+    for name in (file_name, stage.name):                          # ... are the names the sweep knows
+        assert fsutil._partial_owner(name) == (True, os.getpid())
+    dead_file = tmp_path / file_name.replace(f"-{os.getpid()}-", f"-{dead}-")
+    dead_file.write_text("left by a killed writer")
+    link = tmp_path / f".sm.partial-{dead}-0123abcd"
+    link.symlink_to(stage)                                        # never ours: a link is left alone
+    assert fsutil.sweep_partials(tmp_path) == [dead_file] and stage.is_dir() and link.is_symlink()
+    # a run directory (held by this process): its own leftovers go, other stems stay
+    (tmp_path / file_name).write_text("this process's failed write")
+    (tmp_path / f".notes.partial-{dead}-0123abcdq1w2e3r4.txt").write_text("user")
+    assert sweep_own_partials(tmp_path) == [tmp_path / file_name]
+    assert stage.is_dir() and (tmp_path / f".notes.partial-{dead}-0123abcdq1w2e3r4.txt").exists()

@@ -9,14 +9,14 @@ Ownership rules (issue 13):
   across ``--resume``); a second process on the same run is refused in one line. The lock is
   released when the process ends, however it ends (SIGKILL included).
 * Leftovers of interrupted writes are removed only when their names are kerascnn's own
-  (``.<one of kerascnn's file stems>.partial-XXXXXXXX<suffix>``, see ``fsutil.atomic_path``);
-  a user's file that merely looks like a partial is left alone.
+  (``.<one of kerascnn's file stems>.partial-PID-XXXXXXXXyyyyyyyy<suffix>``, see
+  ``fsutil.partial_prefix``; one sweep, ``fsutil.sweep_partials``, for run directories and
+  exports); a user's file that merely looks like a partial is left alone.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
 from kerascnn import fsutil
@@ -27,9 +27,6 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "backup/state.npz"
 # the files a run directory may hold, and the stems of their atomic-write temporaries
 OWN_STEMS = ("config", "best", "last", "history", "metrics", "curves", "state")
-# `.STEM.partial-[PID-HEX8]RANDOM8[.suffix]` (fsutil.atomic_path; the PID form names the writer)
-_OWN_PARTIAL = re.compile(r"^\.(?:%s)\.partial-(?:([0-9]{1,10})-[0-9a-f]{8})?[a-z0-9_]{8}(?:\.[a-z]+)?$"
-                          % "|".join(OWN_STEMS))
 PROGRESS_FILES = ("history.csv", "best.keras", "last.keras", "metrics.json")
 
 
@@ -156,18 +153,7 @@ def check_resumable(run_dir: Path) -> bool:
 
 
 def sweep_own_partials(directory: Path) -> list:
-    """Remove leftovers of kerascnn's interrupted atomic writes in ``directory``; only names that
-    match kerascnn's own temporaries exactly, never anything else."""
-    directory = Path(directory)
-    removed = []
-    if not directory.is_dir():
-        return removed
-    for p in directory.iterdir():
-        m = _OWN_PARTIAL.match(p.name)
-        pid = int(m.group(1)) if m and m.group(1) else None
-        if pid is not None and pid != os.getpid() and fsutil.pid_alive(pid):
-            continue          # a write in progress in another process (ours: leftovers of a failed write)
-        if m and (p.is_file() or p.is_dir()) and not p.is_symlink():
-            fsutil.remove_entry(p)
-            removed.append(p)
-    return removed
+    """Remove leftovers of kerascnn's interrupted atomic writes in a run directory (held under its
+    lock, so this process's own leftovers go too); only names that match kerascnn's own
+    temporaries of the run's files exactly, never anything else."""
+    return fsutil.sweep_partials(directory, stems=OWN_STEMS, mine=True)
