@@ -42,7 +42,7 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
     import keras
 
     from kerascnn.keras_build import build_sequential
-    from kerascnn.registry import get_entry, is_model
+    from kerascnn.registry import is_model, resolve
     from kerascnn.specs import fold_bn_specs
 
     name = model_name or model.name
@@ -51,7 +51,7 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
                           f"{name!r} is not one")
     shape = tuple(int(v) for v in model.input_shape[1:])
     k = int(model.output_shape[-1])
-    specs = get_entry(name).specs(shape, k, **(options or {}))
+    specs = resolve(name, dict(options or {}), shape, k).specs()
     fused = build_sequential(fold_bn_specs(specs), shape, name=f"{name}_fused")
     src = _flat_layers(model)
     dst = {layer.name: layer for layer in _flat_layers(fused)}

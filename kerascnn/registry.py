@@ -7,6 +7,10 @@ function per model and the decorator registers it and returns it **unchanged**, 
 classes, options, the published parameter and multiply-add figures with their
 source) lives in one frozen ``ModelCfg`` record. Building a Keras model goes through
 ``build_model(name, ...)`` (also ``kerascnn.build``). Registering needs no TensorFlow.
+
+A command's MODEL argument (a registered name, or a layer spec where the command takes one)
+with its ``-o`` options, input shape and classes is resolved once, by ``resolve``, into a
+``ModelRef``: the record every command analyses and builds from.
 """
 from __future__ import annotations
 
@@ -209,6 +213,78 @@ def parse_options(entry: ModelEntry, pairs) -> dict:
         default = entry.options[key]
         out[key] = _coerce(raw, default, key)
     return out
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model argument resolved once: a registered model (``entry``) or a layer spec
+    (``layer_specs``), at one input shape and class count, with typed options."""
+
+    name: str                        # the registered name, or "spec"
+    entry: Optional[ModelEntry]      # None for a layer spec
+    input_shape: Optional[tuple]     # None only for a layer spec given without one
+    num_classes: Optional[int]       # None for a layer spec (its last layer decides)
+    options: dict
+    layer_specs: tuple = ()
+
+    @property
+    def is_spec(self) -> bool:
+        return self.entry is None
+
+    def specs(self) -> list:
+        if self.entry is not None:
+            return self.entry.specs(self.input_shape, self.num_classes, **self.options)
+        return list(self.layer_specs)
+
+    def analyze(self):
+        """Lecture arithmetic; a collapsing input is one GeometryError with the smallest input that works."""
+        if self.entry is not None:
+            return self.entry.analyze(self.input_shape, self.num_classes, **self.options)
+        from kerascnn import analysis
+
+        if self.input_shape is None:
+            raise ConfigError("a layer spec needs an input shape H,W,C (e.g. --input-shape 32,32,3)")
+        try:
+            return analysis.analyze(list(self.layer_specs), self.input_shape)
+        except GeometryError as e:
+            smallest = analysis.smallest_square_input(list(self.layer_specs), self.input_shape[2])
+            c = self.input_shape[2]
+            hint = f"; the smallest input that works is {smallest}x{smallest}x{c}" if smallest else ""
+            raise GeometryError(f"{e}{hint}") from None
+
+    def build(self):
+        """Check the geometry in pure Python, then build the ``keras.Sequential``."""
+        if self.entry is not None:
+            return self.entry.build(self.input_shape, self.num_classes, **self.options)
+        self.analyze()
+        from kerascnn.keras_build import build_sequential
+
+        return build_sequential(list(self.layer_specs), self.input_shape, name="spec")
+
+
+def resolve(ref: str, options=None, input_shape=None, num_classes=None, spec: bool = False) -> ModelRef:
+    """MODEL (a registered name; with ``spec`` also a layer spec such as "conv3-8, relu") and its
+    options (``-o KEY=VALUE`` strings, or a dict of typed options) -> a ``ModelRef``. An unknown
+    name is one ModelNotFound with suggestions, an unknown option one ConfigError."""
+    if is_model(ref):
+        entry = get_entry(ref)
+        opts = dict(options) if isinstance(options, dict) else parse_options(entry, options)
+        shape, k, opts = entry.resolve(input_shape, num_classes, opts)
+        return ModelRef(entry.name, entry, shape, k, opts)
+    if not spec:
+        get_entry(ref)   # raises ModelNotFound with suggestions
+    if options:
+        raise ConfigError("-o/--option applies to registered models, not to layer specs")
+    from kerascnn import speclang
+
+    try:
+        specs = speclang.parse(ref)
+    except ConfigError:
+        if not speclang.is_spec_like(ref):
+            get_entry(ref)  # unknown model: raises with suggestions
+        raise
+    shape = tuple(int(v) for v in input_shape) if input_shape is not None else None
+    return ModelRef("spec", None, shape, num_classes, {}, tuple(specs))
 
 
 def _coerce(raw: str, default, key: str):

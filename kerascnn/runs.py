@@ -157,11 +157,10 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
         shape = tuple(model.input_shape[1:])
         k = int(model.output_shape[-1])
         return model, RunInfo(model.name, shape, k, [str(i) for i in range(k)], 1 / 255, None, p, {})
-    from kerascnn.registry import get_entry, is_model
+    from kerascnn.registry import get_entry, is_model, resolve
 
     if is_model(ref):
-        entry = get_entry(ref)
-        model = entry.build(input_shape, num_classes, **(options or {}))
+        model = resolve(ref, dict(options or {}), input_shape, num_classes).build()
         shape = tuple(model.input_shape[1:])
         k = int(model.output_shape[-1])
         return model, RunInfo(ref, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,

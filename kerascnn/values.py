@@ -116,8 +116,7 @@ def _is_kernel(name: str) -> bool:
 
 def build_for_values(model_or_spec: str, in_shape: tuple):
     """A spec (``"conv3-1"``), a registered model or a ``.keras`` file -> a Keras model for ``in_shape``."""
-    from kerascnn import speclang
-    from kerascnn.registry import get_entry, is_model
+    from kerascnn.registry import resolve
 
     if model_or_spec.endswith(".keras"):
         import keras
@@ -134,14 +133,8 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
         return model, False
     if len(in_shape) != 3:
         raise ConfigError(f"a layer spec needs an (H, W) or (H, W, C) input; received shape {in_shape}")
-    if is_model(model_or_spec):
-        return get_entry(model_or_spec).build(in_shape), True
-    from kerascnn.analysis import analyze
-    from kerascnn.keras_build import build_sequential
-
-    specs = speclang.parse(model_or_spec)
-    analyze(specs, in_shape)  # a size that collapses: one GeometryError naming the layer, before Keras
-    return build_sequential(specs, in_shape, name="spec"), True
+    # a size that collapses: one GeometryError naming the layer, before Keras builds anything
+    return resolve(model_or_spec, None, in_shape, spec=True).build(), True
 
 
 def set_weights(model, kernel=None, bias=None, weights=None, ones=True) -> list:

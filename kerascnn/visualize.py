@@ -239,26 +239,21 @@ def _geometry_to(specs, input_size: int, layer_name, sizes=None):
 
 
 def receptive_field(model, info, out, layer, x, shown, label):
-    from kerascnn.registry import get_entry, is_model
+    from kerascnn.registry import is_model, resolve
 
     plt = _plt()
     name = (info.config.get("model") if info else None) or model.name
     if not is_model(name):
         raise ConfigError("receptive-field needs a kerascnn model (a run directory or a registered name)")
-    entry = get_entry(name)
-    shape = tuple(int(v) for v in model.input_shape[1:])
-    specs = entry.specs(shape, int(model.output_shape[-1]), **((info.config.get("model_options") if info else {})
-                                                                or {}))
+    ref = resolve(name, dict((info.config.get("model_options") if info else None) or {}),
+                  tuple(int(v) for v in model.input_shape[1:]), int(model.output_shape[-1]))
+    shape, specs, report = ref.input_shape, ref.specs(), ref.analyze()
     names = [s.name for s in specs]
     if layer is None:
-        spatial = [r for r in entry.analyze(shape, int(model.output_shape[-1]),
-                                            **((info.config.get("model_options") if info else {}) or {})).layers
-                   if len(r.output_shape) == 3]
-        layer = spatial[-1].name
+        layer = [r for r in report.layers if len(r.output_shape) == 3][-1].name
     elif layer not in names:
         raise ConfigError(f"no layer {layer!r}; layers: {', '.join(names[:15])}")
-    rows = {r.name: r for r in entry.analyze(shape, int(model.output_shape[-1]),
-                                             **((info.config.get("model_options") if info else {}) or {})).layers}
+    rows = {r.name: r for r in report.layers}
     sizes = {n: r.output_shape[0] for n, r in rows.items() if len(r.output_shape) == 3}
     rf, jump, start = _geometry_to(specs, shape[0], layer, sizes)
     out_shape = rows[layer].output_shape if len(rows[layer].output_shape) == 3 else None

@@ -62,11 +62,10 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
           fuse_bn, backend, fmt):
     """Median images/s and ms/step over repeated windows, MACs per image, achieved GFLOP/s and,
     on a known GPU, the fraction of its peak."""
-    from kerascnn.registry import get_entry, parse_options
+    from kerascnn.registry import resolve
 
-    entry = get_entry(model)
-    opts = parse_options(entry, options)
-    entry.analyze(input_shape, num_classes or 10, **opts)  # geometry errors before any framework loads
+    ref = resolve(model, options, input_shape, num_classes or 10)
+    ref.analyze()  # geometry errors before any framework loads
     _select_backend(backend)
     if backend == "tensorflow":
         from kerascnn.commands.common import load_tensorflow
@@ -76,8 +75,8 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
 
     warn_emulated_precision(precision, backend)
 
-    r = B.run(model, batch_size, input_shape, opts, steps, warmup, repeats, mode, precision, jit, fuse_bn,
-              num_classes or 10)
+    r = B.run(ref.name, batch_size, ref.input_shape, ref.options, steps, warmup, repeats, mode, precision, jit,
+              fuse_bn, ref.num_classes)
     if fmt == "json":
         echo_json(r)
         return

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import class_names_option, echo_json, format_option, pretrained_options
+from kerascnn.commands.common import (class_names_option, echo_json, format_option, pretrained_model_options,
+                                      pretrained_options)
 
 
 @click.command(short_help="Loss, top-1/top-5, per-class metrics, confusion matrix.")
@@ -28,14 +29,7 @@ def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, cla
     from kerascnn.runs import check_model_ref
 
     check_model_ref(model_or_run)
-    model_options = None
-    if weights or options:
-        from kerascnn.errors import ConfigError
-        from kerascnn.registry import get_entry, is_model, parse_options
-
-        if not is_model(model_or_run):
-            raise ConfigError("--weights and -o apply to a registered model name (a run or .keras file has its own)")
-        model_options = parse_options(get_entry(model_or_run), options)
+    model_options = pretrained_model_options(model_or_run, weights, options)
     if class_names is not None:
         from kerascnn.data import parse_class_names
 

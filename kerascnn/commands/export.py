@@ -5,7 +5,7 @@ import functools
 
 import click
 
-from kerascnn.commands.common import echo_json, pretrained_options
+from kerascnn.commands.common import echo_json, pretrained_model_options, pretrained_options
 
 
 @click.command(short_help="Export a verified SavedModel (or ONNX / LiteRT).")
@@ -45,13 +45,7 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt,
         export_format, fmt = fmt, "table"
     export_format = export_format or "savedmodel"
     as_json = as_json or fmt == "json"
-    model_options = None
-    if weights or options:
-        from kerascnn.registry import get_entry, is_model, parse_options
-
-        if not is_model(model_or_run):
-            raise ConfigError("--weights and -o apply to a registered model name (a run or .keras file has its own)")
-        model_options = parse_options(get_entry(model_or_run), options)
+    model_options = pretrained_model_options(model_or_run, weights, options)
     precheck(model_or_run, out, force, export_format, fuse_bn)
     load_tensorflow()
     r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe, weights=weights,

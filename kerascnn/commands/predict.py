@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import class_names_option, echo_json, format_option, pretrained_options
+from kerascnn.commands.common import (class_names_option, echo_json, format_option, pretrained_model_options,
+                                      pretrained_options)
 
 
 @click.command(short_help="Top-k classes for image files.")
@@ -24,15 +25,7 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
 
     if not is_savedmodel_dir(model_or_export):
         check_model_ref(model_or_export)
-    model_options = None
-    if weights or options:
-        from kerascnn.errors import ConfigError
-        from kerascnn.registry import get_entry, is_model, parse_options
-
-        if not is_model(model_or_export):
-            raise ConfigError("--weights and -o apply to a registered model name (a run, .keras file or export "
-                              "has its own)")
-        model_options = parse_options(get_entry(model_or_export), options)
+    model_options = pretrained_model_options(model_or_export, weights, options, "a run, .keras file or export")
     if class_names is not None:
         from kerascnn.data import parse_class_names
 

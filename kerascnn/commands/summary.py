@@ -113,49 +113,20 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
       "conv5-6, maxpool2, conv5-16, maxpool2, flatten, fc120, fc84, fc10"
     The whole vocabulary (depthwise, separable, blocks): README, "Spec language".
     """
-    from kerascnn import analysis, speclang
-    from kerascnn.registry import get_entry, is_model, parse_options
+    from kerascnn import analysis
+    from kerascnn.registry import is_model, resolve
 
     if weights and not (is_model(model_or_spec) and use_keras):
         raise ConfigError("--weights applies to registered models with the Keras model (not --no-keras)")
     if model_or_spec.endswith((".keras", ".h5")):
         return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
-    if is_model(model_or_spec):
-        entry = get_entry(model_or_spec)
-        opts = parse_options(entry, options)
-        report = entry.analyze(input_shape, num_classes, **opts)
-        name = entry.name
-        shape = input_shape or entry.default_input
-        k = num_classes or entry.num_classes
-
-        def build():
-            return entry.build(shape, k, **opts)
-    else:
-        if options:
-            raise ConfigError("-o/--option applies to registered models, not to layer specs")
-        try:
-            specs = speclang.parse(model_or_spec)
-        except ConfigError:
-            if not speclang.is_spec_like(model_or_spec):
-                get_entry(model_or_spec)  # unknown model: raises with suggestions
-            raise
-        if input_shape is None:
-            raise click.UsageError("a layer spec needs --input-shape H,W,C (e.g. --input-shape 32,32,3)")
-        if num_classes is not None:
-            raise ConfigError("--classes applies to registered models; end a layer spec with fcN instead")
-        try:
-            report = analysis.analyze(specs, input_shape)
-        except GeometryError as e:
-            smallest = analysis.smallest_square_input(specs, input_shape[2])
-            hint = f"; the smallest input that works is {smallest}x{smallest}x{input_shape[2]}" if smallest else ""
-            raise GeometryError(f"{e}{hint}") from None
-        name, shape = "spec", input_shape
-
-        def build():
-            from kerascnn.keras_build import build_sequential
-
-            return build_sequential(specs, input_shape, name="spec")
-
+    ref = resolve(model_or_spec, options, input_shape, num_classes, spec=True)
+    if ref.is_spec and input_shape is None:
+        raise click.UsageError("a layer spec needs --input-shape H,W,C (e.g. --input-shape 32,32,3)")
+    if ref.is_spec and num_classes is not None:
+        raise ConfigError("--classes applies to registered models; end a layer spec with fcN instead")
+    report = ref.analyze()
+    name, shape, opts, k = ref.name, ref.input_shape, ref.options, ref.num_classes
     if strict and report.warnings():
         w = report.warnings()
         raise GeometryError(f"--strict: {len(w)} layer(s) don't fit the lecture formula (floored): " + "; ".join(w))
@@ -165,7 +136,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         from kerascnn.commands.common import load_tensorflow
 
         load_tensorflow()
-    model = build() if use_keras else None
+    model = ref.build() if use_keras else None
     loaded = None
     if weights:
         from kerascnn import weights as W

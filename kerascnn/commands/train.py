@@ -88,7 +88,7 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
     """
     from kerascnn import train_config
     from kerascnn.errors import ConfigError
-    from kerascnn.registry import get_entry, parse_options
+    from kerascnn.registry import resolve
 
     file_cfg = {}
     if resume:
@@ -115,7 +115,7 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
     if options:
         if not name:
             raise ConfigError("-o/--option needs a model")
-        cli["model_options"] = {**file_cfg.get("model_options", {}), **parse_options(get_entry(name), options)}
+        cli["model_options"] = {**file_cfg.get("model_options", {}), **resolve(name, options).options}
     if cli.get("data"):
         if cli.get("dataset"):
             raise ConfigError("give --dataset or --data, not both")
