@@ -284,12 +284,20 @@ class Residual(Spec):
 KERAS_RESNET_BN_EPSILON = 1.001e-5  # keras.applications.resnet's BatchNormalization(epsilon=...)
 
 
+def foldable(spec) -> bool:
+    """Whether a BatchNorm right after ``spec`` can be folded into it: a linear convolution
+    (plain, grouped, depthwise or separable) or dense layer."""
+    return (isinstance(spec, (Conv, DepthwiseConv, SeparableConv, Dense))
+            and getattr(spec, "activation", None) in (None, "linear"))
+
+
 def fold_bn_specs(specs: list) -> list:
-    """The inference-time stack: every BatchNorm that follows a Conv/Dense is folded into it
-    (the layer gains a bias, the BatchNorm disappears); residual blocks are marked ``fused``."""
+    """The inference-time stack: every BatchNorm that follows a linear Conv/Dense (depthwise and
+    separable included; no activation between them) is folded into it (the layer gains a bias,
+    the BatchNorm disappears); residual blocks are marked ``fused``."""
     out = []
     for spec in specs:
-        if isinstance(spec, BatchNorm) and out and isinstance(out[-1], (Conv, Dense)):
+        if isinstance(spec, BatchNorm) and out and foldable(out[-1]):
             out[-1] = replace(out[-1], use_bias=True)
             continue
         if isinstance(spec, Residual):

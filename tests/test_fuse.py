@@ -58,3 +58,64 @@ def test_fold_refuses_a_foreign_model():
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mystery")
     with pytest.raises(ConfigError, match="kerascnn model"):
         fold_batchnorm(m)
+
+
+# every BatchNorm after a linear conv (plain, depthwise with multiplier, separable) or dense layer
+DW_SPEC = "conv3-8nb, bn, relu, dwconv3nb, bn, relu, dwconv3m2, bn, relu, sepconv3-12nb, bn, relu, gap, fc6, bn"
+
+
+def _abs_network(specs, model, shape):
+    """The model with |weights|, BatchNorm as |s| (x + |mean|) + |beta|: on |x| it bounds every
+    intermediate |W| |a| + |b| of the original (ReLU, pooling and averaging keep the bound)."""
+    import keras
+
+    from kerascnn.keras_build import build_sequential
+
+    net = build_sequential(specs, shape, name="abs")
+    for src, dst in zip(model.layers, net.layers):
+        w = [np.abs(v) for v in src.get_weights()]
+        if isinstance(src, keras.layers.BatchNormalization):
+            w[2] = -w[2]                                            # x - (-|mean|) = x + |mean|
+        dst.set_weights(w)
+    return net
+
+
+def test_batchnorm_folds_into_depthwise_and_separable_convolutions_within_the_float32_bound():
+    import keras
+
+    from kerascnn import speclang
+    from kerascnn.keras_build import build_sequential
+    from kerascnn.specs import DepthwiseConv, SeparableConv
+
+    rng = np.random.default_rng(0)
+    specs, shape = speclang.parse(DW_SPEC), (10, 10, 3)
+    model = build_sequential(specs, shape, name="spec")
+    _randomise_bn(model, rng)
+    folded = fold_bn_specs(specs)
+    assert [type(s).__name__ for s in folded].count("BatchNorm") == 0
+    assert all(s.use_bias for s in folded if isinstance(s, (DepthwiseConv, SeparableConv)))
+    fused = fold_batchnorm(model, specs=specs)
+    assert count_batchnorm(fused) == 0 and fused.count_params() < model.count_params()
+    kinds = {type(l).__name__ for l in fused.layers}
+    assert {"DepthwiseConv2D", "SeparableConv2D"} <= kinds
+    x = rng.random((4,) + shape, dtype=np.float32)
+    a, b = np.asarray(model(x, training=False), np.float64), np.asarray(fused(x, training=False), np.float64)
+    # Forward error bound: a length-n dot product in float32 is off by at most n*u |W||a| (u = eps/2),
+    # BatchNorm's (x - mean) * s + beta and the rounded folded weights by a few u more; summed over
+    # the layers on the path and counted for both models, relative to the |W||a| network's output M.
+    u = np.finfo(np.float32).eps / 2
+    n = 3 * 3 * 3 + 3 * 3 + 3 * 3 + (3 * 3 + 8 * 2) + 8 * 8 + 12   # conv, dw, dw m2, sep (dw + 1x1), gap 8x8, fc
+    m = np.asarray(_abs_network(specs, model, shape)(np.abs(x), training=False), np.float64)
+    bound = 2 * u * (n + 4 * 6) * m
+    diff = np.abs(a - b)
+    assert np.all(diff <= bound), (diff.max(), bound.min())
+    assert np.max(np.abs(a)) > 0.1      # a real output, not a collapsed one
+    assert keras.backend.standardize_dtype(fused.layers[-1].compute_dtype) == "float32"
+
+
+def test_a_batchnorm_after_an_activated_layer_is_not_folded():
+    from kerascnn.specs import BatchNorm, Conv, DepthwiseConv
+
+    specs = [DepthwiseConv(3, activation="relu", name="dw"), BatchNorm(name="bn"), Conv(4, 1, name="pw"),
+             BatchNorm(name="bn2")]
+    assert [type(s).__name__ for s in fold_bn_specs(specs)] == ["DepthwiseConv", "BatchNorm", "Conv"]
