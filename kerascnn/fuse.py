@@ -22,14 +22,6 @@ import numpy as np
 from kerascnn.errors import ConfigError
 
 
-def _flat_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        out.extend(getattr(layer, "inner_layers", []))
-    return out
-
-
 def _fold(kernel, bias, bn):
     gamma, beta, mean, var = (np.asarray(w, np.float64) for w in bn.get_weights())
     s = gamma / np.sqrt(var + bn.epsilon)
@@ -70,6 +62,7 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
     import keras
 
     from kerascnn.keras_build import build_sequential
+    from kerascnn.layers import flat_layers
     from kerascnn.registry import is_model, resolve
     from kerascnn.specs import fold_bn_specs
 
@@ -82,8 +75,8 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
     if specs is None:
         specs = resolve(name, dict(options or {}), shape, k).specs()
     fused = build_sequential(fold_bn_specs(specs), shape, name=f"{name}_fused")
-    src = _flat_layers(model)
-    dst = {layer.name: layer for layer in _flat_layers(fused)}
+    src = flat_layers(model)
+    dst = {layer.name: layer for layer in flat_layers(fused)}
     if len([l for l in src if l.weights]) == 0:
         return fused
     pending = None  # a linear conv/dense layer whose BatchNorm may follow
@@ -110,4 +103,6 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
 def count_batchnorm(model) -> int:
     import keras
 
-    return sum(isinstance(l, keras.layers.BatchNormalization) for l in _flat_layers(model))
+    from kerascnn.layers import flat_layers
+
+    return sum(isinstance(l, keras.layers.BatchNormalization) for l in flat_layers(model))

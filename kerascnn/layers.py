@@ -15,6 +15,16 @@ import keras
 from kerascnn import specs as S
 
 
+def flat_layers(model) -> list:
+    """Every layer of a kerascnn model, each block followed by its ``inner_layers`` (the rows of
+    the analysis, by name)."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        out.extend(getattr(layer, "inner_layers", []))
+    return out
+
+
 class _BranchBlock(keras.layers.Layer):
     """Runs each branch (a list of layers) on the same input and merges the results."""
 

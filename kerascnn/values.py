@@ -139,8 +139,10 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
 
 def set_weights(model, kernel=None, bias=None, weights=None, ones=True) -> list:
     """Fill the model's weights (see the module docstring); returns notes on what was set."""
+    from kerascnn.layers import flat_layers
+
     notes = []
-    layers = [l for l in _flat_layers(model) if l.weights]
+    layers = [l for l in flat_layers(model) if l.weights]
     target = None
     if kernel is not None or bias is not None:
         target = next((l for l in layers if any(_is_kernel(v.path.rsplit("/", 1)[-1]) for v in l.weights)), None)
@@ -189,14 +191,6 @@ def _fit(arr, shape, what, layer):
     return arr
 
 
-def _flat_layers(model):
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        out.extend(getattr(layer, "inner_layers", []))
-    return out
-
-
 def _load_weights(model, layers, path: str) -> str:
     if path.endswith(".npz"):
         try:
@@ -222,8 +216,10 @@ def _load_weights(model, layers, path: str) -> str:
     if path.endswith(".keras"):
         import keras
 
+        from kerascnn.layers import flat_layers
+
         src = keras.models.load_model(path, compile=False)
-        by_name = {l.name: l for l in _flat_layers(src)}
+        by_name = {l.name: l for l in flat_layers(src)}
         n = 0
         for layer in layers:
             other = by_name.get(layer.name)
@@ -246,7 +242,9 @@ def _keys(layers) -> list:
 
 def weight_arrays(model) -> dict:
     """``{"conv2d/kernel": array, ...}``: the .npz layout ``--weights`` reads."""
-    return {f"{l.name}/{v.path.rsplit('/', 1)[-1]}": np.asarray(v.numpy()) for l in _flat_layers(model)
+    from kerascnn.layers import flat_layers
+
+    return {f"{l.name}/{v.path.rsplit('/', 1)[-1]}": np.asarray(v.numpy()) for l in flat_layers(model)
             for v in l.weights}
 
 

@@ -19,18 +19,12 @@ SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- helpers
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        out.extend(getattr(layer, "inner_layers", []))
-    return out
-
-
 def _conv_layer(model, name: str | None):
     import keras
 
-    layers = _all_layers(model)
+    from kerascnn.layers import flat_layers
+
+    layers = flat_layers(model)
     if name:
         for layer in layers:
             if layer.name == name:

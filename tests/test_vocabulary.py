@@ -12,12 +12,12 @@ from kerascnn.speclang import is_spec_like, parse, to_text
 
 def keras_agrees(specs, shape):
     """Build the model and compare every analysis row (blocks and their layers) with Keras by name."""
-    from kerascnn.fuse import _flat_layers
     from kerascnn.keras_build import build_sequential
+    from kerascnn.layers import flat_layers
 
     report = analysis.analyze(specs, shape)
     model = build_sequential(specs, shape)
-    counts = {l.name: l.count_params() for l in _flat_layers(model)}
+    counts = {l.name: l.count_params() for l in flat_layers(model)}
     rows = list(analysis.walk(report.layers))
     assert [(r.name, r.params) for r in rows] == [(r.name, counts[r.name]) for r in rows]
     assert model.count_params() == report.total_params

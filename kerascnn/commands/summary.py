@@ -54,12 +54,9 @@ def list_cmd(pattern, fmt):
 
 
 def _keras_counts(model) -> dict:
-    counts = {}
-    for layer in model.layers:
-        counts[layer.name] = layer.count_params()
-        for inner in getattr(layer, "inner_layers", []):
-            counts[inner.name] = inner.count_params()
-    return counts
+    from kerascnn.layers import flat_layers
+
+    return {layer.name: layer.count_params() for layer in flat_layers(model)}
 
 
 def _keras_summary_text(model) -> str:
