@@ -47,10 +47,17 @@ def trained_run(tmp_path_factory):
 def kill_after_epoch(epoch, *args, env=None):
     """Start `python -m kerascnn ARGS` with the test pause hook, wait until it has finished epoch
     ``epoch`` (or 300 s), SIGKILL it and return its exit code (-SIGKILL when it was killed)."""
+    return kill_at_pause(*args, env={"KERASCNN_TEST_PAUSE_AFTER_EPOCH": str(epoch), **(env or {})})
+
+
+def kill_at_pause(*args, env=None):
+    """Start `python -m kerascnn ARGS` with a test pause hook in ``env`` (KERASCNN_TEST_PAUSE=POINT or
+    KERASCNN_TEST_PAUSE_AFTER_EPOCH=N), wait until it pauses there (or 300 s), SIGKILL it and
+    return its exit code (-SIGKILL when it was killed)."""
     import signal
     import time
 
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH=str(epoch), **(env or {}))
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=full_env)
     deadline = time.time() + 300

@@ -2,17 +2,15 @@
 and train/evaluate/predict/export fed broken files end in one line, never a traceback."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_kerascnn
+from conftest import kill_at_pause, run_kerascnn
 
 
 @pytest.mark.slow
@@ -21,16 +19,8 @@ def test_sigkill_during_export_keeps_the_previous_export(trained_run, tmp_path):
     first = run_kerascnn("export", trained_run, "--out", target)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (target / "saved_model.pb").read_bytes()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE="export-before-rename")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", "export", str(trained_run), "--out", str(target),
-                             "--force", "--which", "last"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_at_pause("export", trained_run, "--out", target, "--force", "--which", "last",
+                  env={"KERASCNN_TEST_PAUSE": "export-before-rename"})
     partials = [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
     assert partials, "the killed export should have left its hidden staging directory"
     assert (target / "saved_model.pb").read_bytes() == before          # the old export is untouched
