@@ -136,11 +136,9 @@ def check_model_ref(ref: str) -> None:
 def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_shape=None, num_classes=None,
                   options=None):
     """MODEL_OR_RUN -> (keras model, RunInfo)."""
-    check_model_ref(ref)
+    check_model_ref(ref)     # a run directory with a model, a file, or a registered name
     p = Path(ref)
     if p.is_dir():
-        if not is_run_dir(p):
-            raise DataError(f"{p}: not a kerascnn run directory (no {CONFIG_FILE})")
         cfg = load_config(p)
         order = (f"{which}.keras",) + tuple(f for f in MODEL_FILES if f != f"{which}.keras")
         for name in order:
@@ -157,13 +155,10 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
         shape = tuple(model.input_shape[1:])
         k = int(model.output_shape[-1])
         return model, RunInfo(model.name, shape, k, [str(i) for i in range(k)], 1 / 255, None, p, {})
-    from kerascnn.registry import get_entry, is_model, resolve
+    from kerascnn.registry import resolve
 
-    if is_model(ref):
-        model = resolve(ref, dict(options or {}), input_shape, num_classes).build()
-        shape = tuple(model.input_shape[1:])
-        k = int(model.output_shape[-1])
-        return model, RunInfo(ref, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
-                              {"model": ref, "model_options": options or {}})
-    get_entry(ref)  # raises ModelNotFound with suggestions
-    raise ConfigError(f"{ref}: not a run directory, a .keras file or a registered model")
+    model = resolve(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
+    shape = tuple(model.input_shape[1:])
+    k = int(model.output_shape[-1])
+    return model, RunInfo(ref, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
+                          {"model": ref, "model_options": options or {}})
