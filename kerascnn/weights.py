@@ -17,6 +17,9 @@ same shapes, or one clear ``WeightsError`` says which layer differs. Only the to
 missing or of another shape (a ``_notop`` file, or a head for other classes): those layers
 keep their fresh initialisation and the ``LoadReport`` lists them. Reading needs ``h5py``
 and numpy only; TensorFlow is touched only through the model given.
+
+torchvision / timm state_dicts (``.safetensors``, ``.pth``, ``.pt``) are read and converted by
+``kerascnn.pretrained.torchvision``; ``load_into`` and ``pretrained`` dispatch on the suffix.
 """
 from __future__ import annotations
 
@@ -134,9 +137,11 @@ def read_weight_file(path):
 class LoadReport:
     loaded: list = field(default_factory=list)      # layer names that got the file's arrays
     fresh: list = field(default_factory=list)       # top layers left as initialised (head / notop)
+    ignored: list = field(default_factory=list)     # parts of the file not used by design (aux heads)
 
     def line(self, source) -> str:
         tail = f"; new (not from the file): {', '.join(self.fresh)}" if self.fresh else ""
+        tail += f"; ignored: {', '.join(self.ignored)}" if self.ignored else ""
         return f"loaded {len(self.loaded)} layers from {source}{tail}"
 
 
@@ -156,11 +161,18 @@ def weighted_layers(model) -> list:
     return out
 
 
-def load_into(model, source, arrays: dict | None = None) -> LoadReport:
+def load_into(model, source, arrays: dict | None = None, options: dict | None = None,
+              model_name: str | None = None) -> LoadReport:
     """Set ``model``'s weights from the file ``source`` (or ``arrays``, as ``read_weight_file``
     returns) by layer name. Only the model's top -- the layers after its last loaded one, and
     its final layer when the file's differs in shape (another number of classes) -- may stay
-    fresh; anything else that does not fit raises one ``WeightsError`` and changes nothing."""
+    fresh; anything else that does not fit raises one ``WeightsError`` and changes nothing.
+    A torchvision/timm file (``.safetensors``/``.pth``/``.pt``) goes to
+    ``kerascnn.pretrained.torchvision`` (``options``: the model's, to name a missing variant)."""
+    from kerascnn.pretrained import torchvision as TV
+
+    if arrays is None and TV.is_torch_file(source):
+        return TV.load_state_dict(model, source, TV.read_state_dict(source), model_name, options)
     arrays = read_weight_file(source) if arrays is None else arrays
     layers = weighted_layers(model)
     if arrays is None:
@@ -224,20 +236,31 @@ def resolve(spec: str, model_name: str, options: dict | None, input_shape, num_c
     path = Path(spec)
     if not path.is_file():
         raise WeightsError(f"--weights {spec}: no such file (or use --weights imagenet)")
+    return path, _file_preprocessing(path, model_name)
+
+
+PREPROCESSING = ("caffe", "torch", "tf", "none")
+
+
+def _file_preprocessing(path, model_name: str):
+    """keras.applications' downloads: Caffe; torchvision/timm files: torchvision's mean/std, except
+    GoogLeNet, whose ImageNet weights run ``transform_input`` after it: together (x - 0.5) / 0.5
+    on [0, 1] pixels, the ``tf`` mode; anything else: None."""
+    from kerascnn.pretrained import torchvision as TV
+
+    if TV.is_torch_file(path):
+        return "tf" if model_name == "googlenet" else "torch"
     known = {n: s.preprocessing for s in IMAGENET.values() for n in (s.top_file, s.notop_file)}
-    return path, known.get(path.name)
-
-
-PREPROCESSING = ("caffe", "torch", "none")
+    return known.get(Path(path).name)
 
 
 def default_preprocessing(spec: str, model_name: str) -> str:
     """The preprocessing that goes with ``--weights spec`` (no file is read): keras.applications'
-    Caffe mode for ``imagenet`` and for files named like its downloads, else none."""
+    Caffe mode for ``imagenet`` and for files named like its downloads, torchvision's for
+    ``.safetensors``/``.pth``/``.pt`` (``tf`` for GoogLeNet), else none."""
     if str(spec).lower() == "imagenet":
         return IMAGENET[model_name].preprocessing if model_name in IMAGENET else "none"
-    known = {n: s.preprocessing for s in IMAGENET.values() for n in (s.top_file, s.notop_file)}
-    return known.get(Path(spec).name, "none")
+    return _file_preprocessing(spec, model_name) or "none"
 
 
 def with_preprocessing(model, mode: str | None):
@@ -257,9 +280,9 @@ def with_preprocessing(model, mode: str | None):
 
 def pretrained(model, spec: str, model_name: str, options: dict | None, preprocessing: str | None = None):
     """Load ``--weights`` into ``model`` and put the weights' preprocessing in front of it.
-    ``preprocessing``: ``caffe``, ``torch``, ``none``, or None for the source's own.
+    ``preprocessing``: ``caffe``, ``torch``, ``tf``, ``none``, or None for the source's own.
     Returns (model, report line, preprocessing used)."""
     path, default = resolve(spec, model_name, options, model.input_shape[1:], model.output_shape[-1])
-    report = load_into(model, path)
+    report = load_into(model, path, options=dict(options or {}), model_name=model_name)
     mode = default if preprocessing is None else (None if preprocessing == "none" else preprocessing)
     return with_preprocessing(model, mode), report.line(path), mode

@@ -35,7 +35,7 @@ def alexnet(input_shape, num_classes, grouped=False, variant="paper", width=1.0,
     width, hidden = check_width(width, "alexnet"), check_units(hidden, "hidden", "alexnet")
     if variant not in VARIANTS:
         raise ConfigError(f"alexnet variant must be one of {', '.join(VARIANTS)}; received {variant!r}")
-    s = lambda c: scaled(c, width)  # noqa: E731
+    s = lambda c: scaled(c, width)
     if variant == "torchvision":
         if grouped:
             raise ConfigError("alexnet: variant=torchvision has no grouped convolutions; drop grouped")

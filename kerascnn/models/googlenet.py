@@ -14,7 +14,17 @@ import math
 from kerascnn.errors import ConfigError
 from kerascnn.models.width import check_width, scaled
 from kerascnn.registry import Published, register_model
-from kerascnn.specs import Activation, BatchNorm, Branches, Conv, Dense, Dropout, GlobalPool, Inception, Pool
+from kerascnn.specs import (
+    Activation,
+    BatchNorm,
+    Branches,
+    Conv,
+    Dense,
+    Dropout,
+    GlobalPool,
+    Inception,
+    Pool,
+)
 
 # Table 1: name -> (#1x1, (#3x3 reduce, #3x3), (#5x5 reduce, #5x5), pool proj)
 INCEPTION_TABLE = {
@@ -34,7 +44,7 @@ TORCHVISION_BN_EPSILON = 1e-3   # torchvision.models.googlenet.BasicConv2d
 
 def _inception(name, width):
     c1, c2, c3, c4 = INCEPTION_TABLE[name]
-    s = lambda c: scaled(c, width)  # noqa: E731
+    s = lambda c: scaled(c, width)
     return Inception(s(c1), (s(c2[0]), s(c2[1])), (s(c3[0]), s(c3[1])), s(c4), name=name)
 
 
@@ -53,7 +63,7 @@ def googlenet(input_shape, num_classes, variant="paper", width=1.0):
         raise ConfigError(f"googlenet variant must be one of {', '.join(VARIANTS)}; received {variant!r}")
     if variant == "torchvision":
         return _torchvision(input_shape, num_classes, width)
-    s = lambda c: scaled(c, width)  # noqa: E731
+    s = lambda c: scaled(c, width)
     return [
         Conv(s(64), 7, 2, padding=3, activation="relu", name="conv1_7x7"),
         Pool("max", 3, 2, padding="same", name="pool1"),
@@ -81,7 +91,7 @@ def _tv_inception(name, width):
     """torchvision's Inception: its branch1..branch4 (branch3's "5x5" is 3x3), concatenated. Layer names
     ``<block>_<path>_<torchvision module path with _>``, e.g. inception3a_1_branch2_0_conv."""
     c1, (r3, c3), (r5, c5), c4 = (INCEPTION_TABLE[name][0], *INCEPTION_TABLE[name][1:3], INCEPTION_TABLE[name][3])
-    s = lambda c: scaled(c, width)  # noqa: E731
+    s = lambda c: scaled(c, width)
     return Branches(paths=(
         tuple(_basic(s(c1), 1, "branch1")),
         tuple(_basic(s(r3), 1, "branch2_0") + _basic(s(c3), 3, "branch2_1", padding=1)),
@@ -107,7 +117,7 @@ def _ceil_pool(layers, input_shape, size, stride, name):
 
 
 def _torchvision(input_shape, num_classes, width):
-    s = lambda c: scaled(c, width)  # noqa: E731
+    s = lambda c: scaled(c, width)
     layers = _basic(s(64), 7, "conv1", padding=3, stride=2)
     layers.append(_ceil_pool(layers, input_shape, 3, 2, "maxpool1"))
     layers += _basic(s(64), 1, "conv2") + _basic(s(192), 3, "conv3", padding=1)

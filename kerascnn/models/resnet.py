@@ -15,7 +15,16 @@ torchvision's and timm's ResNet checkpoints load (``kerascnn.pretrained.torchvis
 from kerascnn.errors import ConfigError
 from kerascnn.models.width import check_width, scaled
 from kerascnn.registry import Published, register_model
-from kerascnn.specs import KERAS_RESNET_BN_EPSILON, Activation, BatchNorm, Conv, Dense, GlobalPool, Pool, Residual
+from kerascnn.specs import (
+    KERAS_RESNET_BN_EPSILON,
+    Activation,
+    BatchNorm,
+    Conv,
+    Dense,
+    GlobalPool,
+    Pool,
+    Residual,
+)
 
 VARIANTS = {"v1.5": False, "torchvision": False, "keras": True, "v1": True}
 

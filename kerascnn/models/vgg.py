@@ -8,8 +8,8 @@ sets the two hidden dense layers (4096). The layers are torchvision's VGG too (i
 ``AdaptiveAvgPool2d((7, 7))`` is the identity at 224x224), so its checkpoints load
 (``kerascnn.pretrained.torchvision``).
 """
-from kerascnn.registry import Published, register_model
 from kerascnn.models.width import check_units, check_width, scaled
+from kerascnn.registry import Published, register_model
 from kerascnn.specs import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, Pool
 
 VGG_CFGS = {
