@@ -201,3 +201,50 @@ def test_full_size_torchvision_state_dicts_match_kerascnn_exactly():
         del model
     with pytest.raises(W.WeightsError, match=r"keys conv1\.0\.weight.*timm checkpoints load only"):
         TV.layout_of(full["timm_resnet50d"])
+
+
+def _photos(root, size=32, per_class=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("cats", "dogs")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            a[..., 2 * c] //= 4
+            Image.fromarray(a).save(root / name / f"{i}.png")
+    return root
+
+
+def test_fine_tuning_starts_from_a_torchvision_file(tmp_path, invoke):
+    """train -> the file's (converted) weights, a new 2-class head, torchvision preprocessing inside the
+    model and in config.json; SGD at lr 1e-9 keeps the backbone at the file's values."""
+    import shutil
+
+    path = shutil.copy(FIX / "resnet18_small.safetensors", tmp_path / "resnet18.safetensors")
+    run = tmp_path / "run"
+    r = invoke("train", "resnet18", "-o", "width=0.03125", "--weights", path, "--data", _photos(tmp_path / "photos"),
+               "--image-size", "32", "--freeze-epochs", "1", "--epochs", "2", "--batch-size", "4",
+               "--optimizer", "sgd", "--lr", "1e-9", "--precision", "float32", "--run-dir", run, "-q")
+    assert r.exit_code == 0, r.output
+    assert "loaded 40 layers" in r.output and "new (not from the file): predictions" in r.output
+    assert "preprocessing torch" in r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["weights_preprocessing"] == "torch" and cfg["finetune"]["phase1_trainable"] == ["predictions"]
+    model = keras.models.load_model(run / "last.keras")
+    assert model.get_layer("imagenet_preprocess").mode == "torch"
+    sd = TV.read_state_dict(path)
+    np.testing.assert_allclose(model.get_layer("conv1_conv").get_weights()[0],
+                               sd["conv1.weight"].transpose(2, 3, 1, 0), atol=1e-6)
+    bn = model.get_layer("conv1_bn")
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), sd["bn1.running_var"])  # inference-mode BN
+
+
+def test_train_with_a_torchvision_file_of_another_model_is_one_line(tmp_path, invoke):
+    run = tmp_path / "run"
+    r = invoke("train", "googlenet", "--weights", FIX / "googlenet_small.safetensors", "--data",
+               _photos(tmp_path / "photos"), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
+               "--run-dir", run, "-q")
+    assert r.exit_code == 1 and "build it with -o variant=torchvision" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error:") and "Traceback" not in r.output
+    assert not run.exists()
