@@ -70,8 +70,12 @@ def imagenet_file(model_name: str, options: dict | None = None, include_top: boo
     saying which file to place where. Never downloads."""
     src = IMAGENET.get(model_name)
     if src is None:
-        raise WeightsError(f"no ImageNet weights known for {model_name}; --weights imagenet works for "
-                           f"{', '.join(sorted(IMAGENET))} (or pass a weight file)")
+        from kerascnn.pretrained.torchvision import TORCHVISION_FILES, TORCHVISION_URL
+
+        tv = TORCHVISION_FILES.get(model_name)
+        hint = f"; torchvision's: --weights {tv} (from {TORCHVISION_URL}{tv})" if tv else ""
+        raise WeightsError(f"no keras.applications ImageNet weights for {model_name}; --weights imagenet works "
+                           f"for {', '.join(sorted(IMAGENET))}{hint}")
     options = options or {}
     for key, want in src.options:
         from kerascnn.models.resnet import is_keras_variant

@@ -248,3 +248,9 @@ def test_train_with_a_torchvision_file_of_another_model_is_one_line(tmp_path, in
     assert r.exit_code == 1 and "build it with -o variant=torchvision" in r.output
     assert r.output.strip().splitlines()[-1].startswith("Error:") and "Traceback" not in r.output
     assert not run.exists()
+
+
+def test_imagenet_for_a_torchvision_only_model_names_the_file():
+    with pytest.raises(W.WeightsError, match=r"torchvision's: --weights resnet18-f37072fd\.pth \(from "
+                                             r"https://download\.pytorch\.org/models/resnet18-f37072fd\.pth\)"):
+        W.imagenet_file("resnet18")

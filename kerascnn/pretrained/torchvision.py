@@ -34,7 +34,16 @@ TORCH_BN_EPSILON = 1e-5
 # what each family needs built (model option -> value accepted), for the one-line refusal
 VARIANT = {"alexnet": ("variant", ("torchvision",)), "googlenet": ("variant", ("torchvision",)),
            "resnet50": ("variant", ("v1.5", "torchvision"))}
-IGNORED_PREFIXES = ("aux1.", "aux2.")   # GoogLeNet's auxiliary classifiers (training only)
+IGNORED_PREFIXES = ("aux1.", "aux2.")
+# torchvision's ImageNet checkpoints (torchvision.models.<Name>_Weights.IMAGENET1K_V1; resnet50: V2)
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+TORCHVISION_FILES = {
+    "vgg11": "vgg11-8a719046.pth", "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13": "vgg13-19584684.pth",
+    "vgg13_bn": "vgg13_bn-abd245e5.pth", "vgg16": "vgg16-397923af.pth", "vgg16_bn": "vgg16_bn-6c64b313.pth",
+    "vgg19": "vgg19-dcbb9e9d.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth", "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-11ad3fa6.pth", "alexnet": "alexnet-owt-7be5be79.pth",
+    "googlenet": "googlenet-1378be20.pth",
+}   # GoogLeNet's auxiliary classifiers (training only)
 
 
 def _error(msg):
