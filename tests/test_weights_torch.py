@@ -254,3 +254,26 @@ def test_imagenet_for_a_torchvision_only_model_names_the_file():
     with pytest.raises(W.WeightsError, match=r"torchvision's: --weights resnet18-f37072fd\.pth \(from "
                                              r"https://download\.pytorch\.org/models/resnet18-f37072fd\.pth\)"):
         W.imagenet_file("resnet18")
+
+
+def test_vgg_at_another_input_size_keeps_the_backbone_and_starts_a_new_dense_head():
+    """torchvision's VGG adapts to any input with AdaptiveAvgPool2d((7, 7)); kerascnn's flattens the real
+    map, so at 112x112 fc1 has other inputs: the convolutions load, fc1/fc2/predictions start fresh."""
+    model = kerascnn.build("vgg11", (112, 112, 3), 10, width=1 / 32, hidden=16)
+    path = FIX / "vgg11_small.safetensors"
+    report = W.load_into(model, path, model_name="vgg11")
+    assert report.fresh == ["fc1", "fc2", "predictions"] and len(report.loaded) == 8
+    sd = TV.read_state_dict(path)
+    np.testing.assert_array_equal(model.get_layer("block5_conv2").get_weights()[0],
+                                  sd["features.18.weight"].transpose(2, 3, 1, 0))
+
+
+def test_pth_training_checkpoint_wrapper_is_unwrapped(tmp_path):
+    torch = pytest.importorskip("torch")
+    sd = TV.read_state_dict(FIX / "resnet18_small.safetensors")
+    torch.save({"epoch": 3, "state_dict": {k: torch.from_numpy(v) for k, v in sd.items()}}, tmp_path / "ckpt.pt")
+    got = TV.read_state_dict(tmp_path / "ckpt.pt")
+    assert sorted(got) == sorted(sd) and all(np.array_equal(got[k], sd[k]) for k in sd)
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pth")   # a pickled module: refused
+    with pytest.raises(W.WeightsError, match="holds objects other than tensors|not a PyTorch state_dict"):
+        TV.read_state_dict(tmp_path / "module.pth")

@@ -19,7 +19,9 @@ moving_variance, and the model's epsilon must be the source's (1e-5; GoogLeNet's
 1e-3); ``num_batches_tracked`` is ignored. Loading is strict: every weight of the model gets
 exactly one source tensor of the right shape, and every tensor of the file is used; otherwise one
 ``WeightsError`` lists the first few keys, and the model is unchanged. Only the classifier may
-stay fresh (absent from the file, or another number of classes).
+stay fresh: absent from the file, for another number of classes, or -- VGG/AlexNet at another
+input size, whose first dense layer then sees another feature map -- the whole dense head (as a
+keras.applications ``_notop`` file); the report lists what is new.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-SUFFIXES = (".safetensors", ".pth", ".pt")
+SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")   # .bin: pytorch_model.bin (Hugging Face / timm)
 TORCH_BN_EPSILON = 1e-5
 # what each family needs built (model option -> value accepted), for the one-line refusal
 VARIANT = {"alexnet": ("variant", ("torchvision",)), "googlenet": ("variant", ("torchvision",)),
@@ -284,6 +286,7 @@ def load_state_dict(model, source, sd: dict, model_name: str | None = None, opti
                      f"counterpart{hint}")
     used, plan, report, missing = set(), [], LoadReport(), []
     last = targets[-1][0] if targets else None
+    new_head = False   # set at a first dense layer sized for another input: the classifier starts fresh
     for layer, prefix in targets:
         if type(layer).__name__ == "BatchNormalization" and abs(float(layer.epsilon) - eps) > 1e-12:
             raise _error(f"{model.name}: layer {layer.name!r} has BatchNorm epsilon {layer.epsilon:g}; "
@@ -300,8 +303,10 @@ def load_state_dict(model, source, sd: dict, model_name: str | None = None, opti
                 missing += absent
             continue
         got, want = [tuple(sd[k].shape) for k in keys], _torch_shapes(layer)
-        if got != want:
-            if layer is last:   # a classifier for other classes: a new head
+        if got != want and not new_head and type(layer).__name__ == "Dense" and _flatten_input(model, layer):
+            new_head = True   # VGG/AlexNet at another input size: fc1 sees another map (the _notop case)
+        if new_head or got != want:
+            if new_head or layer is last:   # a classifier for other classes / another input size: new
                 report.fresh.append(layer.name)
                 continue
             bad = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
