@@ -152,7 +152,7 @@ def _sequential_keys(model) -> dict:
                 i += 1
         elif cls in ("Activation", "MaxPooling2D", "Dropout"):
             i += 1
-        elif cls in ("AveragePooling2D", "ZeroPadding2D", "NegInfPadding2D"):
+        elif cls in ("AveragePooling2D", "ZeroPadding2D", "NegInfPadding2D", "ImagenetPreprocess"):
             continue   # torchvision's adaptive avgpool sits outside the Sequentials; pads are inside convs
         else:
             raise _error(f"{model.name}: layer {layer.name!r} ({cls}) has no torchvision counterpart")
@@ -204,6 +204,8 @@ def _targets(model, family):
 def _flatten_input(model, dense):
     """(H, W, C) of the map a Flatten turns into ``dense``'s input (dropouts between skipped), or None."""
     layers = list(model.layers)
+    if dense not in layers:
+        return None
     i = layers.index(dense) - 1
     while i >= 0 and type(layers[i]).__name__ == "Dropout":
         i -= 1
