@@ -277,3 +277,18 @@ def test_pth_training_checkpoint_wrapper_is_unwrapped(tmp_path):
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pth")   # a pickled module: refused
     with pytest.raises(W.WeightsError, match="holds objects other than tensors|not a PyTorch state_dict"):
         TV.read_state_dict(tmp_path / "module.pth")
+
+
+def test_alexnet_torchvision_adaptive_pool_where_it_is_a_plain_layer():
+    from kerascnn.registry import get_entry
+
+    entry = get_entry("alexnet")
+    names = lambda shape: [s.name for s in entry.specs(shape, 10, variant="torchvision")]
+    assert "avgpool" not in names((224, 224, 3))               # 6x6 map: the identity
+    avg = entry.analyze((416, 416, 3), 10, variant="torchvision").layers
+    assert [tuple(l.output_shape) for l in avg if l.name in ("pool5", "avgpool")] == [(12, 12, 256), (6, 6, 256)]
+    assert "avgpool" not in names((128, 128, 3))               # 3x3 map: flattened as it is
+    model = kerascnn.build("alexnet", (128, 128, 3), 10, variant="torchvision", width=1 / 16, hidden=16)
+    report = W.load_into(model, FIX / "alexnet_small.safetensors", options={"variant": "torchvision"},
+                         model_name="alexnet")
+    assert report.fresh == ["fc6", "fc7", "fc8"] and report.loaded == ["conv1", "conv2", "conv3", "conv4", "conv5"]

@@ -29,7 +29,7 @@ def alexnet(input_shape, num_classes, grouped=False, variant="paper", width=1.0,
     ``variant=torchvision`` is torchvision's AlexNet ("one weird trick": 64, 192, 384, 256, 256
     channels, 11x11/4 pad 2, dropout before the dense layers, 61,100,840 params at 224x224); its
     ``AdaptiveAvgPool2d((6, 6))`` is the identity on the 6x6 map of a 224x224 input and an
-    average pool on a map that is a multiple of 6; other sizes are refused.
+    average pool on a map that is a multiple of 6; other maps are flattened as they are.
     ``width``/``hidden``: channel multiplier and hidden dense units (4096).
     """
     width, hidden = check_width(width, "alexnet"), check_units(hidden, "hidden", "alexnet")
@@ -66,14 +66,12 @@ def alexnet(input_shape, num_classes, grouped=False, variant="paper", width=1.0,
 
 def _adaptive_avg_6x6(features, input_shape) -> list:
     """torchvision's AdaptiveAvgPool2d((6, 6)) where it is a plain layer: nothing on a 6x6 map, an
-    average pool on a multiple of 6; anything else is refused (it would need overlapping windows)."""
+    average pool on a multiple of 6. Other maps are flattened as they are (the adaptive pool would need
+    overlapping windows): the model trains, and torchvision weights load its convolutions while the
+    dense head starts fresh (``kerascnn.pretrained.torchvision`` reports it)."""
     from kerascnn.analysis import analyze
 
     h, w, _ = analyze(features, input_shape).layers[-1].output_shape
-    if (h, w) == (6, 6):
+    if (h, w) == (6, 6) or h % 6 or w % 6:
         return []
-    if h % 6 or w % 6:
-        raise ConfigError(f"alexnet variant=torchvision: the last feature map is {h}x{w}; torchvision's "
-                          f"AdaptiveAvgPool2d((6, 6)) is reproduced for maps of 6x6 (224x224 input) or "
-                          f"multiples of 6")
     return [Pool("avg", (h // 6, w // 6), name="avgpool")]
