@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.pretrained import LoadReport, WeightsError, weighted_layers
+
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")   # .bin: pytorch_model.bin (Hugging Face / timm)
 TORCH_BN_EPSILON = 1e-5
 # what each family needs built (model option -> value accepted), for the one-line refusal
@@ -49,8 +51,6 @@ TORCHVISION_FILES = {
 
 
 def _error(msg):
-    from kerascnn.weights import WeightsError
-
     return WeightsError(msg)
 
 
@@ -190,8 +190,6 @@ def _googlenet_key(name: str):
 
 def _targets(model, family):
     """[(layer, torch module path)] for every weighted layer of ``model``, in order."""
-    from kerascnn.weights import weighted_layers
-
     layers = weighted_layers(model)
     if family in ("vgg", "alexnet"):
         paths = _sequential_keys(model)
@@ -271,8 +269,6 @@ def load_state_dict(model, source, sd: dict, model_name: str | None = None, opti
     Returns a ``kerascnn.weights.LoadReport``; raises one ``WeightsError`` and changes nothing if the
     file does not fit. Every key and shape is checked before any array is converted; ``dry_run``
     stops there (``sd`` may then hold anything with a ``.shape``)."""
-    from kerascnn.weights import LoadReport
-
     model_name = model_name or model.name
     layout = layout_of(sd)
     check_variant(model_name, options, layout, source)
