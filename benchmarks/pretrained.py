@@ -9,6 +9,14 @@ Where the real ImageNet files are in the Keras cache (~/.keras/models, see READM
 learning'), both sides load them (keras.applications(weights="imagenet") reads the cache and
 kerascnn --weights imagenet the same file) and the top-1 classes must agree image for image;
 otherwise both get the same random weights (equivalence only). Appends to RESULTS.md.
+
+    python benchmarks/pretrained.py --torchvision /work/torchvenv/bin/python --size 224 --n 8
+
+also compares full-size torchvision models with kerascnn: the given Python (one with torch and
+torchvision; kerascnn's own environment need not have them) builds each model with random weights
+and BatchNorm statistics, saves its state_dict as .safetensors and its float32 logits on the images
+through torchvision's ImageNet pipeline (mean/std; GoogLeNet with transform_input); kerascnn loads
+the file with ``--weights`` defaults (preprocessing inside the model) and must agree image for image.
 """
 from __future__ import annotations
 
@@ -75,6 +83,55 @@ def parity(name, x, args):
     return f"| {name} | {'ImageNet (Keras cache)' if real else 'random, fixed'} | {len(x)} | {agree}/{len(x)} | {rel:.1e} |"
 
 
+TORCHVISION = {"vgg16": {}, "vgg16_bn": {}, "resnet18": {}, "resnet50": {}, "alexnet": {"variant": "torchvision"},
+               "googlenet": {"variant": "torchvision"}}
+_TORCH_SIDE = """
+import importlib, sys, numpy as np, torch, torchvision, safetensors.torch as st
+sys.path.insert(0, {fixtures!r})
+from make_torchvision_fixture import MEAN, STD, randomise
+x = np.load({images!r})
+for i, name in enumerate({names!r}):
+    if name == "googlenet":
+        G = importlib.import_module("torchvision.models.googlenet")
+        m = G.GoogLeNet(aux_logits=True, transform_input=True, init_weights=False)
+    else:
+        m = getattr(torchvision.models, name)()
+    randomise(m, i)
+    st.save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, {tmp!r} + f"/{{name}}.safetensors")
+    with torch.no_grad():
+        t = torch.from_numpy(((x - MEAN) / STD).transpose(0, 3, 1, 2).copy())
+        np.save({tmp!r} + f"/{{name}}_logits.npy", m.eval()(t).numpy())
+"""
+
+
+def torchvision_parity(x, args) -> list:
+    import subprocess
+
+    import keras
+
+    import kerascnn
+    from kerascnn import weights as W
+
+    names = [n for n in args.torchvision_models.split(",") if n]
+    np.save(Path(args.tmp) / "tv_images.npy", x.astype("float32"))
+    code = _TORCH_SIDE.format(fixtures=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"),
+                              images=str(Path(args.tmp) / "tv_images.npy"), names=names, tmp=str(args.tmp))
+    subprocess.run([args.torchvision, "-c", code], check=True)
+    rows = []
+    for name in names:
+        options = TORCHVISION[name]
+        model = kerascnn.build(name, (args.size, args.size, 3), 1000, **options)
+        model.layers[-1].activation = keras.activations.linear
+        model, _, mode = W.pretrained(model, f"{args.tmp}/{name}.safetensors", name, options)
+        a = np.load(Path(args.tmp) / f"{name}_logits.npy")
+        b = model.predict(x, verbose=0, batch_size=8)
+        agree = int((a.argmax(-1) == b.argmax(-1)).sum())
+        rel = float(np.abs(a - b).max() / np.abs(a).max())
+        opt = "".join(f" -o {k}={v}" for k, v in options.items())
+        rows.append(f"| {name}{opt} | {mode} | {len(x)} | {agree}/{len(x)} | {rel:.1e} |")
+    return rows
+
+
 def _train_step(model, opt, x, y):
     import keras
     import tensorflow as tf
@@ -127,6 +184,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--torchvision", default=None, metavar="PYTHON",
+                    help="a Python with torch + torchvision: also compare full-size torchvision models")
+    ap.add_argument("--torchvision-models", default=",".join(TORCHVISION))
+    ap.add_argument("--skip-keras", action="store_true", help="only the torchvision comparison")
     args = ap.parse_args()
     from kerascnn.tfquiet import import_tensorflow
 
@@ -135,12 +196,19 @@ def main():
     names = args.models.split(",")
     title = (f"\n### Pretrained weights: kerascnn vs keras.applications ({what}, {args.size}x{args.size}, CPU "
              f"{os.cpu_count()} cores)")
-    lines = [title, "",
-             "| model | weights | images | same top-1 | max rel. diff |", "|---|---|---|---|---|"]
-    lines += [parity(n, x, args) for n in names]
-    lines += ["", "Fine-tuning throughput (train steps, images/s): backbone frozen vs unfrozen", "",
-              "| model | batch | frozen | unfrozen | speed-up |", "|---|---|---|---|---|"]
-    lines += [throughput(n, args) for n in names]
+    lines = []
+    if not args.skip_keras:
+        lines += [title, "",
+                  "| model | weights | images | same top-1 | max rel. diff |", "|---|---|---|---|---|"]
+        lines += [parity(n, x, args) for n in names]
+        lines += ["", "Fine-tuning throughput (train steps, images/s): backbone frozen vs unfrozen", "",
+                  "| model | batch | frozen | unfrozen | speed-up |", "|---|---|---|---|---|"]
+        lines += [throughput(n, args) for n in names]
+    if args.torchvision:
+        lines += [(f"\n### Pretrained weights: kerascnn vs torchvision, full-size models, random weights and "
+                   f"BatchNorm statistics ({what}, {args.size}x{args.size}, float32 both sides, CPU)"), "",
+                  "| kerascnn model | preprocessing | images | same top-1 | max rel. diff |", "|---|---|---|---|---|"]
+        lines += torchvision_parity(x, args)
     publish(lines, record=not args.no_record)
 
 

@@ -196,18 +196,21 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 class ImagenetPreprocess(keras.layers.Layer):
     """The preprocessing that goes with pretrained weights, inside the model, on kerascnn's [0, 1] pixels:
     ``caffe`` = ``keras.applications.vgg16/resnet.preprocess_input`` (x255, RGB->BGR, minus the BGR means);
-    ``torch`` = torchvision's (x - mean) / std. Being a layer, it is saved in best.keras and the SavedModel,
+    ``torch`` = torchvision's (x - mean) / std; ``tf`` = keras.applications' "tf" mode, (x - 0.5) / 0.5
+    in [-1, 1] (torchvision's GoogLeNet ImageNet pipeline: mean/std then ``transform_input``). Being a layer, it is saved in best.keras and the SavedModel,
     so train, evaluate, predict and the export apply it identically."""
 
     def __init__(self, mode="caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("caffe", "torch"):
-            raise ValueError(f"preprocessing mode must be caffe or torch; received {mode!r}")
+        if mode not in ("caffe", "torch", "tf"):
+            raise ValueError(f"preprocessing mode must be caffe, torch or tf; received {mode!r}")
         self.mode = mode
 
     def call(self, x):
         if self.mode == "caffe":
             return x[..., ::-1] * 255.0 - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=x.dtype)
+        if self.mode == "tf":
+            return (x - 0.5) / 0.5
         mean = keras.ops.convert_to_tensor(IMAGENET_MEAN, dtype=x.dtype)
         return (x - mean) / keras.ops.convert_to_tensor(IMAGENET_STD, dtype=x.dtype)
 

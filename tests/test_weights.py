@@ -144,7 +144,7 @@ def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, mon
     assert str(tmp_path / "models") in msg and "storage.googleapis.com" in msg
     with pytest.raises(W.WeightsError, match="variant=keras"):
         W.imagenet_file("resnet50", {})
-    with pytest.raises(W.WeightsError, match="no ImageNet weights known for lenet5"):
+    with pytest.raises(W.WeightsError, match="no keras.applications ImageNet weights for lenet5"):
         W.imagenet_file("lenet5")
     (tmp_path / "models").mkdir()
     placed = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels.h5"

@@ -64,7 +64,7 @@ def model_options(f):
                         help="Model option, e.g. -o small_input=true (see `kerascnn list --format json`).")(f)
 
 
-PREPROCESSING = click.Choice(["caffe", "torch", "none"])
+PREPROCESSING = click.Choice(["caffe", "torch", "tf", "none"])
 
 
 def class_names_option(f):

@@ -139,7 +139,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         from kerascnn import weights as W
 
         path, _ = W.resolve(weights, name, opts, shape, k)
-        loaded = W.load_into(model, path).line(path)
+        loaded = W.load_into(model, path, options=opts, model_name=name).line(path)
     counts = _keras_counts(model) if model is not None else None
     if fmt == "json":
         out = {"model": name, **report.to_dict()}

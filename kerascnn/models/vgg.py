@@ -3,7 +3,12 @@ Recognition", ICLR 2015 (arXiv:1409.1556).
 
 Configurations A, B, D, E of the paper's Table 1 (numbers are 3x3 conv channels, "M" a 2x2
 max-pool); layer names follow ``keras.applications`` (block1_conv1 ... fc1, fc2, predictions).
+``-o width=W`` scales every convolution's channels (``kerascnn.models.width``), ``-o hidden=N``
+sets the two hidden dense layers (4096). The layers are torchvision's VGG too (its
+``AdaptiveAvgPool2d((7, 7))`` is the identity at 224x224), so its checkpoints load
+(``kerascnn.pretrained.torchvision``).
 """
+from kerascnn.models.width import check_units, check_width, scaled
 from kerascnn.registry import Published, register_model
 from kerascnn.specs import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, Pool
 
@@ -15,9 +20,10 @@ VGG_CFGS = {
 }
 
 
-def vgg_stack(cfg, num_classes, batch_norm=False, hidden=4096):
+def vgg_stack(cfg, num_classes, batch_norm=False, hidden=4096, width=1.0):
     """The VGG layer list: 3x3/pad-1 convolutions (+BN) and 2x2 pools, then three dense layers."""
     layers, block, conv = [], 1, 1
+    cfg = [v if v == "M" else scaled(v, width) for v in cfg]
     for v in cfg:
         if v == "M":
             layers.append(Pool("max", 2, 2, name=f"block{block}_pool"))
@@ -42,8 +48,9 @@ TORCHVISION = "torchvision model docs (weights tables: params, GFLOPS = multiply
 
 
 def _register(name, cfg, batch_norm, doc, published=()):
-    def spec_fn(input_shape, num_classes):
-        return vgg_stack(VGG_CFGS[cfg], num_classes, batch_norm)
+    def spec_fn(input_shape, num_classes, width=1.0, hidden=4096):
+        return vgg_stack(VGG_CFGS[cfg], num_classes, batch_norm, check_units(hidden, "hidden", name),
+                         check_width(width, name))
 
     spec_fn.__name__ = spec_fn.__qualname__ = name
     spec_fn.__doc__ = doc

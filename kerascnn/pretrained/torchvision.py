@@ -1,0 +1,327 @@
+"""torchvision / timm checkpoints (PyTorch ``state_dict`` layouts) into kerascnn models.
+
+Sources: ``.safetensors`` read with ``safetensors.numpy`` (no PyTorch), ``.pth``/``.pt`` with
+``torch.load(weights_only=True)`` when PyTorch is installed (tensors only, never arbitrary
+pickled objects). Models and the kerascnn build that reproduces each:
+
+* VGG-11/13/16/19 (``_bn`` too): ``vggNN[_bn]`` (keys ``features.<i>``, ``classifier.<0,3,6>``);
+* ResNet-18/34/50: ``resnetNN`` (v1.5, the default; keys ``conv1``, ``bn1``, ``layerS.B.convK``,
+  ``downsample.0/1``, ``fc``) -- timm's ResNets use the same names and load too;
+* AlexNet: ``alexnet -o variant=torchvision`` (``features.<i>``, ``classifier.<1,4,6>``);
+* GoogLeNet: ``googlenet -o variant=torchvision`` (``conv1.conv``, ``inception3a.branch2.0.bn``,
+  ``fc``); ``aux1.*``/``aux2.*`` (training-only auxiliary heads, in torchvision's checkpoint) are
+  ignored and reported.
+
+Conversions: convolution kernels OIHW -> HWIO; Linear (out, in) -> (in, out), and for the first
+dense layer after a Flatten the input rows are permuted from PyTorch's (C, H, W) flatten order to
+Keras's (H, W, C); BatchNorm weight/bias/running_mean/running_var -> gamma/beta/moving_mean/
+moving_variance, and the model's epsilon must be the source's (1e-5; GoogLeNet's BasicConv2d
+1e-3); ``num_batches_tracked`` is ignored. Loading is strict: every weight of the model gets
+exactly one source tensor of the right shape, and every tensor of the file is used; otherwise one
+``WeightsError`` lists the first few keys, and the model is unchanged. Only the classifier may
+stay fresh: absent from the file, for another number of classes, or -- VGG/AlexNet at another
+input size, whose first dense layer then sees another feature map -- the whole dense head (as a
+keras.applications ``_notop`` file); the report lists what is new.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn.pretrained import LoadReport, WeightsError, weighted_layers
+
+SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")   # .bin: pytorch_model.bin (Hugging Face / timm)
+TORCH_BN_EPSILON = 1e-5
+# what each family needs built (model option -> value accepted), for the one-line refusal
+VARIANT = {"alexnet": ("variant", ("torchvision",)), "googlenet": ("variant", ("torchvision",)),
+           "resnet50": ("variant", ("v1.5", "torchvision"))}
+IGNORED_PREFIXES = ("aux1.", "aux2.")
+# torchvision's ImageNet checkpoints (torchvision.models.<Name>_Weights.IMAGENET1K_V1; resnet50: V2)
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+TORCHVISION_FILES = {
+    "vgg11": "vgg11-8a719046.pth", "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13": "vgg13-19584684.pth",
+    "vgg13_bn": "vgg13_bn-abd245e5.pth", "vgg16": "vgg16-397923af.pth", "vgg16_bn": "vgg16_bn-6c64b313.pth",
+    "vgg19": "vgg19-dcbb9e9d.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth", "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-11ad3fa6.pth", "alexnet": "alexnet-owt-7be5be79.pth",
+    "googlenet": "googlenet-1378be20.pth",
+}   # GoogLeNet's auxiliary classifiers (training only)
+
+
+def _error(msg):
+    return WeightsError(msg)
+
+
+def is_torch_file(path) -> bool:
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def _first(keys, n=3) -> str:
+    keys = list(keys)
+    more = f" (and {len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+# ------------------------------------------------------------------ reading
+
+def read_state_dict(path) -> dict:
+    """``{key: numpy array}`` of a ``.safetensors`` or ``.pth``/``.pt`` state_dict (float tensors as
+    float32). A training checkpoint ``{"state_dict": {...}}`` / ``{"model": {...}}`` is unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise _error(f"weight file not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import SafetensorError
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise _error("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        try:
+            raw = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:  # also a dtype numpy lacks (bf16)
+            raise _error(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    else:
+        raw = _read_pth(path)
+    out = {}
+    for k, v in raw.items():
+        v = np.asarray(v)
+        out[str(k)] = v.astype(np.float32) if v.dtype.kind == "f" else v
+    return out
+
+
+def _read_pth(path: Path) -> dict:
+    try:
+        import torch
+    except ImportError:
+        raise _error("reading .pth needs PyTorch: pip install 'kerascnn[torch]' "
+                     "(or convert the file to .safetensors)") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError):
+        raise _error(f"cannot read {path} as a PyTorch state_dict: not a torch file, or it holds objects other "
+                     f"than tensors (read with weights_only=True; kerascnn never unpickles anything else)") from None
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise _error(f"{path} is not a PyTorch state_dict (a dict of tensors)")
+    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------ layouts
+
+def layout_of(keys) -> str:
+    """The torchvision family a state_dict's key names belong to, or one clear refusal."""
+    order = [k for k in keys if not k.endswith(("num_batches_tracked", "running_mean", "running_var"))]
+    keys = set(keys)
+    if "conv1.weight" in keys and "bn1.weight" in keys and any(k.startswith("layer1.0.") for k in keys):
+        return "resnet"
+    if "conv1.conv.weight" in keys and "inception3a.branch1.conv.weight" in keys:
+        return "googlenet"
+    if "features.0.weight" in keys:
+        return "alexnet" if "classifier.1.weight" in keys else "vgg"
+    raise _error(f"not a torchvision VGG/ResNet/AlexNet/GoogLeNet state_dict (keys {_first(order)}); "
+                 f"timm checkpoints load only where they use torchvision's ResNet names "
+                 f"(conv1, bn1, layer1.0.conv1, fc)")
+
+
+def _family(model_name: str) -> str:
+    for fam in ("resnet", "vgg", "alexnet", "googlenet"):
+        if model_name.startswith(fam):
+            return fam
+    return model_name
+
+
+def _sequential_keys(model) -> dict:
+    """VGG / AlexNet: kerascnn layer name -> torchvision module path, by walking the layers as
+    torchvision's ``features`` / ``classifier`` Sequentials count their modules (a conv with a fused
+    ReLU is two modules there)."""
+    out, seq, i = {}, "features", 0
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "Flatten":
+            seq, i = "classifier", 0
+            continue
+        if cls in ("Conv2D", "Dense", "BatchNormalization"):
+            out[layer.name] = f"{seq}.{i}"
+            i += 1
+            if getattr(layer, "activation", None) is not None and layer.activation.__name__ == "relu":
+                i += 1
+        elif cls in ("Activation", "MaxPooling2D", "Dropout"):
+            i += 1
+        elif cls in ("AveragePooling2D", "ZeroPadding2D", "NegInfPadding2D", "ImagenetPreprocess"):
+            continue   # torchvision's adaptive avgpool sits outside the Sequentials; pads are inside convs
+        else:
+            raise _error(f"{model.name}: layer {layer.name!r} ({cls}) has no torchvision counterpart")
+    return out
+
+
+_RESNET = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
+
+
+def _resnet_key(name: str):
+    if name == "conv1_conv":
+        return "conv1"
+    if name == "conv1_bn":
+        return "bn1"
+    if name == "predictions":
+        return "fc"
+    m = _RESNET.match(name)
+    if not m:
+        return None
+    stage, block, k, kind = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+    base = f"layer{stage - 1}.{block - 1}"
+    if k == 0:
+        return f"{base}.downsample.{0 if kind == 'conv' else 1}"
+    return f"{base}.{kind}{k}"
+
+
+def _googlenet_key(name: str):
+    if name.startswith("inception"):   # inception3a_1_branch2_0_conv -> inception3a.branch2.0.conv
+        block, _, rest = name.split("_", 2)
+        return f"{block}.{rest.replace('_', '.')}"
+    return name.replace("_", ".")
+
+
+# ------------------------------------------------------------------ conversion
+
+def _targets(model, family):
+    """[(layer, torch module path)] for every weighted layer of ``model``, in order."""
+    layers = weighted_layers(model)
+    if family in ("vgg", "alexnet"):
+        paths = _sequential_keys(model)
+        return [(layer, paths.get(name)) for name, layer in layers]
+    if family == "resnet":
+        return [(layer, _resnet_key(name)) for name, layer in layers]
+    return [(layer, _googlenet_key(name)) for name, layer in layers]
+
+
+def _flatten_input(model, dense):
+    """(H, W, C) of the map a Flatten turns into ``dense``'s input (dropouts between skipped), or None."""
+    layers = list(model.layers)
+    if dense not in layers:
+        return None
+    i = layers.index(dense) - 1
+    while i >= 0 and type(layers[i]).__name__ == "Dropout":
+        i -= 1
+    if i < 0 or type(layers[i]).__name__ != "Flatten":
+        return None
+    shape = tuple(layers[i].input.shape[1:])
+    return shape if len(shape) == 3 else None
+
+
+def _names(layer):
+    """The state_dict suffixes of ``layer``'s weights, in Keras's weight order."""
+    cls = type(layer).__name__
+    if cls in ("Conv2D", "Dense"):
+        return ["weight", "bias"] if layer.use_bias else ["weight"]
+    if cls == "BatchNormalization":
+        return ["weight", "bias", "running_mean", "running_var"]
+    raise _error(f"layer {layer.name!r} ({cls}) has no torchvision counterpart")
+
+
+def _torch_shapes(layer) -> list:
+    """The PyTorch shapes that convert to ``layer``'s Keras weight shapes."""
+    shapes = [tuple(w.shape) for w in layer.weights]
+    cls = type(layer).__name__
+    if cls == "Conv2D":      # HWIO <- OIHW
+        h, w, i, o = shapes[0]
+        shapes[0] = (o, i, h, w)
+    elif cls == "Dense":     # (in, out) <- (out, in)
+        shapes[0] = shapes[0][::-1]
+    return shapes
+
+
+def _convert(model, layer, values: list) -> list:
+    """PyTorch arrays -> ``layer``'s Keras weights (the shapes were checked by ``_torch_shapes``)."""
+    cls = type(layer).__name__
+    values = list(values)
+    if cls == "Conv2D":
+        values[0] = values[0].transpose(2, 3, 1, 0)
+    elif cls == "Dense":
+        w = values[0]
+        hwc = _flatten_input(model, layer)
+        if hwc is not None:   # PyTorch flattened (C, H, W); Keras flattens (H, W, C)
+            h, wd, c = hwc
+            w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        values[0] = w.T
+    return [np.ascontiguousarray(v, dtype=np.float32) for v in values]
+
+
+def check_variant(model_name: str, options: dict | None, layout: str, source):
+    """One line naming the option when ``model_name`` is not built as the source's architecture."""
+    if _family(model_name) != layout:
+        raise _error(f"{source} holds a torchvision {layout} state_dict; {model_name} is not a {layout} "
+                     f"(pick a {layout} model)")
+    if options is None or model_name not in VARIANT:
+        return
+    key, ok = VARIANT[model_name]
+    if str(options.get(key, "paper" if model_name != "resnet50" else "v1.5")).lower() not in ok:
+        raise _error(f"{source} is torchvision's {model_name}: build it with -o {key}={ok[-1]}")
+
+
+def load_state_dict(model, source, sd: dict, model_name: str | None = None, options: dict | None = None,
+                    dry_run: bool = False):
+    """Set ``model``'s weights from the torchvision state_dict ``sd`` (as ``read_state_dict`` gives).
+    Returns a ``kerascnn.weights.LoadReport``; raises one ``WeightsError`` and changes nothing if the
+    file does not fit. Every key and shape is checked before any array is converted; ``dry_run``
+    stops there (``sd`` may then hold anything with a ``.shape``)."""
+    model_name = model_name or model.name
+    layout = layout_of(sd)
+    check_variant(model_name, options, layout, source)
+    hint = ""
+    if model_name in VARIANT:
+        key, ok = VARIANT[model_name]
+        hint = f" (torchvision's {model_name} needs -o {key}={ok[-1]})"
+    eps = 1e-3 if layout == "googlenet" else TORCH_BN_EPSILON
+    targets = _targets(model, layout)
+    unmapped = [layer.name for layer, path in targets if path is None]
+    if unmapped:
+        raise _error(f"{source}: {model.name}'s layer(s) {_first(unmapped)} have no torchvision "
+                     f"counterpart{hint}")
+    used, plan, report, missing = set(), [], LoadReport(), []
+    last = targets[-1][0] if targets else None
+    new_head = False   # set at a first dense layer sized for another input: the classifier starts fresh
+    for layer, prefix in targets:
+        if type(layer).__name__ == "BatchNormalization" and abs(float(layer.epsilon) - eps) > 1e-12:
+            raise _error(f"{model.name}: layer {layer.name!r} has BatchNorm epsilon {layer.epsilon:g}; "
+                         f"the source's is {eps:g}{hint}")
+        keys = [f"{prefix}.{n}" for n in _names(layer)]
+        if type(layer).__name__ == "BatchNormalization":
+            used.add(f"{prefix}.num_batches_tracked")
+        absent = [k for k in keys if k not in sd]
+        used.update(k for k in keys if k in sd)
+        if absent:
+            if layer is last and len(absent) == len(keys):   # a headless file: the classifier stays fresh
+                report.fresh.append(layer.name)
+            else:
+                missing += absent
+            continue
+        got, want = [tuple(sd[k].shape) for k in keys], _torch_shapes(layer)
+        if got != want and not new_head and type(layer).__name__ == "Dense" and _flatten_input(model, layer):
+            new_head = True   # VGG/AlexNet at another input size: fc1 sees another map (the _notop case)
+        if new_head or got != want:
+            if new_head or layer is last:   # a classifier for other classes / another input size: new
+                report.fresh.append(layer.name)
+                continue
+            bad = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+            raise _error(f"{source}: {keys[bad]} has shape {got[bad]}, {model.name}'s {layer.name!r} needs "
+                         f"{want[bad]} (another width, input size or variant?){hint}")
+        plan.append((layer, keys))
+        report.loaded.append(layer.name)
+    if missing:
+        raise _error(f"{source} has no {_first(missing)} for {model.name}{hint}")
+    ignored = sorted({k.split(".")[0] for k in sd if k.startswith(IGNORED_PREFIXES)})
+    unknown = [k for k in sd if k not in used and not k.startswith(IGNORED_PREFIXES)
+               and not k.endswith("num_batches_tracked")]
+    if unknown:
+        raise _error(f"{source}: tensors {_first(unknown)} are not used by {model.name}{hint}")
+    if not dry_run:
+        converted = [(layer, _convert(model, layer, [sd[k] for k in keys])) for layer, keys in plan]
+        for layer, values in converted:
+            layer.set_weights(values)
+    report.ignored = [f"{p} (auxiliary head)" for p in ignored]
+    return report
