@@ -65,11 +65,12 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML or JSON options (command-line options win); a run's config.json reproduces it.")
 @click.option("--weights", default=None, metavar="FILE|imagenet",
-              help="Start from pretrained weights: a keras.applications .h5 file (or a Keras .weights.h5), or "
-                   "imagenet for the file in the Keras cache (~/.keras/models); a head for other classes is new.")
+              help="Start from pretrained weights: a keras.applications .h5 (or Keras .weights.h5), a torchvision/timm "
+                   ".safetensors or .pth, or imagenet for the file in the Keras cache (~/.keras/models); a head "
+                   "for other classes is new.")
 @click.option("--preprocessing", "weights_preprocessing", type=PREPROCESSING,
-              default=None, help="Input preprocessing inside the model (default: the weights' own; caffe for "
-                                 "keras.applications files).")
+              default=None, help="Input preprocessing inside the model (default: the weights' own: caffe for "
+                                 "keras.applications files, torch for torchvision/timm, tf for GoogLeNet's).")
 @click.option("--freeze-epochs", type=click.IntRange(0, 100_000), default=None,
               help="Fine-tuning: train only the head (backbone frozen, BatchNorm in inference mode) for N epochs, "
                    "then unfreeze at 0.1x the learning rate (default 0: train everything from the start).")
