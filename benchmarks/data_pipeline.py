@@ -68,7 +68,7 @@ def time_pass(ds) -> tuple:
 def kerascnn_run(root: Path, to: int, batch: int):
     import dataclasses
 
-    from kerascnn import stream
+    from kerascnn.data import stream
 
     t0 = time.perf_counter()
     x, y, _, _, _ = stream.scan(root, 0)
@@ -138,7 +138,7 @@ def child(kind: str, root: Path, to: int, batch: int) -> None:
     if kind == "stream":
         import dataclasses
 
-        from kerascnn import stream
+        from kerascnn.data import stream
 
         x, y, _, _, _ = stream.scan(root, 0)
         x = dataclasses.replace(x, size=(to, to), channels=3)

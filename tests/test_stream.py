@@ -1,4 +1,4 @@
-"""Streaming from disk (kerascnn/stream.py): same batches as the in-memory path, exact resume, bad files."""
+"""Streaming from disk (kerascnn/data/stream.py): same batches as the in-memory path, exact resume, bad files."""
 import signal
 
 import numpy as np
@@ -7,7 +7,7 @@ from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
 from PIL import Image
 
 from kerascnn import data as D
-from kerascnn import stream
+from kerascnn.data import stream
 from kerascnn.errors import DataError
 
 
