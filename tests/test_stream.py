@@ -8,7 +8,7 @@ from PIL import Image
 
 from kerascnn import data as D
 from kerascnn.data import stream
-from kerascnn.errors import DataError
+from kerascnn.errors import ConfigError, DataError
 
 
 def _folder(root, per_class=24, odd_modes=True):
@@ -79,6 +79,48 @@ def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     assert not stream.choose("off", 9, (28, 28), 1, root) and stream.choose("on", 9, (28, 28), 1, root)
 
 
+@pytest.mark.parametrize("count", [1, 2, 4])
+def test_worker_shares_are_disjoint_cover_the_epoch_once_and_rebuild_its_batches(count):
+    order = np.random.default_rng(0).permutation(53)[:48]  # one epoch's order, 6 batches of 8 (5 dropped)
+    shares = [stream.worker_share(order, 8, (w, count)) for w in range(count)]
+    assert all(len(s) == 48 // count for s in shares)
+    every = np.concatenate(shares)
+    assert len(np.unique(every)) == 48 and set(every) == set(order)  # disjoint, each file exactly once
+    # step i's shares, worker by worker, are step i's single-worker batch (same permutation)
+    steps = np.concatenate([s.reshape(6, 8 // count) for s in shares], axis=1)
+    np.testing.assert_array_equal(steps.reshape(-1), order)
+    import tensorflow as tf
+
+    np.testing.assert_array_equal(stream.worker_share(tf.constant(order), 8, (count - 1, count)).numpy(), shares[-1])
+    with pytest.raises(ConfigError, match="divisible by the 3 workers"):
+        stream.worker_share(order, 8, (0, 3))
+
+
+def test_each_worker_decodes_only_its_share_and_together_they_are_the_one_worker_batches(tmp_path):
+    root = _folder(tmp_path / "f", per_class=12)
+    x_tr, y_tr, _, _, _ = stream.scan(root, 1)
+    import dataclasses
+
+    fi = dataclasses.replace(x_tr, size=(12, 12), channels=1)
+    one = list(stream.stream_dataset(fi, y_tr, 8, 3, 0, 2, augment=True).as_numpy_iterator())
+    two = [list(stream.stream_dataset(fi, y_tr, 8, 3, 0, 2, augment=True, worker=(w, 2)).as_numpy_iterator())
+           for w in range(2)]
+    assert len(one) == len(two[0]) == len(two[1]) == 2 * (len(fi) // 8)
+    for (x1, y1), (xa, ya), (xb, yb) in zip(one, *two):
+        assert len(ya) == len(yb) == 4
+        np.testing.assert_array_equal(np.concatenate([ya, yb]), y1)   # same files, same order
+        np.testing.assert_allclose(np.concatenate([xa, xb]), x1, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    # what each worker reads from disk in one epoch: only its share, each file once
+    steps, reads = len(fi) // 8, []
+    for w in range(2):
+        read = []
+        counted = dataclasses.replace(fi, native=[False] * len(fi))   # every decode goes through load()
+        counted.load = lambda i, load=counted.load, read=read: read.append(int(i)) or load(i)
+        list(stream.stream_dataset(counted, y_tr, 8, 3, 0, 1, worker=(w, 2)).as_numpy_iterator())
+        reads.append(read)
+    assert [len(r) for r in reads] == [len(set(r)) for r in reads] == [4 * steps, 4 * steps]
+    assert not set(reads[0]) & set(reads[1])
+    assert set(reads[0]) | set(reads[1]) == set(D.epoch_order(len(fi), 3, 0).numpy()[:8 * steps].tolist())
 
 
 def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tmp_path):
@@ -174,3 +216,25 @@ def test_stream_on_needs_a_folder_or_manifest(tmp_path, invoke):
                "--run-dir", tmp_path / "run")
     assert r.exit_code == 2 and "--stream on needs --data DIR" in r.output, r.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_each_stream_their_share_and_train_as_one(tmp_path):
+    from test_multiworker_faults import _ports, _sha, _worker
+
+    root = _folder(tmp_path / "f", per_class=12, odd_modes=False)
+    common = ["convnet", "--data", root, "--stream", "on", "--epochs", "2", "--batch-size", "8", "--seed", "4",
+              "--deterministic", "--augment", "-q"]
+    ports = _ports()
+    procs = [_worker(i, ports, common + ["--run-dir", tmp_path / f"w{i}"]) for i in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
+    assert "streamed from disk, sharded by file over 2 workers" in outs[0][0]
+    assert _sha(outs[0][0]) and _sha(outs[0][0]) == _sha(outs[1][0])
+    # the same 2-replica math in one process (MirroredStrategy over 2 logical CPUs, one whole stream)
+    one = run_kerascnn("train", *common, "--strategy", "mirrored", "--run-dir", tmp_path / "one",
+                       env={"KERASCNN_LOGICAL_CPUS": "2"})
+    assert one.returncode == 0 and "sharded" not in one.stdout, one.stderr[-1500:]
+    for a, b in zip(load_weights(tmp_path / "w0" / "last.keras"), load_weights(tmp_path / "one" / "last.keras")):
+        np.testing.assert_array_equal(a, b)

@@ -52,11 +52,14 @@ def train_dataset(x, y, batch_size: int, seed: int, first_epoch: int, epochs: in
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(shape, seed: int):
+def _augmenter(shape, seed: int, worker: tuple = (0, 1)):
     """Batched, vectorised pad-and-crop + horizontal flip with stateless random numbers
-    that are a function of (seed, epoch, batch index) only."""
+    that are a function of (seed, epoch, batch index) only. ``worker`` (index, count): the batch
+    is that worker's slice of the global batch (``stream.worker_share``); the numbers are drawn
+    for the whole global batch and sliced, so each image gets what it gets with one worker."""
     import tensorflow as tf
 
+    index, count = worker
     h, w, _ = shape
     pad_h, pad_w = max(1, h // 8), max(1, w // 8)
     mode = "REFLECT" if pad_h < h and pad_w < w else "SYMMETRIC"
@@ -64,14 +67,15 @@ def _augmenter(shape, seed: int):
     def fn(epoch, i, xb):
         key = tf.stack([tf.constant(int(seed) % (2 ** 31), tf.int64) * 100_003 + epoch, i])
         n = tf.shape(xb)[0]
+        whole, part = [n * count], slice(index * n, (index + 1) * n)   # count 1: the whole batch
         padded = tf.pad(xb, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode=mode)
-        oy = tf.random.stateless_uniform([n], key, 0, 2 * pad_h + 1, dtype=tf.int32)
-        ox = tf.random.stateless_uniform([n], key + [0, 1 << 40], 0, 2 * pad_w + 1, dtype=tf.int32)
+        oy = tf.random.stateless_uniform(whole, key, 0, 2 * pad_h + 1, dtype=tf.int32)[part]
+        ox = tf.random.stateless_uniform(whole, key + [0, 1 << 40], 0, 2 * pad_w + 1, dtype=tf.int32)[part]
+        flip = tf.random.stateless_uniform(whole, key + [0, 2 << 40])[part] < 0.5
         rows = oy[:, None] + tf.range(h)[None, :]                                  # (n, h)
         cols = ox[:, None] + tf.range(w)[None, :]                                  # (n, w)
         xb = tf.gather(padded, rows, axis=1, batch_dims=1)                         # (n, h, W+2p, c)
         xb = tf.gather(xb, cols, axis=2, batch_dims=1)                             # (n, h, w, c)
-        flip = tf.random.stateless_uniform([n], key + [0, 2 << 40]) < 0.5
         return tf.where(flip[:, None, None, None], tf.reverse(xb, axis=[2]), xb)
 
     return fn

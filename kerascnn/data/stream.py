@@ -177,11 +177,33 @@ def count_files(path: Path) -> int:
     return sum(1 for f in path.rglob("*") if f.suffix.lower() in exts)
 
 
+def worker_share(order, batch_size: int, worker: tuple = (0, 1)):
+    """Worker ``index`` of ``count``'s share of one epoch's file order (numpy or tf, length
+    ``steps * batch_size``): of every global batch ``order[i*B:(i+1)*B]`` the ``index``-th of
+    ``count`` equal consecutive slices. The shares are disjoint, cover every file of the epoch
+    exactly once, and step i's shares put together are step i's batch of a single worker, so the
+    gradient (averaged over the global batch) is the same with 1 or ``count`` workers."""
+    index, count = worker
+    if count == 1:
+        return order
+    if batch_size % count:
+        raise ConfigError(f"batch size {batch_size} must be divisible by the {count} workers")
+    if isinstance(order, np.ndarray):
+        return order.reshape(-1, count, batch_size // count)[:, index].reshape(-1)
+    import tensorflow as tf
+
+    return tf.reshape(tf.reshape(order, [-1, count, batch_size // count])[:, index], [-1])
+
+
 def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                   augment: bool = False):
+                   augment: bool = False, worker: tuple = (0, 1)):
     """As ``data.train_dataset`` (same order: epoch e is ``epoch_order(n, seed, e)`` cut into
     ``n // batch_size`` full batches; same augmentation keyed by (seed, epoch, batch index)) but
-    each image is read from disk, decoded and resized in parallel by ``tf.data``."""
+    each image is read from disk, decoded and resized in parallel by ``tf.data``.
+
+    ``worker`` (index, count): this worker's share only (``worker_share``, before anything is
+    read or decoded): batches of ``batch_size // count`` images, augmented exactly as those images
+    are within the single-worker batch."""
     import tensorflow as tf
 
     from kerascnn import data as D
@@ -191,14 +213,15 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     if steps < 1:
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
     if x.cache_file:
-        return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment)
+        return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment, worker)
     labels = tf.constant(np.asarray(y, dtype=np.int64))
-    augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed) if augment else None
+    augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
+    share = batch_size // worker[1]
 
     def epoch_items(epoch):
-        idx = epoch_order_flat(n, seed, epoch, steps * batch_size)
-        pos = tf.range(steps * batch_size, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((tf.fill([steps * batch_size], epoch), pos // batch_size, idx))
+        idx = worker_share(epoch_order_flat(n, seed, epoch, steps * batch_size), batch_size, worker)
+        pos = tf.range(steps * share, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((tf.fill([steps * share], epoch), pos // share, idx))
 
     load = _loader(x)
 
@@ -210,8 +233,44 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
 
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_items)
     ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(share, drop_remainder=True)
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def distribute_train(strategy, x: FileImages, y, batch_size: int, seed: int, first_epoch: int, epochs: int,
+                     augment: bool = False):
+    """The training stream on ``strategy``. Several workers (MultiWorkerMirroredStrategy): each
+    worker builds only its share (``worker_share`` by file index, before decoding;
+    ``distribute_datasets_from_function``, no auto-sharding), cut into its replicas' batches;
+    otherwise ``experimental_distribute_dataset`` of the whole stream."""
+    import tensorflow as tf
+
+    if workers(strategy) <= 1:
+        return strategy.experimental_distribute_dataset(
+            stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment))
+
+    def per_worker(ctx):
+        share = (ctx.input_pipeline_id, ctx.num_input_pipelines)
+        ds = stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment, worker=share)
+        per_replica = ctx.get_per_replica_batch_size(batch_size)
+        return ds if per_replica == batch_size // share[1] else ds.rebatch(per_replica).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(per_worker)
+
+
+def workers(strategy) -> int:
+    """How many workers (input pipelines) read the data: MultiWorkerMirroredStrategy's workers
+    (chief included, from its cluster), else 1."""
+    import tensorflow as tf
+
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    try:
+        spec = resolver.cluster_spec().as_dict()
+    except (AttributeError, ValueError):
+        return 1
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
 
 def decode_all(x: FileImages, into=None, batch: int = 256) -> np.ndarray:
@@ -253,24 +312,25 @@ def disk_cache(x: FileImages, path: Path) -> FileImages:
     return dataclasses.replace(x, cache_file=str(path))
 
 
-def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, augment):
+def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, augment, worker=(0, 1)):
     """Batches gathered from the --cache disk file, in the same (seed, epoch) order."""
     import tensorflow as tf
 
     from kerascnn import data as D
 
     mm = np.load(x.cache_file, mmap_mode="r")
-    n, steps = len(x), len(x) // batch_size
+    n, steps, share = len(x), len(x) // batch_size, batch_size // worker[1]
     labels = tf.constant(np.asarray(y, dtype=np.int64))
-    augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed) if augment else None
+    augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
 
     def epoch_batches(epoch):
-        idx = tf.reshape(D.epoch_order(n, seed, epoch)[:steps * batch_size], [steps, batch_size])
+        idx = tf.reshape(worker_share(D.epoch_order(n, seed, epoch)[:steps * batch_size], batch_size, worker),
+                         [steps, share])
         return tf.data.Dataset.from_tensor_slices((tf.fill([steps], epoch), tf.range(steps, dtype=tf.int64), idx))
 
     def gather(epoch, i, idx):
         xb = tf.numpy_function(lambda k: np.ascontiguousarray(mm[k]), [idx], tf.float32, stateful=False)
-        xb.set_shape((batch_size,) + tuple(x.size) + (x.channels,))
+        xb.set_shape((share,) + tuple(x.size) + (x.channels,))
         yb = tf.gather(labels, idx)
         return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
 
