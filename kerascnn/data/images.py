@@ -220,8 +220,8 @@ def _load_folder(root: Path, seed: int) -> ImageData:
     return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
 
 
-def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
-    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
+def image_files(paths) -> list:
+    """Image files and folders (folders expanded, sorted) -> the list of files, nothing decoded."""
     files = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -234,7 +234,30 @@ def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 
             files.append(p)
         else:
             raise DataError(f"{p}: no such file or directory")
+    return files
+
+
+def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
+    """Image files -> float32 batch ready for the model, each image resized from its own size."""
     raw = [_read_image(f) for f in files]
-    batch = np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
-                            for im, f in zip(raw, files)])
-    return batch, [str(f) for f in files]
+    return np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
+                           for im, f in zip(raw, files)])
+
+
+def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
+    """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
+    by one batch whatever the number of files. Every file's header is checked first (a bad file is
+    named before any batch is decoded). Yields (float32 batch, [file names])."""
+    from kerascnn.data.stream import header_pass
+
+    files = image_files(paths)
+    header_pass(files, "stop")
+    for i in range(0, len(files), batch):
+        part = files[i:i + batch]
+        yield load_image_batch(part, image_size, channels, pixel_scale), [str(f) for f in part]
+
+
+def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
+    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
+    files = image_files(paths)
+    return load_image_batch(files, image_size, channels, pixel_scale), [str(f) for f in files]
