@@ -79,6 +79,44 @@ def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     assert not stream.choose("off", 9, (28, 28), 1, root) and stream.choose("on", 9, (28, 28), 1, root)
 
 
+def test_available_memory_honours_the_memory_cgroup_v1_and_v2(tmp_path, monkeypatch):
+    from kerascnn import guard
+
+    monkeypatch.delenv("KERASCNN_MEMORY_LIMIT", raising=False)
+    v1 = tmp_path / "v1"
+    job = v1 / "memory" / "outer" / "job"
+    job.mkdir(parents=True)
+    (v1 / "memory" / "outer" / "memory.limit_in_bytes").write_text("3000000000\n")   # the parent: 3 GB
+    (v1 / "memory" / "outer" / "memory.usage_in_bytes").write_text("1000000000\n")
+    (job / "memory.limit_in_bytes").write_text(f"{2 << 30}\n")                      # the job: 2 GiB
+    (job / "memory.usage_in_bytes").write_text("500000000\n")
+    (job / "memory.stat").write_text("cache 200000000\ntotal_inactive_file 100000000\n")
+    proc = tmp_path / "cgroup"
+    proc.write_text("5:cpu:/\n4:memory:/outer/job\n0::/\n")
+    monkeypatch.setattr(guard, "CGROUP_ROOT", v1)
+    monkeypatch.setattr(guard, "PROC_CGROUP", proc)
+    assert guard.cgroup_headroom() == (2 << 30) - 500_000_000 + 100_000_000   # the job's room (< parent's 2 GB)
+    assert guard.available_bytes() == guard.cgroup_headroom()                 # far below this host's memory
+    (v1 / "memory" / "outer" / "memory.usage_in_bytes").write_text("2500000000\n")
+    assert guard.cgroup_headroom() == 500_000_000                              # now the parent is the tightest
+    v2 = tmp_path / "v2"
+    (v2 / "ci" / "step").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpu memory\n")
+    (v2 / "ci" / "memory.max").write_text("max\n")                                    # no limit there
+    (v2 / "ci" / "memory.current").write_text("7\n")
+    (v2 / "ci" / "step" / "memory.max").write_text(f"{1 << 30}\n")
+    (v2 / "ci" / "step" / "memory.current").write_text(f"{1 << 28}\n")
+    proc.write_text("0::/ci/step\n")
+    monkeypatch.setattr(guard, "CGROUP_ROOT", v2)
+    assert guard.cgroup_headroom() == (1 << 30) - (1 << 28)
+    root = _folder(tmp_path / "f", per_class=3, odd_modes=False)      # 9 images of 28x28x1 float32:
+    assert not stream.choose("auto", 9, (28, 28), 1, root)             # far below half of 768 MiB
+    assert stream.choose("auto", 9 << 20, (28, 28), 1, root)           # 27 GiB: streamed, whatever the host has
+    proc.write_text("0::/\n")
+    (v2 / "memory.max").write_text("max\n")
+    assert guard.cgroup_headroom() is None
+
+
 @pytest.mark.parametrize("count", [1, 2, 4])
 def test_worker_shares_are_disjoint_cover_the_epoch_once_and_rebuild_its_batches(count):
     order = np.random.default_rng(0).permutation(53)[:48]  # one epoch's order, 6 batches of 8 (5 dropped)
