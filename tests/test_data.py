@@ -321,6 +321,15 @@ def test_load_image_files(tmp_path):
         D.load_image_files([str(tmp_path / "bad.png")], (8, 8), 1, 1 / 255)
 
 
+def test_folder_that_would_not_fit_twice_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "r")                      # 10 gray 8x8 PNGs: 640 bytes decoded
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", str(2 * 640 - 1))   # decoded, then stacked: 1,280 bytes
+    with pytest.raises(DataError, match="10 images decoded and stacked in memory need .*--stream on"):
+        D.load_data(data=str(root))
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", str(2 * 640))
+    assert len(D.load_data(data=str(root)).x_train) == 8
+
+
 def test_iter_image_batches_bounded_same_order_and_values(tmp_path, monkeypatch):
     for i in range(7):
         _png(tmp_path / "p" / f"{i}.png", size=(8 + i, 8), mode="RGB" if i % 2 else "L", value=30 * i)

@@ -187,7 +187,8 @@ def _conform(im: np.ndarray, size: tuple, channels: int) -> np.ndarray:
 
 def _check_headers(root: Path, files: list) -> None:
     """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
-    that would not fit in memory, or any single image that is a decompression bomb."""
+    that would not fit in memory (twice: the decoded images and their stacked copy), or any
+    single image that is a decompression bomb."""
     total = 0
     for f in files:
         _regular_file(f)
@@ -199,7 +200,9 @@ def _check_headers(root: Path, files: list) -> None:
             raise
         except Exception:  # unreadable: _read_image reports it with its own message
             continue
-    _check_fits(root, (total,), 1, f"{len(files):,} images decoded")
+    # decoded one by one, then stacked into one array: twice the decoded size at the peak
+    _check_fits(root, (2 * total,), 1, f"{len(files):,} images decoded and stacked in memory",
+                "; stream them from disk instead (--stream on)")
 
 
 def _load_folder(root: Path, seed: int) -> ImageData:
