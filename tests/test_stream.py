@@ -67,6 +67,20 @@ def test_header_pass_names_bad_files_stop_or_skip(tmp_path):
     assert "zz_broken.png" in x_tr.bad[0] and "zz_empty.jpg: empty image file" in x_tr.bad[1]
 
 
+def test_header_pass_reads_the_available_memory_once_not_per_file(tmp_path, monkeypatch):
+    # per file it cost /proc/meminfo + the cgroup files: 3/4 of a 100,000-file header pass
+    root = _folder(tmp_path / "f", per_class=4, odd_modes=False)
+    from kerascnn import guard
+
+    calls = []
+    monkeypatch.setattr(guard, "available_bytes", lambda: calls.append(1) or 1 << 30)
+    keep, shapes, bad = stream.header_pass(sorted(str(f) for f in root.rglob("*.png")), "stop")
+    assert (len(keep), len(shapes), bad, len(calls)) == (12, 12, [], 1)
+    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 8 * 8 - 1)   # one 8x8 gray image x2 no longer fits
+    with pytest.raises(DataError, match="refused before decoding"):
+        stream.header_pass([str(next(root.rglob("*.png")))], "stop")
+
+
 def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     root = _folder(tmp_path / "f", per_class=3, odd_modes=False)
     assert stream.count_files(root) == 9

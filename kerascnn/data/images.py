@@ -20,14 +20,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 9,459 x 9,459): no classifier input
 
 
-def _check_image_header(path: Path, im) -> None:
-    """Refuse, from the header (PIL's open reads only that), an image too large to decode."""
+def _check_image_header(path: Path, im, have: int | None = None) -> None:
+    """Refuse, from the header (PIL's open reads only that), an image too large to decode.
+    ``have``: the available memory, when the caller checks many files (read once, not per file)."""
     from kerascnn.analysis import human_bytes
     from kerascnn.guard import available_bytes
 
     w, h = im.size
     bands = max(1, len(im.getbands()))
-    if w * h > MAX_IMAGE_PIXELS or w * h * bands * 2 > available_bytes():
+    if w * h > MAX_IMAGE_PIXELS or w * h * bands * 2 > (available_bytes() if have is None else have):
         raise DataError(f"{path}: {w:,}x{h:,} pixels ({human_bytes(w * h * bands)} decoded) is far larger than any "
                         f"classifier input (limit {MAX_IMAGE_PIXELS:,} pixels); refused before decoding "
                         f"(a decompression bomb?)")
@@ -189,12 +190,14 @@ def _check_headers(root: Path, files: list) -> None:
     """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
     that would not fit in memory (twice: the decoded images and their stacked copy), or any
     single image that is a decompression bomb."""
-    total = 0
+    from kerascnn.guard import available_bytes
+
+    total, have = 0, available_bytes()
     for f in files:
         _regular_file(f)
         try:
             with _open_header(f) as im:
-                _check_image_header(f, im)
+                _check_image_header(f, im, have)
                 total += im.size[0] * im.size[1] * (1 if len(im.getbands()) == 1 else 3)
         except DataError:
             raise

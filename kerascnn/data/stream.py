@@ -68,12 +68,14 @@ def header_pass(files: list, policy: str) -> tuple:
     file is a one-line DataError; skip: bad files are counted and listed."""
     from kerascnn import data as D
 
-    keep, shapes, bad = [], [], []
+    from kerascnn.guard import available_bytes
+
+    keep, shapes, bad, have = [], [], [], available_bytes()
     for i, f in enumerate(files):
         try:
             D._regular_file(Path(f))
             with D._open_header(Path(f)) as im:
-                D._check_image_header(Path(f), im)
+                D._check_image_header(Path(f), im, have)
                 w, h = im.size
                 shapes.append((h, w, 1 if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else 3,
                                im.format, im.mode))
