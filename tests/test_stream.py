@@ -56,6 +56,26 @@ def test_stream_batches_equal_the_in_memory_batches(tmp_path):
     np.testing.assert_allclose(ev, xm, rtol=0, atol=4 * np.finfo(np.float32).eps)
 
 
+def test_rgb_files_for_a_gray_model_are_decoded_by_tf_with_the_in_memory_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        (tmp_path / "f" / f"c{k}").mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "f" / f"c{k}" / f"{i}.png")
+    mem = D.load_data(data=str(tmp_path / "f"), seed=2)
+    x_tr, y_tr, _, _, _ = stream.scan(tmp_path / "f", 2)
+    assert x_tr.raw_channels == 3 and all(x_tr.native)
+    import dataclasses
+
+    for size in ((16, 16), (12, 12)):   # RGB -> gray, then no resize / an antialiased shrink
+        fi = dataclasses.replace(x_tr, size=size, channels=1)
+        fi.load = None   # a PIL decode would fail: every file goes through TF's decoder
+        got = np.concatenate([xb for xb, _ in stream.eval_dataset(fi, y_tr, 8).as_numpy_iterator()])
+        want = D.prepare_images(mem.x_train, size, 1, mem.pixel_scale)
+        # the same float32 luminance of 3 terms (summed in any order: a few ulps of 1.0 at most)
+        np.testing.assert_allclose(got, want, rtol=0, atol=4 * np.finfo(np.float32).eps)
+
+
 def test_header_pass_names_bad_files_stop_or_skip(tmp_path):
     root = _folder(tmp_path / "f", per_class=5, odd_modes=False)
     (root / "c1" / "zz_broken.png").write_bytes(b"\x89PNG not really")

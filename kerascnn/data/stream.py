@@ -354,15 +354,19 @@ def _loader(x: FileImages):
     c_mid = x.channels if (x.raw_channels != x.channels and x.channels == 1) else x.raw_channels
     shrink = bool(x.raw_size[0] > h or x.raw_size[1] > w)
 
-    native = tf.constant(np.asarray(x.native if x.native and c_mid == x.raw_channels else [False] * len(x), bool))
+    native = tf.constant(np.asarray(x.native if x.native else [False] * len(x), bool))
     paths = tf.constant(list(x.files))
+    luma = tf.constant([0.299, 0.587, 0.114], tf.float32)
 
     def by_pil(k):
         return tf.numpy_function(lambda i: x.load(int(i)), [k], tf.float32, stateful=False)
 
     def by_tf(k):  # the common case, decoded in TF's threads without the GIL: same pixels as PIL's decode
         img = tf.io.decode_image(tf.io.read_file(paths[k]), channels=x.raw_channels, expand_animations=False)
-        return tf.cast(img, tf.float32)
+        img = tf.cast(img, tf.float32)
+        if c_mid != x.raw_channels:  # RGB -> gray before resizing, as load() and prepare_images do
+            img = tf.tensordot(img, luma, 1)[..., None]
+        return img
 
     def load(k):
         img = tf.cond(native[k], lambda: by_tf(k), lambda: by_pil(k))
