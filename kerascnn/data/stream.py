@@ -9,7 +9,13 @@ path, through ``tf.numpy_function``), in the order ``data.epoch_order(n, seed, e
 indices, so a resumed run sees exactly the batches an uninterrupted one would.
 
 ``choose`` decides in-memory vs streaming from the size the prepared float32 images would take
-(N*H*W*C*4) against half the available memory (``--stream auto``), or as told (``on``/``off``).
+(N*H*W*C*4) against half the available memory (``--stream auto``; ``guard.available_bytes``,
+which honours a memory cgroup), or as told (``on``/``off``).
+
+JPEG/PNG files already at the common size are decoded by TensorFlow (without the GIL; RGB -> gray
+by the same luminance in the graph); the others through PIL. Under MultiWorkerMirroredStrategy
+``distribute_train`` gives each worker only its slice of every global batch (``worker_share``,
+by file index, before decoding), so the workers together see exactly one process's batches.
 """
 from __future__ import annotations
 
@@ -67,7 +73,6 @@ def header_pass(files: list, policy: str) -> tuple:
     """(kept indices, [(h, w, channels)], bad "path: reason" lines). ``policy`` stop: the first bad
     file is a one-line DataError; skip: bad files are counted and listed."""
     from kerascnn import data as D
-
     from kerascnn.guard import available_bytes
 
     keep, shapes, bad, have = [], [], [], available_bytes()
