@@ -9,6 +9,7 @@ Generates a folder of small JPEGs (class sub-folders), then in ONE process, inte
     whether the pipeline keeps the step fed.
 
     python benchmarks/data_pipeline.py --images 2000 --size 64 --to 32 [--no-record]
+    python benchmarks/data_pipeline.py --startup /work/bigdata/jpeg64 --to 64   # start-up only, on a given folder
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def time_pass(ds) -> tuple:
 def kerascnn_run(root: Path, to: int, batch: int):
     import dataclasses
 
-    from kerascnn import stream
+    from kerascnn.data import stream
 
     t0 = time.perf_counter()
     x, y, _, _, _ = stream.scan(root, 0)
@@ -138,7 +139,7 @@ def child(kind: str, root: Path, to: int, batch: int) -> None:
     if kind == "stream":
         import dataclasses
 
-        from kerascnn import stream
+        from kerascnn.data import stream
 
         x, y, _, _, _ = stream.scan(root, 0)
         x = dataclasses.replace(x, size=(to, to), channels=3)
@@ -183,6 +184,41 @@ def memory(a) -> list:
     return out
 
 
+def startup(a) -> None:
+    """First-epoch start-up on an existing (large) folder: kerascnn's listing + header pass (what
+    ``train`` does before the first batch: ``count_files`` for ``--stream auto``, then
+    ``stream.scan``) vs ``image_dataset_from_directory`` (listing), interleaved, in one process."""
+    import keras
+    import tensorflow as tf
+
+    from benchmarks._common import publish
+    from kerascnn.data import stream
+
+    root = Path(a.startup)
+    ours, theirs = [], []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        n = stream.count_files(root)
+        t1 = time.perf_counter()
+        x, _, x_te, _, _ = stream.scan(root, 0)
+        ours.append((t1 - t0, time.perf_counter() - t1))
+        t0 = time.perf_counter()
+        keras.utils.image_dataset_from_directory(root, image_size=(a.to, a.to), batch_size=a.batch, seed=0,
+                                                 verbose=False)
+        theirs.append(time.perf_counter() - t0)
+    med = statistics.median
+    publish(["", f"### First-epoch start-up on {root} ({n:,} files; `benchmarks/data_pipeline.py --startup "
+                 f"{root}`)", "",
+             f"{cpu_name()}, {os.cpu_count()} CPUs (shared), TensorFlow {tf.__version__}; median of {a.repeats} "
+             f"interleaved runs in one process (the page cache is warm after the first).", "",
+             "| pipeline | start-up |", "|---|---|",
+             f"| kerascnn: count (`--stream auto`) + listing + header pass (`stream.scan`, "
+             f"{len(x) + len(x_te):,} files) | {med(a_ + b for a_, b in ours):.1f} s "
+             f"(count {med(a_ for a_, _ in ours):.1f} s, scan {med(b for _, b in ours):.1f} s) |",
+             f"| `keras.utils.image_dataset_from_directory` (listing) | {med(theirs):.1f} s |"],
+            record=not a.no_record)
+
+
 def main(argv=None):
     if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--child":
         kind, root = sys.argv[2], Path(sys.argv[3])
@@ -200,7 +236,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-record", action="store_true")
+    p.add_argument("--startup", metavar="DIR", help="Only the start-up comparison, on this existing folder.")
     a = p.parse_args(argv)
+    if a.startup:
+        return startup(a)
     mem_lines = memory(a) if a.memory else []  # first: child processes, before this one loads TF
     import tensorflow as tf
 

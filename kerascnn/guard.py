@@ -9,13 +9,15 @@ The estimate comes from the pure-Python analysis (no TensorFlow):
 
 It is deliberately simple (frameworks add workspace, XLA may fuse), so the
 guard only refuses what is clearly out of reach: more than the machine's
-available memory (``/proc/meminfo`` MemAvailable, or ``KERASCNN_MEMORY_LIMIT``
-in bytes / with a K, M, G suffix).
+available memory (``/proc/meminfo`` MemAvailable, or less where this process's memory cgroup,
+v1 or v2, or one of its parents, sets a lower limit, as a container or ``systemd-run -p
+MemoryMax=`` does; or ``KERASCNN_MEMORY_LIMIT`` in bytes / with a K, M, G suffix).
 """
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from kerascnn.analysis import Report, human_bytes, walk
 from kerascnn.errors import MemoryGuardError
@@ -29,17 +31,77 @@ def available_bytes() -> int:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*", env, re.I)
         if m:
             return int(float(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[m.group(2).upper()])
+    have = None
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    have = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            have = 1 << 62
+    room = cgroup_headroom()
+    return have if room is None else max(0, min(have, room))
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def _read_int(path: Path):
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None   # "max" (v2, no limit) -> None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cgroup_headroom():
+    """Bytes this process's memory cgroup still allows (limit - usage + inactive file cache, which
+    the kernel reclaims first), the tightest over the cgroup and its parents; None when no memory
+    cgroup limits the process (or none can be read). Without it, a process under a 2 GiB cgroup on
+    a 24 GiB machine would plan with 20 GiB and be OOM-killed."""
+    try:
+        lines = PROC_CGROUP.read_text().splitlines()
+    except OSError:
+        return None
+    best = None
+    for line in lines:
+        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hid == "0" and controllers == "":      # v2 (unified; in a hybrid layout under unified/)
+            base = CGROUP_ROOT if (CGROUP_ROOT / "cgroup.controllers").is_file() else CGROUP_ROOT / "unified"
+            names = ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1
+            base = CGROUP_ROOT / "memory"
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        d = base / path.strip("/")
+        while True:
+            limit, usage = _read_int(d / names[0]), _read_int(d / names[1])
+            if limit is not None and usage is not None and limit < 1 << 60:
+                room = limit - usage + _stat_value(d / "memory.stat", names[2])
+                best = room if best is None else min(best, room)
+            if d == base or base not in d.parents:
+                break
+            d = d.parent
+    return best
 
 
 def training_bytes(report: Report, batch_size: int, optimizer: str = "adam") -> int:

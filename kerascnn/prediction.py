@@ -104,6 +104,15 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_n
                   weights: str | None = None, preprocessing: str | None = None, options: dict | None = None) -> list:
     """[{"image": path, "top": [{"class", "index", "probability"}, ...]}, ...] for every image file.
     ``weights`` (with ``options``, ``preprocessing``): a registered model with pretrained weights."""
+    return list(iter_predictions(ref, paths, top_k, unsafe, class_names, weights, preprocessing, options))
+
+
+def iter_predictions(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_names=None,
+                     weights: str | None = None, preprocessing: str | None = None, options: dict | None = None,
+                     batch: int = 256):
+    """``predict_files`` one row at a time, the files decoded ``batch`` at a time (memory bounded by
+    one batch however large the folder; rows in sorted file order). Bad files and a wrong
+    ``class_names`` are reported before the first row."""
     p = Path(ref)
     if is_savedmodel_dir(p):
         run, shape, names = _load_export(p, unsafe)
@@ -121,17 +130,21 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_n
 
         def run(x):
             return predict_probabilities(model, x)
-    x, files = D.load_image_files(paths, shape[:2], shape[2], scale)
-    probs = run(x)
-    k = probs.shape[1]
+    labels = None
+    for x, files in D.iter_image_batches(paths, shape[:2], shape[2], scale, batch):
+        probs = run(x)
+        k = probs.shape[1]
+        if labels is None:
+            labels = _class_labels(names, class_names, k)
+        for f, row in zip(files, probs):
+            order = np.argsort(-row, kind="stable")[:min(top_k, k)]
+            yield {"image": f, "top": [{"class": labels[i], "index": int(i), "probability": float(row[i])}
+                                       for i in order]}
+
+
+def _class_labels(names, class_names, k: int) -> list:
     if class_names is not None:
         names = D.parse_class_names(class_names)
         if len(names) != k:
             raise ConfigError(f"--class-names gives {len(names)} names but the model has {k} classes")
-    names = [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]
-    out = []
-    for f, row in zip(files, probs):
-        order = np.argsort(-row, kind="stable")[:min(top_k, k)]
-        out.append({"image": f, "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
-                                        for i in order]})
-    return out
+    return [str(n) for n in names] if names and len(names) == k else [str(i) for i in range(k)]

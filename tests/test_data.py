@@ -321,6 +321,38 @@ def test_load_image_files(tmp_path):
         D.load_image_files([str(tmp_path / "bad.png")], (8, 8), 1, 1 / 255)
 
 
+def test_folder_that_would_not_fit_twice_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "r")                      # 10 gray 8x8 PNGs: 640 bytes decoded
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", str(2 * 640 - 1))   # decoded, then stacked: 1,280 bytes
+    with pytest.raises(DataError, match="10 images decoded and stacked in memory need .*--stream on"):
+        D.load_data(data=str(root))
+    monkeypatch.setenv("KERASCNN_MEMORY_LIMIT", str(2 * 640))
+    assert len(D.load_data(data=str(root)).x_train) == 8
+
+
+def test_iter_image_batches_bounded_same_order_and_values(tmp_path, monkeypatch):
+    for i in range(7):
+        _png(tmp_path / "p" / f"{i}.png", size=(8 + i, 8), mode="RGB" if i % 2 else "L", value=30 * i)
+    whole, names = D.load_image_files([str(tmp_path / "p")], (12, 12), 3, 1 / 255)
+    from kerascnn.data import images
+
+    reads = []
+    real = images._read_image
+    monkeypatch.setattr(images, "_read_image", lambda f: reads.append(f) or real(f))
+    it = D.iter_image_batches([str(tmp_path / "p")], (12, 12), 3, 1 / 255, batch=3)
+    x0, f0 = next(it)
+    assert x0.shape == (3, 12, 12, 3) and len(reads) == 3   # one batch decoded, not the folder
+    parts = [(x0, f0)] + list(it)
+    assert [len(f) for _, f in parts] == [3, 3, 1] and len(reads) == 7
+    assert sum((f for _, f in parts), []) == names
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), whole)  # same per-image path
+    _corrupt_png(tmp_path / "p" / "9.png")   # sorted last: still named before the first batch
+    reads.clear()
+    with pytest.raises(DataError, match="9.png: not a readable image"):
+        next(D.iter_image_batches([str(tmp_path / "p")], (12, 12), 3, 1 / 255, batch=3))
+    assert reads == []
+
+
 # --------------------------------------------------------------------------- preparing
 def test_prepare_images_resize_channels_scale():
     x = np.full((3, 8, 8, 1), 255, np.uint8)

@@ -185,6 +185,17 @@ def test_predict_run_json(invoke, run_dir, images):
     assert rows[0]["top"][0]["probability"] == pytest.approx(float(expected[0].max()), abs=1e-5)
 
 
+def test_predict_streams_a_folder_in_batches_in_the_same_order(invoke, run_dir, images):
+    from kerascnn.prediction import iter_predictions, predict_files
+
+    folder, _ = images
+    whole = predict_files(str(run_dir), [folder], top_k=2)
+    rows = iter_predictions(str(run_dir), [folder], top_k=2, batch=3)   # 3 + 3 + 2 files
+    assert next(rows) == whole[0]
+    assert [whole[0]] + list(rows) == whole and len(whole) == 8
+    assert _json(invoke("predict", run_dir, folder, "--top-k", "2", "--format", "json")) == whole
+
+
 def test_predict_table_and_top_k_capped(invoke, run_dir, images):
     folder, _ = images
     res = invoke("predict", run_dir / "best.keras", folder / "img0.png", folder / "img1.png", "--top-k", "50")

@@ -1,4 +1,4 @@
-"""Formats people have (kerascnn/formats.py): tiny files in the official layouts."""
+"""Formats people have (kerascnn/data/formats.py): tiny files in the official layouts."""
 import gzip
 import io
 import os

@@ -20,7 +20,7 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
     file, or a SavedModel exported by `kerascnn export`."""
     from kerascnn.commands.common import load_tensorflow
-    from kerascnn.prediction import is_savedmodel_dir, predict_files
+    from kerascnn.prediction import is_savedmodel_dir, iter_predictions
     from kerascnn.runs import check_model_ref
 
     if not is_savedmodel_dir(model_or_export):
@@ -31,11 +31,25 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
 
         class_names = parse_class_names(class_names)
     load_tensorflow()
-    results = predict_files(model_or_export, images, top_k, unsafe, class_names, weights=weights,
+    rows = iter_predictions(model_or_export, images, top_k, unsafe, class_names, weights=weights,
                             preprocessing=preprocessing, options=model_options)
-    if fmt == "json":
-        echo_json(results)
+    if fmt == "json":  # one row at a time (a folder of any size): the same text as echo_json(list)
+        first = next(rows, None)
+        if first is None:
+            echo_json([])
+            return
+        click.echo("[")
+        for row in rows:
+            click.echo(_indented(first) + ",")
+            first = row
+        click.echo(_indented(first) + "\n]")
         return
-    for r in results:
+    for r in rows:
         best = ", ".join(f"{p['class']} {p['probability']:.3f}" for p in r["top"])
         click.echo(f"{r['image']}: {best}")
+
+
+def _indented(row) -> str:
+    import json
+
+    return "\n".join("  " + line for line in json.dumps(row, indent=2, default=str).splitlines())

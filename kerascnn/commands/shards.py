@@ -22,7 +22,7 @@ def shards(folder, out, shards, seed, fmt):
     OUT must not exist or be empty; it appears only when every shard is written.
     Train on them with `kerascnn train MODEL --data OUT`."""
     from kerascnn.commands.common import load_tensorflow
-    from kerascnn.formats import write_shards
+    from kerascnn.data.formats import write_shards
 
     load_tensorflow()
     counts = write_shards(Path(folder), Path(out), shards, seed)

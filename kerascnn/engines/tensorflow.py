@@ -97,12 +97,12 @@ class TensorFlowEngine:
         if isinstance(data.x, np.ndarray):
             ds = D.train_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
                                  augment=bool(data.augment))
-        else:  # stream.FileImages: decoded from disk by tf.data, same order
-            from kerascnn import stream
+            self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+        else:  # stream.FileImages: decoded from disk by tf.data, same order; each worker reads its share
+            from kerascnn.data import stream
 
-            ds = stream.stream_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
-                                       augment=bool(data.augment))
-        self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+            self._iterator = iter(stream.distribute_train(self.strategy, data.x, data.y, data.batch, data.seed,
+                                                          data.first_epoch, data.epochs, bool(data.augment)))
 
     def train_steps(self, n: int) -> np.ndarray:
         import tensorflow as tf

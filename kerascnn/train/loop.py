@@ -98,6 +98,16 @@ def _streamed_data(opts, size, channels):
     return d, (xt, y_tr[i_tr]), (xv, y_tr[i_val])
 
 
+def _data_path(streaming: bool, info) -> str:
+    """The start-up line's data path: in memory, streamed from disk, and over how many workers."""
+    if not streaming:
+        return "in memory"
+    from kerascnn.data import stream
+
+    n = stream.workers(info.strategy) if info else 1
+    return "streamed from disk" + (f", sharded by file over {n} workers" if n > 1 else "")
+
+
 class _TensorBoard:
     """Scalars per epoch through ``tf.summary`` when TensorFlow is there (a JAX-only machine
     has none: then nothing is written and ``tb/`` stays empty)."""
@@ -288,7 +298,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         f"engine {engine.name}, {engine.replicas} device(s) on {', '.join(map(str, engine.devices))}")
     echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
          f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val "
-         f"{'streamed from disk' if streaming else 'in memory'} | "
+         f"{_data_path(streaming, info)} | "
          f"{strategy_text} | precision {precision} | jit {'on' if getattr(engine, 'jit', True) else 'off'} | "
          f"batch {batch} (global) | run dir {run_dir}")
 

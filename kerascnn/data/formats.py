@@ -1,0 +1,451 @@
+"""Data formats people already have on disk, read offline into ``data.ImageData``:
+
+- the official CIFAR-10 / CIFAR-100 python archives (``cifar-10-python.tar.gz``,
+  ``cifar-100-python.tar.gz``) and their extracted folders (``cifar-10-batches-py/``,
+  ``cifar-100-python/``, the layout ``keras.datasets`` caches in ``~/.keras/datasets``);
+- the ``keras.datasets`` Fashion-MNIST / MNIST IDX cache folder (``train-images-idx3-ubyte.gz`` ...);
+- CSV / text manifests (``path,label`` per line, optional header, paths relative to the manifest,
+  labels as integers or names);
+- TFRecord shards with ``image/encoded`` + ``image/class/label`` (TFDS / Model Garden / TF-slim
+  style; ``image/class/text`` when present names the classes), as ``kerascnn shards`` writes them.
+
+The CIFAR pickles are read with ``SafeUnpickler``: ``find_class`` allows only the four globals
+a pickled numpy array needs (``numpy...multiarray._reconstruct``, ``numpy.ndarray``,
+``numpy.dtype``, ``_codecs.encode``); any other global (``os.system``, ``builtins.eval`` ...)
+is refused before it is looked up, so a hostile archive cannot run code. Object arrays are refused.
+Nothing here imports TensorFlow except the TFRecord reader/writer (lazily).
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn.errors import DataError
+
+TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")
+CIFAR_ARCHIVES = ("cifar-10-python.tar.gz", "cifar-100-python.tar.gz")
+PATH_HEADERS = {"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "fname"}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+# --------------------------------------------------------------------------- dispatch
+def detect(path: Path) -> str | None:
+    """The format of ``--data PATH`` this module reads, or None (npz / class folders: data.py)."""
+    name = path.name.lower()
+    if path.is_dir():
+        if (path / "batches.meta").is_file() or ((path / "meta").is_file() and (path / "train").is_file()):
+            return "cifar-dir"
+        if any((path / f).is_file() or (path / (f + ".gz")).is_file() for f in IDX_FILES[:1]):
+            return "idx-dir"
+        subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if not subdirs and any(_is_tfrecord(p) for p in path.iterdir() if p.is_file()):
+            return "tfrecord-dir"
+        return None
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return "cifar-archive"
+    if path.suffix.lower() in MANIFEST_SUFFIXES:
+        return "manifest"
+    if _is_tfrecord(path):
+        return "tfrecord"
+    return None
+
+
+def _is_tfrecord(path: Path) -> bool:
+    name = path.name.lower()
+    return any(m in name for m in TFRECORD_MARKS) or "-of-" in name
+
+
+def load(path: Path, kind: str, seed: int):
+    """``--data PATH`` of format ``kind`` (see ``detect``) -> ``data.ImageData``."""
+    from kerascnn import data
+
+    _check_readable(path)
+    if kind == "cifar-archive":
+        parts = read_cifar_archive(path)
+    elif kind == "cifar-dir":
+        parts = read_cifar_dir(path)
+    elif kind == "idx-dir":
+        parts = read_idx_dir(path)
+    elif kind == "manifest":
+        parts = read_manifest(path, seed)
+    elif kind in ("tfrecord", "tfrecord-dir"):
+        parts = read_tfrecords(path, seed)
+    else:  # pragma: no cover - detect() returns only the kinds above
+        raise DataError(f"{path}: unknown format {kind}")
+    x_tr, y_tr, x_te, y_te, names = parts
+    return data._validated(x_tr, y_tr, x_te, y_te, names, f"{kind}:{path}", path)
+
+
+def _check_readable(path: Path) -> None:
+    import os
+
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot read it (permission denied)")
+
+
+# --------------------------------------------------------------------------- CIFAR (python pickles)
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers, numbers, strings/bytes and numpy arrays of plain dtypes."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    })
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name} (only numpy arrays are allowed)")
+        return super().find_class(module, name)
+
+
+def safe_unpickle(raw: bytes, src: str):
+    try:
+        obj = SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001  (any malformed pickle: UnpicklingError, EOFError, ValueError ...)
+        from kerascnn.data import _short
+
+        raise DataError(f"{src}: not a CIFAR python batch ({_short(e)})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{src}: not a CIFAR python batch (a pickled {type(obj).__name__}, expected a dict)")
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
+
+
+def _cifar_batch(d: dict, src: str, label_key: str):
+    x = d.get("data")
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{src}: 'data' is {got}; expected uint8 (N, 3072) channel-planar 32x32 RGB rows")
+    if label_key not in d:
+        raise DataError(f"{src}: no '{label_key}' list; found {', '.join(sorted(d))}")
+    y = np.asarray(d[label_key])
+    if y.dtype == object or y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{src}: '{label_key}' must be {len(x)} integer labels; found {y.dtype} {y.shape}")
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y.astype(np.int64)
+
+
+def _cifar_names(meta: dict | None, key: str):
+    if not meta or key not in meta:
+        return None
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in meta[key]]
+
+
+def _assemble_cifar(members: dict, src: str):
+    """{member base name: raw bytes} of a CIFAR-10 or CIFAR-100 python folder -> arrays + names."""
+    if "batches.meta" in members or any(k.startswith("data_batch_") for k in members):  # CIFAR-10
+        train = sorted((k for k in members if k.startswith("data_batch_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+        test, label_key, meta_name, names_key = ["test_batch"], "labels", "batches.meta", "label_names"
+    else:  # CIFAR-100
+        train, test, label_key, meta_name, names_key = ["train"], ["test"], "fine_labels", "meta", "fine_label_names"
+    missing = [m for m in train + test if m not in members]
+    if not train or missing:
+        raise DataError(f"{src}: not a complete CIFAR archive: missing {', '.join(missing) or 'data_batch_1..5'}")
+    parts = {}
+    for split, names in (("train", train), ("test", test)):
+        xs, ys = zip(*(_cifar_batch(safe_unpickle(members[m], f"{src}:{m}"), f"{src}:{m}", label_key) for m in names))
+        parts[split] = (np.concatenate(xs), np.concatenate(ys))
+    meta = safe_unpickle(members[meta_name], f"{src}:{meta_name}") if meta_name in members else None
+    names = _cifar_names(meta, names_key)
+    return parts["train"] + parts["test"] + (names,)
+
+
+def read_cifar_archive(path: Path):
+    """``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` read in place (nothing extracted):
+    only regular-file members named like the official batches are read, after checking that
+    their sizes fit in memory."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    wanted = {"batches.meta", "test_batch", "meta", "train", "test"}
+    members = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            infos = [i for i in tar.getmembers() if i.isfile() and
+                     (i.name.rsplit("/", 1)[-1] in wanted or i.name.rsplit("/", 1)[-1].startswith("data_batch_"))]
+            total = sum(i.size for i in infos)
+            if total * 2 > available_bytes():
+                raise DataError(f"{path}: its batches hold {human_bytes(total)} but only "
+                                f"{human_bytes(available_bytes())} of memory is available")
+            for info in infos:
+                members[info.name.rsplit("/", 1)[-1]] = tar.extractfile(info).read()
+    except (tarfile.TarError, OSError, EOFError, zlib_error()) as e:
+        from kerascnn.data import _short
+
+        raise DataError(f"{path}: not a readable tar.gz archive ({_short(e)})") from None
+    if not members:
+        raise DataError(f"{path}: no CIFAR batches in this archive (expected {' or '.join(CIFAR_ARCHIVES)})")
+    return _assemble_cifar(members, str(path))
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def read_cifar_dir(path: Path):
+    """An extracted ``cifar-10-batches-py/`` or ``cifar-100-python/`` folder."""
+    members = {}
+    for f in sorted(path.iterdir()):
+        if f.is_file() and (f.name in ("batches.meta", "test_batch", "meta", "train", "test")
+                            or f.name.startswith("data_batch_")):
+            members[f.name] = f.read_bytes()
+    return _assemble_cifar(members, str(path))
+
+
+# --------------------------------------------------------------------------- IDX (MNIST / Fashion-MNIST cache)
+def _read_idx(path: Path) -> np.ndarray:
+    if path.suffix == ".gz":
+        with gzip.open(path) as fh:
+            raw = fh.read()
+    else:
+        raw = path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(dims, dtype=object)):
+        raise DataError(f"{path}: header says {dims} but the file holds {len(body)} values")
+    return np.frombuffer(body, np.uint8).reshape(dims)
+
+
+def read_idx_dir(path: Path):
+    out = []
+    for name in IDX_FILES:
+        f = path / name if (path / name).is_file() else path / (name + ".gz")
+        if not f.is_file():
+            raise DataError(f"{path}: missing {name}(.gz); expected the four MNIST IDX files")
+        try:
+            out.append(_read_idx(f))
+        except (OSError, EOFError, zlib_error()) as e:
+            from kerascnn.data import _short
+
+            raise DataError(f"{f}: not readable ({_short(e)})") from None
+    return tuple(out) + (None,)
+
+
+# --------------------------------------------------------------------------- manifests
+def _manifest_rows(path: Path) -> list:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        from kerascnn.data import _short
+
+        raise DataError(f"{path}: cannot read the manifest ({_short(e)})") from None
+    rows = []
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
+    for lineno, line in lines:
+        if "," in line or "\t" in line:
+            fields = next(csv.reader([line], delimiter="," if "," in line else "\t"))
+        else:
+            fields = line.rsplit(None, 1)
+        fields = [f.strip() for f in fields]
+        if len(fields) < 2 or not fields[0] or not fields[1]:
+            raise DataError(f"{path}:{lineno}: expected 'path,label'; found {line[:80]!r}")
+        rows.append((lineno, fields[0], fields[1]))
+    if rows and rows[0][1].lower() in PATH_HEADERS:
+        rows = rows[1:]
+    if not rows:
+        raise DataError(f"{path}: empty manifest; expected one 'path,label' line per image")
+    return rows
+
+
+def read_manifest(path: Path, seed: int):
+    """``path,label`` lines (comma, tab or whitespace separated; a header line is recognised by
+    its first field, e.g. ``path,label`` / ``filename,class``) -> seeded 80/20 train/test split
+    as for class folders. Integer labels are class indices; names are sorted into indices."""
+    from kerascnn import data
+
+    files, y, names = manifest_files(path)
+    data._check_headers(path, files)
+    x = data._stack([data._read_image(f) for f in files], files)
+    x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
+    return x_tr, y_tr, x_te, y_te, names
+
+
+def manifest_files(path: Path):
+    """A manifest -> (image files, int64 labels, class names or None for integer labels)."""
+    files, raw_labels = [], []
+    base = path.parent
+    for lineno, p, label in _manifest_rows(path):
+        f = Path(p) if Path(p).is_absolute() else base / p
+        if not f.is_file():
+            raise DataError(f"{path}:{lineno}: {p}: no such image file")
+        files.append(f)
+        raw_labels.append(label)
+    names = None
+    if all(_is_int(v) for v in raw_labels):
+        y = np.array([int(v) for v in raw_labels], dtype=np.int64)
+    else:
+        names = sorted(set(raw_labels))
+        index = {n: i for i, n in enumerate(names)}
+        y = np.array([index[v] for v in raw_labels], dtype=np.int64)
+    return files, y, names
+
+
+def _is_int(v: str) -> bool:
+    return v.lstrip("-").isdigit()
+
+
+# --------------------------------------------------------------------------- TFRecord
+def tfrecord_files(path: Path) -> tuple:
+    """(train shard files, test shard files) of ``--data``: one shard, or a folder of shards whose
+    names start with train / test|val|validation (otherwise all are training shards)."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and _is_tfrecord(p))
+    test = [f for f in files if f.name.lower().startswith(("test", "val"))]
+    train = [f for f in files if f not in test]
+    if not train:
+        raise DataError(f"{path}: no training shards (only {', '.join(f.name for f in test[:3])})")
+    return train, test
+
+
+def read_tfrecords(path: Path, seed: int):
+    from kerascnn import data
+
+    train, test = tfrecord_files(path)
+    x_tr, y_tr, names = _read_shards(train)
+    if test:
+        x_te, y_te, names_te = _read_shards(test)
+        names = names or names_te
+        x = data._stack(list(x_tr) + list(x_te), [Path(str(path))])
+        x_tr, x_te = x[:len(x_tr)], x[len(x_tr):]
+    else:
+        x = data._stack(list(x_tr), [Path(str(path))])
+        x_tr, y_tr, x_te, y_te = data.split_validation(x, y_tr, 0.2, seed)
+    return x_tr, y_tr, x_te, y_te, names
+
+
+def _read_shards(files: list):
+    import tensorflow as tf
+
+    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+            "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
+    images, labels, texts = [], [], {}
+    for f in files:
+        try:
+            for i, rec in enumerate(tf.data.TFRecordDataset(str(f))):
+                try:
+                    ex = tf.io.parse_single_example(rec, spec)
+                    img = tf.io.decode_image(ex["image/encoded"], expand_animations=False).numpy()
+                except (tf.errors.InvalidArgumentError, ValueError) as e:
+                    from kerascnn.data import _short
+
+                    raise DataError(f"{f}: record {i}: no readable image/encoded + image/class/label "
+                                    f"({_short(e, 70)})") from None
+                if img.dtype != np.uint8:
+                    img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
+                img = img[..., :3] if img.shape[-1] == 4 else img
+                images.append(img[..., 0] if img.shape[-1] == 1 else img)
+                label = int(ex["image/class/label"])
+                labels.append(label)
+                if ex["image/class/text"].numpy():
+                    texts[label] = ex["image/class/text"].numpy().decode("utf-8", "replace")
+        except tf.errors.DataLossError as e:
+            raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+        except tf.errors.OpError as e:
+            raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+    if not images:
+        raise DataError(f"{files[0]}: no records")
+    names = None
+    if texts and set(texts) == set(range(max(texts) + 1)):
+        names = [texts[i] for i in range(max(texts) + 1)]
+    return images, np.array(labels, dtype=np.int64), names
+
+
+def _bytes_feature(v: bytes):
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+
+def _int_feature(v: int):
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+
+def write_shards(folder: Path, out: Path, shards: int, seed: int = 0) -> dict:
+    """Class folder (``train/``/``test/`` aware) -> ``OUT/{train,test}-NNNNN-of-MMMMM.tfrecord``
+    with the original file bytes as ``image/encoded`` (no re-encoding) plus ``image/class/label``,
+    ``image/class/text``, ``image/format``, ``image/height``, ``image/width``, ``image/filename``.
+    Files are dealt to shards in a seeded shuffled order (every shard a mix of classes).
+    Every image's header is checked first; written into a staging folder, renamed onto OUT only
+    when complete (OUT must not exist, or be empty). Returns {split: images written}."""
+    import tensorflow as tf
+
+    from kerascnn import data, fsutil
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        from kerascnn.errors import ConfigError
+
+        raise ConfigError(f"{out}: exists and is not an empty directory; choose a new output folder")
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        names, f_tr, y_tr = data._scan_folder(folder / "train")
+        names_te, f_te, y_te = data._scan_folder(folder / "test")
+        if names_te != names:
+            raise DataError(f"{folder}: train/ and test/ have different class folders")
+        splits = {"train": (f_tr, y_tr), "test": (f_te, y_te)}
+    else:
+        names, files, y = data._scan_folder(folder)
+        splits = {"train": (files, y)}
+    sizes = {}
+    for files, _ in splits.values():
+        for f in files:
+            sizes[f] = _header(f)
+    staging = fsutil.partial_dir(out)
+    counts = {}
+    try:
+        for split, (files, y) in splits.items():
+            n = min(shards, len(files))
+            order = np.random.default_rng(seed).permutation(len(files))
+            writers = [tf.io.TFRecordWriter(str(staging / f"{split}-{i:05d}-of-{n:05d}.tfrecord")) for i in range(n)]
+            for j, k in enumerate(order):
+                f = files[k]
+                (w, h), fmt = sizes[f]
+                ex = tf.train.Example(features=tf.train.Features(feature={
+                    "image/encoded": _bytes_feature(f.read_bytes()),
+                    "image/class/label": _int_feature(y[k]),
+                    "image/class/text": _bytes_feature(names[y[k]].encode()),
+                    "image/format": _bytes_feature(fmt.encode()),
+                    "image/height": _int_feature(h), "image/width": _int_feature(w),
+                    "image/filename": _bytes_feature(str(f.relative_to(folder)).encode()),
+                }))
+                writers[j % n].write(ex.SerializeToString())
+            for w in writers:
+                w.close()
+            counts[split] = len(files)
+        fsutil.normal_permissions(staging)
+        if out.exists():
+            out.rmdir()
+        fsutil.commit_dir(staging, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return counts
+
+
+def _header(f: Path):
+    """((width, height), format) from the image header; bad files named in one line."""
+    from PIL import UnidentifiedImageError
+
+    from kerascnn import data
+
+    data._regular_file(f)
+    try:
+        with data._open_header(f) as im:
+            data._check_image_header(f, im)
+            return im.size, (im.format or "").lower()
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{f}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None

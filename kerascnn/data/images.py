@@ -1,0 +1,269 @@
+"""Image files and class folders: safe header reads (bomb checks), PIL decode of every mode to
+uint8 gray / RGB, folder scans, stacking mixed sizes and modes, ``load_image_files`` for predict."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from kerascnn.data.arrays import ImageData, _check_fits, _validated
+from kerascnn.data.prepare import prepare_images
+from kerascnn.data.splits import split_validation
+from kerascnn.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 9,459 x 9,459): no classifier input
+
+
+def _check_image_header(path: Path, im, have: int | None = None) -> None:
+    """Refuse, from the header (PIL's open reads only that), an image too large to decode.
+    ``have``: the available memory, when the caller checks many files (read once, not per file)."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    w, h = im.size
+    bands = max(1, len(im.getbands()))
+    if w * h > MAX_IMAGE_PIXELS or w * h * bands * 2 > (available_bytes() if have is None else have):
+        raise DataError(f"{path}: {w:,}x{h:,} pixels ({human_bytes(w * h * bands)} decoded) is far larger than any "
+                        f"classifier input (limit {MAX_IMAGE_PIXELS:,} pixels); refused before decoding "
+                        f"(a decompression bomb?)")
+
+
+@contextlib.contextmanager
+def _open_header(path: Path):
+    """``Image.open`` (reads the header only) with PIL's own bomb check handed to
+    ``_check_image_header``, which names the file and the size in one line."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    with im:
+        yield im
+
+
+def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) -> None:
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a device, pipe or socket); expected an {what} file")
+    if st.st_size == 0 and not allow_empty:
+        raise DataError(f"{path}: empty {what} file (0 bytes)")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    _regular_file(path)
+    try:
+        with _open_header(path) as im:
+            _check_image_header(path, im)
+            return _decode(im)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
+
+
+def _decode(im) -> np.ndarray:
+    """An opened PIL image -> uint8 (H, W) gray or (H, W, 3) RGB."""
+    im.load()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit gray -> 0..255
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    if im.mode in ("1", "LA"):
+        im = im.convert("L")
+    elif im.mode not in ("L", "RGB"):  # P, RGBA, CMYK, YCbCr ... -> RGB (alpha dropped)
+        im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "RGBA") else im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8)
+
+
+class DataWarning(UserWarning):
+    """Something in the data was skipped; training goes on."""
+
+
+class echo_warnings:  # noqa: N801  (used as a context manager)
+    """``with echo_warnings(click.echo): load_data(...)`` shows each ``DataWarning`` as one
+    ``warning: ...`` line through ``echo`` (stderr) instead of Python's two-line warning format."""
+
+    def __init__(self, echo):
+        self.echo = echo
+
+    def __enter__(self):
+        self._ctx = warnings.catch_warnings(record=True)
+        self._caught = self._ctx.__enter__()
+        warnings.simplefilter("always", DataWarning)
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        for w in self._caught:
+            if issubclass(w.category, DataWarning):
+                self.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return False
+
+
+def _warn_skipped(skipped: list) -> None:
+    if skipped:
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(DataWarning(f"skipped {len(skipped)} non-image file(s) in class folders: "
+                                  f"{', '.join(map(str, skipped[:3]))}{more}"), stacklevel=3)
+
+
+def _scan_folder(root: Path) -> tuple:
+    """root/CLASS/**/image files -> (sorted class names, files, labels); non-images skipped with a warning."""
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders; expected one sub-folder of images per class")
+    files, labels, skipped = [], [], []
+    for i, cls in enumerate(classes):
+        images = []
+        for f in sorted(cls.rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            (images if f.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(f)
+        if not images:
+            _warn_skipped(skipped)
+            raise DataError(f"{cls}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
+        files += images
+        labels += [i] * len(images)
+    _warn_skipped(skipped)
+    if len(classes) < 2:
+        raise DataError(f"{root}: only one class folder ({classes[0].name}); a classifier needs at least two")
+    return [c.name for c in classes], files, np.array(labels, dtype=np.int64)
+
+
+def _stack(images: list, files: list, note: bool = True) -> np.ndarray:
+    """Images of mixed modes and sizes -> one uint8 (N, H, W, C) array at the most common size and
+    channel count (gray <-> RGB by luminance / repetition, bilinear resize); one note line says
+    how many were converted."""
+    channels = Counter(3 if im.ndim == 3 else 1 for im in images).most_common(1)[0][0]
+    size = Counter(im.shape[:2] for im in images).most_common(1)[0][0]
+    _check_fits(files[0].parent if files else "images", (len(images),) + size + (channels,), 1,
+                f"{len(images):,} images at {size[0]}x{size[1]}x{channels}")
+    out = np.empty((len(images),) + size + (channels,), dtype=np.uint8)
+    converted = resized = 0
+    for j, im in enumerate(images):
+        converted += (im.shape[-1] if im.ndim == 3 else 1) != channels
+        resized += im.shape[:2] != size
+        out[j] = _conform(im, size, channels)
+    if note and (converted or resized):
+        mode = "gray" if channels == 1 else "RGB"
+        warnings.warn(DataWarning(f"{len(images)} images of mixed modes/sizes: {converted} converted to {mode}, "
+                                  f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=2)
+    return out
+
+
+def _conform(im: np.ndarray, size: tuple, channels: int) -> np.ndarray:
+    """One decoded image -> uint8 (h, w, channels) at ``size``: gray <-> RGB by repetition /
+    luminance, PIL bilinear resize (the conversion ``_stack`` and the streaming path share)."""
+    im = im[..., None] if im.ndim == 2 else im
+    if im.shape[-1] != channels:
+        im = (np.repeat(im, 3, axis=-1) if channels == 3
+              else np.clip(np.round(im @ np.array([0.299, 0.587, 0.114])), 0, 255).astype(np.uint8)[..., None])
+    if im.shape[:2] != tuple(size):
+        from PIL import Image
+
+        pil = Image.fromarray(np.ascontiguousarray(im[..., 0] if channels == 1 else im).astype(np.uint8),
+                              "L" if channels == 1 else "RGB")
+        im = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+        im = im[..., None] if im.ndim == 2 else im
+    return im
+
+
+def _check_headers(root: Path, files: list) -> None:
+    """Sum the decoded size of every image from its header (nothing decoded) and refuse a folder
+    that would not fit in memory (twice: the decoded images and their stacked copy), or any
+    single image that is a decompression bomb."""
+    from kerascnn.guard import available_bytes
+
+    total, have = 0, available_bytes()
+    for f in files:
+        _regular_file(f)
+        try:
+            with _open_header(f) as im:
+                _check_image_header(f, im, have)
+                total += im.size[0] * im.size[1] * (1 if len(im.getbands()) == 1 else 3)
+        except DataError:
+            raise
+        except Exception:  # unreadable: _read_image reports it with its own message
+            continue
+    # decoded one by one, then stacked into one array: twice the decoded size at the peak
+    _check_fits(root, (2 * total,), 1, f"{len(files):,} images decoded and stacked in memory",
+                "; stream them from disk instead (--stream on)")
+
+
+def _load_folder(root: Path, seed: int) -> ImageData:
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        names, f_tr, y_tr = _scan_folder(root / "train")
+        names_te, f_te, y_te = _scan_folder(root / "test")
+        if names_te != names:
+            raise DataError(f"{root}: train/ and test/ have different class folders")
+        _check_headers(root, f_tr + f_te)
+        imgs = [_read_image(f) for f in f_tr + f_te]
+        x = _stack(imgs, f_tr + f_te)
+        x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
+    else:
+        names, files, y = _scan_folder(root)
+        _check_headers(root, files)
+        x = _stack([_read_image(f) for f in files], files)
+        x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
+    return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
+
+
+def image_files(paths) -> list:
+    """Image files and folders (folders expanded, sorted) -> the list of files, nothing decoded."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataError(f"{p}: no image files")
+            files += found
+        elif p.exists():
+            _regular_file(p)
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or directory")
+    return files
+
+
+def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
+    """Image files -> float32 batch ready for the model, each image resized from its own size."""
+    raw = [_read_image(f) for f in files]
+    return np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
+                           for im, f in zip(raw, files)])
+
+
+def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
+    """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
+    by one batch whatever the number of files. Every file's header is checked first (a bad file is
+    named before any batch is decoded). Yields (float32 batch, [file names])."""
+    from kerascnn.data.stream import header_pass
+
+    files = image_files(paths)
+    header_pass(files, "stop")
+    for i in range(0, len(files), batch):
+        part = files[i:i + batch]
+        yield load_image_batch(part, image_size, channels, pixel_scale), [str(f) for f in part]
+
+
+def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
+    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
+    files = image_files(paths)
+    return load_image_batch(files, image_size, channels, pixel_scale), [str(f) for f in files]
