@@ -21,6 +21,19 @@ def test_bench_json_has_the_promised_keys_and_analysis_macs(invoke):
     assert d["train_images_per_second"] > 0 and d["infer_images_per_second"] > d["train_images_per_second"]
     assert abs(d["train_gflops"] - d["train_images_per_second"] * 6 * 2_529_728 / 1e9) < 0.05 * d["train_gflops"] + 0.01
     assert d["train_peak_fraction"] is None  # no GPU here
+    assert d["engine"].startswith("tensorflow, strategy.run loop")  # the training step of `kerascnn train`
+
+
+def test_bench_trains_through_the_engines_not_its_own_step():
+    """bench times the engines' training step (kerascnn.engines), it does not rewrite one."""
+    import ast
+    import pathlib
+
+    src = (pathlib.Path(__file__).resolve().parents[1] / "kerascnn" / "bench.py").read_text()
+    names = {n.attr if isinstance(n, ast.Attribute) else n.id for n in ast.walk(ast.parse(src))
+             if isinstance(n, (ast.Attribute, ast.Name))}
+    assert "GradientTape" not in names and "apply_gradients" not in names and "value_and_grad" not in names
+    assert "TensorFlowEngine" in names and "JaxEngine" in names
 
 
 def test_bench_single_mode_and_table(invoke):
