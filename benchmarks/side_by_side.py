@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--note", default="", help="e.g. the ISA emulation in effect, for the recorded table")
     args = ap.parse_args()
     import keras
     import tensorflow as tf
@@ -148,6 +149,7 @@ def main():
         med = {k: statistics.median(v) for k, v in samples.items()}
         row = {"model": name, "input": "x".join(map(str, shape)), "images": n, "batch": args.batch_size,
                **{f"{k}_img_s": round(v, 1) for k, v in med.items()},
+               **{f"{k}_range": [round(min(v)), round(max(v))] for k, v in samples.items()},
                "vs_keras_fit": round(med["kerascnn"] / med["keras_fit"], 2),
                "vs_pytorch": round(med["kerascnn"] / med["pytorch"], 2)}
         results.append(row)
@@ -158,12 +160,14 @@ def main():
     lines = [f"\n### Side by side, {datetime.datetime.now():%Y-%m-%d %H:%M}",
              f"{cpu}; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
              f"Keras {keras.__version__}, PyTorch {torch.__version__}; batch {args.batch_size}; "
-             f"median of {args.repeats} interleaved repeats; training images/s (first epoch excluded).\n",
+             f"median [min-max] of {args.repeats} interleaved repeats x epochs; training images/s (first epoch "
+             f"excluded)" + (f"; {args.note}" if args.note else "") + ".\n",
              "| model | input | kerascnn | plain Keras fit | PyTorch eager | kerascnn / Keras | kerascnn / PyTorch |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['model']} | {r['input']} | {r['kerascnn_img_s']:,.0f} | {r['keras_fit_img_s']:,.0f} | "
-                     f"{r['pytorch_img_s']:,.0f} | {r['vs_keras_fit']:.2f}x | {r['vs_pytorch']:.2f}x |")
+        cell = lambda k: f"{r[k + '_img_s']:,.0f} [{r[k + '_range'][0]:,}-{r[k + '_range'][1]:,}]"  # noqa: E731
+        lines.append(f"| {r['model']} | {r['input']} | {cell('kerascnn')} | {cell('keras_fit')} | "
+                     f"{cell('pytorch')} | {r['vs_keras_fit']:.2f}x | {r['vs_pytorch']:.2f}x |")
     publish(lines, record=not args.no_record)
 
 

@@ -67,6 +67,26 @@ def peak_flops(device: str, precision: str):
     return None, None
 
 
+def _precision(requested, backend: str, kind: str, report) -> tuple:
+    """(Keras dtype policy, runs float32 on TF32 tensor cores). ``None`` (auto): float32 on CPUs
+    (the same on every CPU kind); on GPUs the training policy of the engine: JAX
+    ``policy.jax_precision_for`` (bf16 on compute capability 8.0+ where it pays), TensorFlow
+    ``policy.precision_for``."""
+    from kerascnn.train import policy
+
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        precision = requested or ("float32" if kind != "GPU" else policy.jax_precision_for(devices, None, report))
+        return precision, policy.uses_tf32(devices, precision)
+    if requested or kind != "GPU" or backend != "tensorflow":
+        return requested or "float32", False
+    from types import SimpleNamespace
+
+    return policy.precision_for(SimpleNamespace(device_type="GPU"), None, report), False
+
+
 def _windows(fn, steps: int, repeats: int) -> list:
     times = []
     for _ in range(repeats):
@@ -77,7 +97,7 @@ def _windows(fn, steps: int, repeats: int) -> list:
 
 
 def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, steps: int = 20, warmup: int = 5,
-        repeats: int = 5, mode: str = "both", precision: str = "float32", jit=None, fuse_bn: bool = False,
+        repeats: int = 5, mode: str = "both", precision=None, jit=None, fuse_bn: bool = False,
         num_classes: int = 10) -> dict:
     import keras
 
@@ -97,6 +117,7 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     device, kind = device_name(backend)
     if jit is None:  # without jit, JAX runs op by op (TensorFlow still runs a graph)
         jit = kind == "GPU" or backend == "jax"
+    precision, tf32 = _precision(precision, backend, kind, report)
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     model = entry.build(shape, num_classes, **options)
@@ -119,8 +140,8 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         out["versions"]["jax"] = jax.__version__
     peak, peak_name = peak_flops(device, precision) if kind == "GPU" else (None, None)
     out["peak"] = peak_name
-    if peak_name and precision == "float32" and "TF32" in peak_name:
-        out["precision"] = "float32 (TF32)"
+    if precision == "float32" and (tf32 or (peak_name and "TF32" in peak_name)):
+        out["precision"] = "float32 (TF32)"   # what the tensor cores actually run
 
     def record(prefix, times, flops_per_image):
         ips = [steps * batch_size / t for t in times]

@@ -130,3 +130,45 @@ def test_bench_jax_backend_runs_without_tensorflow():
     assert "jax" in d["versions"] and "tensorflow" not in d["versions"]
     assert d["macs_per_image"] == 2_529_728 and d["jit"] is True
     assert d["train_images_per_second"] > 0 and d["infer_images_per_second"] > 0
+
+
+class _Dev:
+    def __init__(self, platform, cc=None):
+        self.platform = platform
+        if cc is not None:
+            self.compute_capability = cc
+
+
+@pytest.mark.parametrize("model,shape,opts,h100,v100", [
+    ("lenet5", None, {}, "float32", "float32"),          # 0.42 M MACs: float32 measured faster (issue 11)
+    ("convnet", None, {}, "float32", "float32"),         # 2.5 M MACs: float32 measured faster
+    ("resnet18", (32, 32, 3), {"small_input": True}, "mixed_bfloat16", "float32"),   # 0.56 G, 64-512 channels
+    ("resnet50", None, {}, "mixed_bfloat16", "float32"),
+    ("vgg16", None, {}, "mixed_bfloat16", "float32"),
+])
+def test_jax_gpu_precision_decision_without_a_gpu(model, shape, opts, h100, v100):
+    """bf16 by default on compute capability >= 8.0 only for models with enough (wide) arithmetic;
+    float32 on CPUs and pre-Ampere GPUs; an explicit request always wins."""
+    from kerascnn.train.policy import jax_precision_for, uses_tf32
+
+    entry = get_entry(model)
+    report = entry.analyze(shape or entry.default_input, 10, **opts)
+    assert jax_precision_for([_Dev("gpu", "9.0")], None, report) == h100
+    assert jax_precision_for([_Dev("gpu", "8.0")], None, report) == h100
+    assert jax_precision_for([_Dev("gpu", "7.0")], None, report) == v100
+    assert jax_precision_for([_Dev("cpu")], None, report) == "float32"
+    assert jax_precision_for([_Dev("gpu", "9.0")], "float32", report) == "float32"
+    assert jax_precision_for([_Dev("cpu")], "mixed_bfloat16", report) == "mixed_bfloat16"
+    # float32 on Ampere/Hopper runs on the TF32 tensor cores: reported as such
+    assert uses_tf32([_Dev("gpu", "9.0")], "float32") and not uses_tf32([_Dev("gpu", "9.0")], "mixed_bfloat16")
+    assert not uses_tf32([_Dev("gpu", "7.5")], "float32") and not uses_tf32([_Dev("cpu")], "float32")
+
+
+def test_bench_auto_precision_is_float32_on_any_cpu():
+    """`bench --precision auto` (the default) resolves to float32 on CPUs whatever their bf16 support,
+    on both engines (the GPU choice above is what differs)."""
+    from kerascnn.bench import _precision
+
+    report = get_entry("convnet").analyze()
+    assert _precision(None, "tensorflow", "CPU", report) == ("float32", False)
+    assert _precision("mixed_bfloat16", "tensorflow", "CPU", report) == ("mixed_bfloat16", False)
