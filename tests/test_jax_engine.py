@@ -223,3 +223,38 @@ def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
     assert J.init_distributed(env, **fake) is True          # once per process
     assert calls == [("jax_cpu_collectives_implementation", "gloo"),
                      ("init", {"coordinator_address": "127.0.0.1:9", "num_processes": 2, "process_id": 1})]
+
+
+def test_two_process_train_only_process_0_writes_the_run_directory(tmp_path):
+    """`kerascnn train --backend jax` in two processes joined by JAX_COORDINATOR_ADDRESS etc.: one
+    run directory, written by process 0; process 1 trains the same weights and writes nothing there."""
+    port = _free_port()
+    run_dir = tmp_path / "run"
+    procs, logs = [], []
+    for i in range(2):
+        cwd = tmp_path / f"p{i}"
+        cwd.mkdir()
+        out, err = cwd / "out.txt", cwd / "err.txt"
+        logs.append((out, err))
+        env = worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
+        with open(out, "w") as fo, open(err, "w") as fe:
+            procs.append(subprocess.Popen([sys.executable, "-m", "kerascnn", "train", "lenet5", "--backend", "jax",
+                                           "--epochs", "1", "--run-dir", str(run_dir)],
+                                          stdout=fo, stderr=fe, env=env, cwd=cwd))
+    try:
+        for p in procs:
+            p.wait(timeout=400)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    texts = [out.read_text() for out, _ in logs]
+    for p, (_, err) in zip(procs, logs):
+        assert p.returncode == 0, err.read_text()[-3000:]
+    assert "jax.distributed: process 1 of 2" in texts[1] and "results written by the chief" in texts[1]
+    assert f"run directory {run_dir}" in texts[0]
+    sha = [next(l for l in t.splitlines() if l.startswith("weights sha256")) for t in texts]
+    assert sha[0] == sha[1]                                    # the same replicated weights
+    assert {"config.json", "history.csv", "best.keras", "last.keras"} <= {f.name for f in run_dir.iterdir()}
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 2
+    assert sorted(f.name for f in (tmp_path / "p1").iterdir()) == ["err.txt", "out.txt"]   # nothing else written
