@@ -118,6 +118,11 @@ def run_torch(name, x, y, epochs, batch, threads=None):
     return times[1:]
 
 
+def _cell(r, k):
+    """'median [min-max]' of one variant."""
+    return f"{r[k + '_img_s']:,.0f} [{r[k + '_range'][0]:,}-{r[k + '_range'][1]:,}]"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "mnist.npz"))
@@ -167,13 +172,12 @@ def main():
              f"Keras {keras.__version__}, PyTorch {torch.__version__}; batch {args.batch_size}; "
              f"median [min-max] of {args.repeats} interleaved repeats x epochs; training images/s (first epoch "
              f"excluded)" + (f"; {args.note}" if args.note else "") + ".\n",
-             "| model | input | kerascnn | plain Keras fit | PyTorch eager | PyTorch eager, 1 thread | kerascnn / Keras "
-             "| kerascnn / PyTorch | kerascnn / faster PyTorch |",
+             ("| model | input | kerascnn | plain Keras fit | PyTorch eager | PyTorch eager, 1 thread | kerascnn / Keras "
+              "| kerascnn / PyTorch | kerascnn / faster PyTorch |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        cell = lambda k: f"{r[k + '_img_s']:,.0f} [{r[k + '_range'][0]:,}-{r[k + '_range'][1]:,}]"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['input']} | {cell('kerascnn')} | {cell('keras_fit')} | "
-                     f"{cell('pytorch')} | {cell('pytorch_1t')} | {r['vs_keras_fit']:.2f}x | {r['vs_pytorch']:.2f}x | "
+        lines.append(f"| {r['model']} | {r['input']} | {_cell(r, 'kerascnn')} | {_cell(r, 'keras_fit')} | "
+                     f"{_cell(r, 'pytorch')} | {_cell(r, 'pytorch_1t')} | {r['vs_keras_fit']:.2f}x | {r['vs_pytorch']:.2f}x | "
                      f"{r['vs_best_pytorch']:.2f}x |")
     publish(lines, record=not args.no_record)
 

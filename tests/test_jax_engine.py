@@ -217,7 +217,7 @@ def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
     monkeypatch.setattr(J, "_DISTRIBUTED", [])
     calls = []
     env = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
-    fake = dict(initialize=lambda **kw: calls.append(("init", kw)), configure=lambda k, v: calls.append((k, v)))
+    fake = {"initialize": lambda **kw: calls.append(("init", kw)), "configure": lambda k, v: calls.append((k, v))}
     assert J.init_distributed({}, **fake) is False and calls == []
     assert J.init_distributed(env, **fake) is True
     assert J.init_distributed(env, **fake) is True          # once per process
