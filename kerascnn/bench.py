@@ -3,10 +3,11 @@
 Warm-up, then the median over repeated timed windows of images/s and ms/step; multiply-adds
 per image come from the pure-Python analysis, so achieved GFLOP/s (training counted as
 3 x 2 x MACs per image: forward, and backward for inputs and weights; inference 2 x MACs)
-and, on a known GPU, the fraction of the device's peak follow. Uses the TensorFlow backend
-with kerascnn's own training step; ``--backend jax`` trains with the JAX engine
-(``kerascnn.engines.jax``: K steps per jit call, data resident on the device); other
-backends, and ``--backend jax --no-jit``, go through Keras's ``train_on_batch``.
+and, on a known GPU, the fraction of the device's peak follow. Training runs through the same
+engine as ``kerascnn train`` (``kerascnn.engines``): the TensorFlow engine's ``strategy.run``
+loop on the default strategy, or with ``--backend jax`` the JAX engine (K steps per jit call,
+data resident on the device); the torch backend, and ``--backend jax --no-jit``, go through
+Keras's ``train_on_batch``.
 
 Peak: float32 on a GPU with tensor-float-32 (compute capability 8.0+: A100, H100, ...) runs
 its matmuls and convolutions on the TF32 tensor cores by default, in JAX and in TensorFlow, so
@@ -66,6 +67,26 @@ def peak_flops(device: str, precision: str):
     return None, None
 
 
+def _precision(requested, backend: str, kind: str, report) -> tuple:
+    """(Keras dtype policy, runs float32 on TF32 tensor cores). ``None`` (auto): float32 on CPUs
+    (the same on every CPU kind); on GPUs the training policy of the engine: JAX
+    ``policy.jax_precision_for`` (bf16 on compute capability 8.0+ where it pays), TensorFlow
+    ``policy.precision_for``."""
+    from kerascnn.train import policy
+
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        precision = requested or ("float32" if kind != "GPU" else policy.jax_precision_for(devices, None, report))
+        return precision, policy.uses_tf32(devices, precision)
+    if requested or kind != "GPU" or backend != "tensorflow":
+        return requested or "float32", False
+    from types import SimpleNamespace
+
+    return policy.precision_for(SimpleNamespace(device_type="GPU"), None, report), False
+
+
 def _windows(fn, steps: int, repeats: int) -> list:
     times = []
     for _ in range(repeats):
@@ -76,7 +97,7 @@ def _windows(fn, steps: int, repeats: int) -> list:
 
 
 def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, steps: int = 20, warmup: int = 5,
-        repeats: int = 5, mode: str = "both", precision: str = "float32", jit=None, fuse_bn: bool = False,
+        repeats: int = 5, mode: str = "both", precision=None, jit=None, fuse_bn: bool = False,
         num_classes: int = 10) -> dict:
     import keras
 
@@ -89,9 +110,14 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     shape = tuple(input_shape or entry.default_input)
     report = entry.analyze(shape, num_classes, **options)
     guard.check(report, batch_size, "train" if mode != "infer" else "infer", what=model_name)
+    if backend == "tensorflow":   # the thread pools ``kerascnn train`` uses (before TensorFlow starts)
+        from kerascnn.distribute import setup_devices
+
+        setup_devices()
     device, kind = device_name(backend)
     if jit is None:  # without jit, JAX runs op by op (TensorFlow still runs a graph)
         jit = kind == "GPU" or backend == "jax"
+    precision, tf32 = _precision(precision, backend, kind, report)
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     model = entry.build(shape, num_classes, **options)
@@ -114,8 +140,8 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
         out["versions"]["jax"] = jax.__version__
     peak, peak_name = peak_flops(device, precision) if kind == "GPU" else (None, None)
     out["peak"] = peak_name
-    if peak_name and precision == "float32" and "TF32" in peak_name:
-        out["precision"] = "float32 (TF32)"
+    if precision == "float32" and (tf32 or (peak_name and "TF32" in peak_name)):
+        out["precision"] = "float32 (TF32)"   # what the tensor cores actually run
 
     def record(prefix, times, flops_per_image):
         ips = [steps * batch_size / t for t in times]
@@ -131,9 +157,14 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
 
     if mode in ("train", "both"):
         if backend == "jax" and jit:
-            train_steps, fused = _jax_engine_fn(model, x, y, num_classes, steps)
-            out["engine"] = ("jax, fused: K steps per jit call" if fused else
+            engine = _jax_engine(num_classes)
+            out["engine"] = ("jax, fused: K steps per jit call" if engine.fused else
                              "jax, one jit call per step dispatched asynchronously (CPU default)")
+            train_steps = _engine_fn(engine, model, x, y, steps)
+        elif backend == "tensorflow":
+            engine = _tensorflow_engine(num_classes, jit)
+            out["engine"] = f"tensorflow, strategy.run loop ({'XLA' if jit else 'no XLA'}), K steps per call"
+            train_steps = _engine_fn(engine, model, x, y, steps)
         else:
             train_steps = _train_fn(model, x, y, backend, jit)
         train_steps(warmup)
@@ -150,17 +181,35 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     return out
 
 
-def _jax_engine_fn(model, x, y, num_classes: int, steps: int):
-    """Training steps through the JAX engine: the synthetic batch repeated into a resident set of
-    up to ``steps`` batches (at most ~512 MB), so one call runs that many steps."""
+def _jax_engine(num_classes: int):
+    from kerascnn.engines.jax import JaxEngine
+
+    return JaxEngine(num_classes)
+
+
+def _tensorflow_engine(num_classes: int, jit: bool):
+    """The training engine of ``kerascnn train`` on TensorFlow's default strategy (one device)."""
+    import tensorflow as tf
+
+    from kerascnn.distribute import StrategyInfo
+    from kerascnn.engines.tensorflow import TensorFlowEngine
+
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    device = gpus[0] if gpus else tf.config.list_logical_devices("CPU")[0].name
+    info = StrategyInfo(tf.distribute.get_strategy(), "default", 1, [device], device_type="GPU" if gpus else "CPU")
+    return TensorFlowEngine(info, num_classes, jit=jit)
+
+
+def _engine_fn(engine, model, x, y, steps: int):
+    """Training steps through an engine (``kerascnn.engines``), exactly the step ``kerascnn train``
+    runs: the synthetic batch repeated into a resident set of up to ``steps`` batches (at most
+    ~512 MB), so one call runs that many steps; the step counts toward the SGD-with-momentum update."""
     import keras
 
     from kerascnn.engines.base import StepData
-    from kerascnn.engines.jax import JaxEngine
 
     batch = len(x)
     m = int(max(1, min(steps, (512 << 20) // max(1, x.nbytes))))
-    engine = JaxEngine(num_classes)
 
     def build_optimizer():
         opt = keras.optimizers.SGD(0.01, momentum=0.9)
@@ -174,50 +223,22 @@ def _jax_engine_fn(model, x, y, num_classes: int, steps: int):
     def steps_fn(n):
         return float(engine.train_steps(n)[0])   # the sums come back to the host: the device is done
 
-    return steps_fn, engine.fused
+    return steps_fn
 
 
 def _train_fn(model, x, y, backend: str, jit: bool):
+    """Keras's own ``train_on_batch`` (the torch backend, and ``--backend jax --no-jit``)."""
     import keras
 
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    if backend != "tensorflow":
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
-        xd, yd = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)  # on the device once, like TF's
-
-        def steps_fn(n):
-            loss = 0.0
-            for _ in range(n):
-                loss = model.train_on_batch(xd, yd)
-            return float(np.asarray(loss).ravel()[0])
-
-        return steps_fn
-    import tensorflow as tf
-
-    if keras.mixed_precision.dtype_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    xt, yt = tf.constant(x), tf.constant(y)
-
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yt, model(xt, training=True)))
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    step_fn = tf.function(step, jit_compile=jit)
-
-    @tf.function
-    def many(n):
-        loss = tf.constant(0.0)
-        for _ in tf.range(n):
-            loss = step_fn()
-        return loss
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit)
+    xd, yd = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)  # on the device once, like TF's
 
     def steps_fn(n):
-        return float(many(tf.constant(n)))  # .numpy() waits for the device
+        loss = 0.0
+        for _ in range(n):
+            loss = model.train_on_batch(xd, yd)
+        return float(np.asarray(loss).ravel()[0])
 
     return steps_fn
 

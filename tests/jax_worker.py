@@ -168,6 +168,27 @@ def check_devices():
             "travel": [t.tolist() for t in travel], "batch": batch, "steps": steps}
 
 
+def check_processes():
+    """This process's part of a multi-process run (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+    JAX_PROCESS_ID set by the caller): the same epoch as check_devices' sharded run, over every
+    process's devices."""
+    from kerascnn.engines.jax import init_distributed
+
+    assert init_distributed()          # before anything touches a device
+    import jax
+
+    x, y = digits(512)
+    batch, steps = 64, 8
+    e = engine()
+    e.set_train_data(StepData(x, y, batch, 1, 0, 1))
+    e.reseed(1, 0)
+    sums = e.train_steps(steps)
+    local = sorted({str(d) for d in e.state[0][0].sharding.addressable_devices})
+    return {"process": jax.process_index(), "processes": jax.process_count(), "replicas": e.replicas,
+            "is_chief": e.is_chief, "local_devices": local, "sums": sums.tolist(),
+            "two": [w.tolist() for w in weights(e)]}
+
+
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "one-device":   # the single-device checks in one process (imports and start-up once)
@@ -183,6 +204,8 @@ if __name__ == "__main__":
         result = check_resume()
     elif what == "devices":
         result = check_devices()
+    elif what == "processes":
+        result = check_processes()
     else:
         raise SystemExit(f"unknown check {what}")
     result["tensorflow_imported"] = "tensorflow" in sys.modules

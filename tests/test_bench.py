@@ -21,6 +21,19 @@ def test_bench_json_has_the_promised_keys_and_analysis_macs(invoke):
     assert d["train_images_per_second"] > 0 and d["infer_images_per_second"] > d["train_images_per_second"]
     assert abs(d["train_gflops"] - d["train_images_per_second"] * 6 * 2_529_728 / 1e9) < 0.05 * d["train_gflops"] + 0.01
     assert d["train_peak_fraction"] is None  # no GPU here
+    assert d["engine"].startswith("tensorflow, strategy.run loop")  # the training step of `kerascnn train`
+
+
+def test_bench_trains_through_the_engines_not_its_own_step():
+    """bench times the engines' training step (kerascnn.engines), it does not rewrite one."""
+    import ast
+    import pathlib
+
+    src = (pathlib.Path(__file__).resolve().parents[1] / "kerascnn" / "bench.py").read_text()
+    names = {n.attr if isinstance(n, ast.Attribute) else n.id for n in ast.walk(ast.parse(src))
+             if isinstance(n, (ast.Attribute, ast.Name))}
+    assert "GradientTape" not in names and "apply_gradients" not in names and "value_and_grad" not in names
+    assert "TensorFlowEngine" in names and "JaxEngine" in names
 
 
 def test_bench_single_mode_and_table(invoke):
@@ -117,3 +130,45 @@ def test_bench_jax_backend_runs_without_tensorflow():
     assert "jax" in d["versions"] and "tensorflow" not in d["versions"]
     assert d["macs_per_image"] == 2_529_728 and d["jit"] is True
     assert d["train_images_per_second"] > 0 and d["infer_images_per_second"] > 0
+
+
+class _Dev:
+    def __init__(self, platform, cc=None):
+        self.platform = platform
+        if cc is not None:
+            self.compute_capability = cc
+
+
+@pytest.mark.parametrize("model,shape,opts,h100,v100", [
+    ("lenet5", None, {}, "float32", "float32"),          # 0.42 M MACs: float32 measured faster (issue 11)
+    ("convnet", None, {}, "float32", "float32"),         # 2.5 M MACs: float32 measured faster
+    ("resnet18", (32, 32, 3), {"small_input": True}, "mixed_bfloat16", "float32"),   # 0.56 G, 64-512 channels
+    ("resnet50", None, {}, "mixed_bfloat16", "float32"),
+    ("vgg16", None, {}, "mixed_bfloat16", "float32"),
+])
+def test_jax_gpu_precision_decision_without_a_gpu(model, shape, opts, h100, v100):
+    """bf16 by default on compute capability >= 8.0 only for models with enough (wide) arithmetic;
+    float32 on CPUs and pre-Ampere GPUs; an explicit request always wins."""
+    from kerascnn.train.policy import jax_precision_for, uses_tf32
+
+    entry = get_entry(model)
+    report = entry.analyze(shape or entry.default_input, 10, **opts)
+    assert jax_precision_for([_Dev("gpu", "9.0")], None, report) == h100
+    assert jax_precision_for([_Dev("gpu", "8.0")], None, report) == h100
+    assert jax_precision_for([_Dev("gpu", "7.0")], None, report) == v100
+    assert jax_precision_for([_Dev("cpu")], None, report) == "float32"
+    assert jax_precision_for([_Dev("gpu", "9.0")], "float32", report) == "float32"
+    assert jax_precision_for([_Dev("cpu")], "mixed_bfloat16", report) == "mixed_bfloat16"
+    # float32 on Ampere/Hopper runs on the TF32 tensor cores: reported as such
+    assert uses_tf32([_Dev("gpu", "9.0")], "float32") and not uses_tf32([_Dev("gpu", "9.0")], "mixed_bfloat16")
+    assert not uses_tf32([_Dev("gpu", "7.5")], "float32") and not uses_tf32([_Dev("cpu")], "float32")
+
+
+def test_bench_auto_precision_is_float32_on_any_cpu():
+    """`bench --precision auto` (the default) resolves to float32 on CPUs whatever their bf16 support,
+    on both engines (the GPU choice above is what differs)."""
+    from kerascnn.bench import _precision
+
+    report = get_entry("convnet").analyze()
+    assert _precision(None, "tensorflow", "CPU", report) == ("float32", False)
+    assert _precision("mixed_bfloat16", "tensorflow", "CPU", report) == ("mixed_bfloat16", False)

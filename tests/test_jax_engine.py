@@ -22,17 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def run_worker(*args, devices: int = 1) -> dict:
+def worker_env(devices: int = 1, **extra) -> dict:
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    env.pop("XLA_FLAGS", None)
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **extra)
+    for var in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+                "KERASCNN_JAX_DISTRIBUTED"):
+        if var not in extra:
+            env.pop(var, None)
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "jax_worker.py"), *map(str, args)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = next(l for l in r.stdout.splitlines() if l.startswith("RESULT "))
+    return env
+
+
+def worker_result(stdout: str) -> dict:
+    line = next(l for l in stdout.splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
+
+
+def run_worker(*args, devices: int = 1) -> dict:
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "jax_worker.py"), *map(str, args)],
+                       capture_output=True, text=True, env=worker_env(devices), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return worker_result(r.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +101,19 @@ def test_streaming_equals_device_resident_data(one_device):
         assert abs(ev[0] - ref[0]) <= 394 * EPS32 * abs(ref[0])
 
 
-def test_two_host_devices_equal_one_device():
+@pytest.fixture(scope="module")
+def host_devices():
+    return run_worker("devices", devices=2)
+
+
+def _tolerance(r):
+    """n * eps * travel: see test_two_host_devices_equal_one_device."""
+    n = r["batch"] * 28 * 28
+    travel = max(float(np.max(t)) for t in map(np.asarray, r["travel"]))
+    return n * EPS32 * travel, travel
+
+
+def test_two_host_devices_equal_one_device(host_devices):
     """DataParallel path: the batch sharded over 2 CPU devices vs 1 device, one epoch of plain SGD.
 
     Tolerance, derived: sharding changes only the order of the float32 reductions inside a step;
@@ -98,7 +121,7 @@ def test_two_host_devices_equal_one_device():
     N = 64 * 784 terms, whose reordering error is at most gamma_N = N * eps (Higham) relative to
     the terms' magnitude. To first order the weights then differ by at most gamma_N times the
     distance the weights travelled (sum over steps of |update|, measured on one device)."""
-    r = run_worker("devices", devices=2)
+    r = host_devices
     assert r["tensorflow_imported"] is False
     assert r["devices"] == 2 and r["replicas"] == 2
     assert len(r["state_devices"]) == 2               # the weights are replicated on both devices
@@ -108,3 +131,130 @@ def test_two_host_devices_equal_one_device():
     assert tol < 0.01 * travel           # the check can fail: a wrong all-reduce errs by ~travel
     diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(r["one"], r["two"])]
     assert max(diffs) <= tol, (max(diffs), tol)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(host_devices, tmp_path):
+    """jax.distributed over two local CPU processes (gloo collectives), one device each, set up
+    from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID: the same epoch of plain
+    SGD as the one-process run of test_two_host_devices_equal_one_device, within the same
+    derived bound (the cross-process all-reduce only reorders the float32 gradient sums); both
+    processes hold the same weights; process 0 alone is the chief."""
+    port = _free_port()
+    logs = [(tmp_path / f"out{i}.txt", tmp_path / f"err{i}.txt") for i in range(2)]
+    procs = []   # output to files, not pipes: a process blocked on a full pipe would stall the other's shutdown
+    for i, (out, err) in enumerate(logs):
+        with open(out, "w") as fo, open(err, "w") as fe:
+            procs.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "jax_worker.py"), "processes"], stdout=fo, stderr=fe,
+                env=worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                               JAX_PROCESS_ID=str(i))))
+    try:
+        for p in procs:
+            p.wait(timeout=300)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outs = []
+    for p, (out, err) in zip(procs, logs):
+        assert p.returncode == 0, err.read_text()[-3000:]
+        outs.append(worker_result(out.read_text()))
+    r0, r1 = sorted(outs, key=lambda r: r["process"])
+    assert (r0["process"], r1["process"], r0["processes"]) == (0, 1, 2)
+    assert r0["replicas"] == r1["replicas"] == 2 and len(r0["local_devices"]) == len(r1["local_devices"]) == 1
+    assert r0["local_devices"] != r1["local_devices"]      # each process computes its half of the batch
+    assert r0["is_chief"] is True and r1["is_chief"] is False
+    assert r0["tensorflow_imported"] is False
+    assert r0["sums"] == r1["sums"] and r0["sums"][2] == 8 * 64   # global sums: every example counted once
+    for a, b in zip(r0["two"], r1["two"]):                   # replicated: the same weights in both processes
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    tol, travel = _tolerance(host_devices)
+    assert tol < 0.01 * travel
+    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(host_devices["one"], r0["two"])]
+    assert max(diffs) <= tol, (max(diffs), tol)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, None),
+    ({"JAX_NUM_PROCESSES": "1"}, None),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"},
+     {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}),
+    ({"JAX_COORDINATOR_ADDRESS": "head:1234"}, {"coordinator_address": "head:1234"}),   # the rest detected by JAX
+    ({"KERASCNN_JAX_DISTRIBUTED": "1"}, {}),                                              # cluster auto-detection
+    ({"KERASCNN_JAX_DISTRIBUTED": "0"}, None),
+])
+def test_distributed_settings_from_the_environment(env, expected):
+    from kerascnn.engines.jax import distributed_settings
+
+    assert distributed_settings(env) == expected
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"JAX_COORDINATOR_ADDRESS": "head"}, "host:port"),
+    ({"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES must be an integer"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "JAX_PROCESS_ID must be in 0..1"),
+    ({"JAX_NUM_PROCESSES": "0"}, "at least 1"),
+])
+def test_distributed_settings_refuse_bad_values(env, needle):
+    from kerascnn.engines.jax import distributed_settings
+    from kerascnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        distributed_settings(env)
+
+
+def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
+    from kerascnn.engines import jax as J
+
+    monkeypatch.setattr(J, "_DISTRIBUTED", [])
+    calls = []
+    env = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
+    fake = {"initialize": lambda **kw: calls.append(("init", kw)), "configure": lambda k, v: calls.append((k, v))}
+    assert J.init_distributed({}, **fake) is False and calls == []
+    assert J.init_distributed(env, **fake) is True
+    assert J.init_distributed(env, **fake) is True          # once per process
+    assert calls == [("jax_cpu_collectives_implementation", "gloo"),
+                     ("init", {"coordinator_address": "127.0.0.1:9", "num_processes": 2, "process_id": 1})]
+
+
+def test_two_process_train_only_process_0_writes_the_run_directory(tmp_path):
+    """`kerascnn train --backend jax` in two processes joined by JAX_COORDINATOR_ADDRESS etc.: one
+    run directory, written by process 0; process 1 trains the same weights and writes nothing there."""
+    port = _free_port()
+    run_dir = tmp_path / "run"
+    procs, logs = [], []
+    for i in range(2):
+        cwd = tmp_path / f"p{i}"
+        cwd.mkdir()
+        out, err = cwd / "out.txt", cwd / "err.txt"
+        logs.append((out, err))
+        env = worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
+        with open(out, "w") as fo, open(err, "w") as fe:
+            procs.append(subprocess.Popen([sys.executable, "-m", "kerascnn", "train", "lenet5", "--backend", "jax",
+                                           "--epochs", "1", "--run-dir", str(run_dir)],
+                                          stdout=fo, stderr=fe, env=env, cwd=cwd))
+    try:
+        for p in procs:
+            p.wait(timeout=400)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    texts = [out.read_text() for out, _ in logs]
+    for p, (_, err) in zip(procs, logs):
+        assert p.returncode == 0, err.read_text()[-3000:]
+    assert "jax.distributed: process 1 of 2" in texts[1] and "results written by the chief" in texts[1]
+    assert f"run directory {run_dir}" in texts[0]
+    sha = [next(l for l in t.splitlines() if l.startswith("weights sha256")) for t in texts]
+    assert sha[0] == sha[1]                                    # the same replicated weights
+    assert {"config.json", "history.csv", "best.keras", "last.keras"} <= {f.name for f in run_dir.iterdir()}
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 2
+    assert sorted(f.name for f in (tmp_path / "p1").iterdir()) == ["err.txt", "out.txt"]   # nothing else written

@@ -50,9 +50,12 @@ def warn_emulated_precision(precision: str, backend: str = "tensorflow") -> bool
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=5, show_default=True)
 @click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True, help="Timed windows.")
 @click.option("--mode", type=click.Choice(["train", "infer", "both"]), default="both", show_default=True)
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
-              show_default=True, help="Keras dtype policy; mixed_bfloat16 pays only on GPUs and CPUs with native "
-                                      "bf16 (AVX512_BF16/AMX), elsewhere it is emulated and slower (warned).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+              default="auto", show_default=True,
+              help="Keras dtype policy; auto: float32 on CPUs, the training default on GPUs (JAX: mixed_bfloat16 "
+                   "on compute capability 8.0+ for models big enough to gain). mixed_bfloat16 pays only on GPUs "
+                   "and CPUs with native bf16 (AVX512_BF16/AMX), elsewhere it is emulated and slower (warned). "
+                   "The precision used is reported (float32 on TF32 tensor cores as 'float32 (TF32)').")
 @click.option("--jit/--no-jit", default=None, help="XLA (default: on for GPUs and for JAX, off for TensorFlow on CPU).")
 @click.option("--fuse-bn", is_flag=True, help="Fold BatchNorm into conv/dense for the inference timing.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]), default="tensorflow",
@@ -75,8 +78,8 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
 
     warn_emulated_precision(precision, backend)
 
-    r = B.run(ref.name, batch_size, ref.input_shape, ref.options, steps, warmup, repeats, mode, precision, jit,
-              fuse_bn, ref.num_classes)
+    r = B.run(ref.name, batch_size, ref.input_shape, ref.options, steps, warmup, repeats, mode,
+              None if precision == "auto" else precision, jit, fuse_bn, ref.num_classes)
     if fmt == "json":
         echo_json(r)
         return

@@ -24,6 +24,14 @@ not per step.
 * Devices. All local devices by default: parameters replicated, the batch axis sharded
   (``NamedSharding`` over a 1-D mesh ``batch``); XLA inserts the gradient all-reduce. BatchNorm
   statistics are therefore over the global batch, exactly as on one device.
+* Several hosts (``jax.distributed``, the JAX counterpart of ``TF_CONFIG``): ``init_distributed``
+  reads ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (or, with
+  ``KERASCNN_JAX_DISTRIBUTED=1``, lets JAX detect a Slurm/Open MPI/Kubernetes cluster) and calls
+  ``jax.distributed.initialize`` before any device is touched (on CPUs with gloo collectives).
+  The mesh then spans every process's devices: each process holds the same prepared data and
+  the same epoch order, and computes the rows of the global batch that fall on its own devices
+  (the global batch is split by process, then by device); XLA all-reduces the gradients across
+  processes. Only process 0 is the chief (``is_chief``): it alone writes the run directory.
 * ``augment``: pad-and-crop (1/8 of the side, reflected) + horizontal flip per image with
   ``jax.random`` keyed by (seed, epoch, step): the same transform as the TensorFlow engine's,
   with different random numbers.
@@ -57,8 +65,69 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int32)
 
 
+def distributed_settings(env=None):
+    """The keyword arguments of ``jax.distributed.initialize`` this process's environment asks
+    for, or None for a single-process run. ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, as given (JAX detects what is left out on a
+    known cluster); ``JAX_NUM_PROCESSES=1`` is one process; ``KERASCNN_JAX_DISTRIBUTED=1``
+    alone: ``{}``, JAX's own cluster auto-detection (Slurm, Open MPI, Kubernetes, TPU pods)."""
+    from kerascnn.errors import ConfigError
+
+    env = os.environ if env is None else env
+    out = {}
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        addr = env["JAX_COORDINATOR_ADDRESS"]
+        if ":" not in addr:
+            raise ConfigError(f"JAX_COORDINATOR_ADDRESS must be host:port (process 0's); received {addr!r}")
+        out["coordinator_address"] = addr
+    for var, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if env.get(var, "") != "":
+            try:
+                out[key] = int(env[var])
+            except ValueError:
+                raise ConfigError(f"{var} must be an integer; received {env[var]!r}") from None
+    n, pid = out.get("num_processes"), out.get("process_id")
+    if n is not None and n < 1:
+        raise ConfigError(f"JAX_NUM_PROCESSES must be at least 1; received {n}")
+    if pid is not None and (pid < 0 or (n is not None and pid >= n)):
+        raise ConfigError(f"JAX_PROCESS_ID must be in 0..{(n or 1) - 1}; received {pid}")
+    if out:
+        return None if n == 1 else out
+    return {} if env.get("KERASCNN_JAX_DISTRIBUTED", "") not in ("", "0") else None
+
+
+_DISTRIBUTED = []
+
+
+def init_distributed(env=None, initialize=None, configure=None) -> bool:
+    """Join the multi-process run the environment describes (``distributed_settings``); must run
+    before any JAX device use. Once per process; True when this is a multi-process run.
+    ``initialize``/``configure`` stand in for ``jax.distributed.initialize``/``jax.config.update``
+    in tests."""
+    settings = distributed_settings(env)
+    if settings is None:
+        return False
+    if _DISTRIBUTED:
+        return True
+    if initialize is None or configure is None:
+        import jax
+
+        initialize = initialize or jax.distributed.initialize
+        configure = configure or jax.config.update
+    configure("jax_cpu_collectives_implementation", "gloo")   # CPU processes talk through gloo
+    initialize(**settings)
+    _DISTRIBUTED.append(settings)
+    return True
+
+
 def make_engine(opts, num_classes: int, echo):
-    """The epoch loop's engine factory (``kerascnn.training.train(..., make_engine=make_engine)``)."""
+    """The epoch loop's engine factory (``kerascnn.training.train(..., make_engine=make_engine)``);
+    joins a multi-process run first when the environment describes one (``init_distributed``)."""
+    if init_distributed():
+        import jax
+
+        echo(f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
+             f"{len(jax.local_devices())} local of {len(jax.devices())} devices")
     return JaxEngine(num_classes, float(opts.label_smoothing))
 
 
@@ -74,7 +143,8 @@ class JaxEngine:
 
         if keras.backend.backend() != "jax":
             raise RuntimeError("the JAX engine needs KERAS_BACKEND=jax set before keras is imported")
-        self.devices = list(devices) if devices is not None else jax.local_devices()
+        # every device of every process (one process: the local ones)
+        self.devices = list(devices) if devices is not None else jax.devices()
         self.replicas = len(self.devices)
         self.is_chief = jax.process_index() == 0
         self.num_classes = int(num_classes)

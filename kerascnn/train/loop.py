@@ -187,8 +187,8 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     steps = len(x_tr) // batch
     report = entry.analyze(input_shape, k, **opts.model_options)
     guard.check(report, batch // engine.replicas, "train", opts.optimizer, what=entry.name)
-    precision = policy.precision_for(info, opts.precision, report) if info else (opts.precision
-                                                                                      or "float32")
+    precision = (policy.precision_for(info, opts.precision, report) if info
+                 else policy.jax_precision_for(engine.devices, opts.precision, report))
     keras.mixed_precision.set_dtype_policy(precision)
 
     # ---- model and optimizer on the engine's devices (before the run directory: a weight file

@@ -50,6 +50,56 @@ def wide_mac_fraction(report, min_channels: int = 32) -> float:
 
 from kerascnn.cpu import cpu_has_bf16  # noqa: E402,F401  (one home: kerascnn/cpu.py)
 
+# Mixed bf16 on a GPU pays once a step has enough arithmetic per image for the tensor cores to
+# matter more than the casts and the per-step host overhead. Measured on an H100 (issue 11, batch
+# 256): the small nets -- lecture convnet 2.5 M and LeNet-5 0.42 M multiply-adds per image, 6-64
+# channels -- train fastest in float32 (on TF32 tensor cores), ResNet-18 at 32x32 (0.56 G), ResNet-50
+# and VGG-16 at 224 (4.1 G, 15.5 G) in bf16. The threshold sits between the two groups (log-midway
+# is ~37 M; 100 M keeps any doubtful middle in float32, which is never slower than emulation-free bf16
+# by more than its cast overhead) and half of the MACs must be in layers with >= 64 channels.
+GPU_BF16_MIN_MACS = 100_000_000
+GPU_BF16_MIN_CHANNELS = 64
+
+
+def compute_capability(device):
+    """(major, minor) of a JAX CUDA device (``device.compute_capability`` is '9.0'), else None."""
+    cc = getattr(device, "compute_capability", None)
+    if not cc:
+        return None
+    try:
+        major, _, minor = str(cc).partition(".")
+        return int(major), int(minor or 0)
+    except ValueError:
+        return None
+
+
+def gpu_bf16_pays(report) -> bool:
+    """Whether mixed bf16 is expected to beat float32 (TF32) for this model on a bf16 tensor-core
+    GPU: enough multiply-adds per image, mostly in wide layers (see GPU_BF16_MIN_MACS)."""
+    return (report.macs >= GPU_BF16_MIN_MACS
+            and wide_mac_fraction(report, GPU_BF16_MIN_CHANNELS) >= 0.5)
+
+
+def jax_precision_for(devices, requested, report) -> str:
+    """The JAX engine's Keras dtype policy: as asked; on CUDA GPUs of compute capability 8.0+
+    (bf16 tensor cores) mixed_bfloat16 where ``gpu_bf16_pays``, else float32 (run on TF32 there);
+    float32 on CPUs (XLA:CPU has no fast bf16 convolutions) and on older GPUs."""
+    if requested:
+        return requested
+    dev = devices[0] if devices else None
+    if dev is None or getattr(dev, "platform", "cpu") != "gpu":
+        return "float32"
+    cc = compute_capability(dev)
+    return "mixed_bfloat16" if cc and cc >= (8, 0) and gpu_bf16_pays(report) else "float32"
+
+
+def uses_tf32(devices, precision: str) -> bool:
+    """float32 on a CUDA GPU of compute capability 8.0+: JAX runs its matmuls and convolutions on
+    the TF32 tensor cores by default (``jax_default_matmul_precision`` unset)."""
+    dev = devices[0] if devices else None
+    cc = compute_capability(dev) if dev is not None and getattr(dev, "platform", "") == "gpu" else None
+    return precision == "float32" and bool(cc) and cc >= (8, 0)
+
 
 def jit_for(info, requested, echo) -> bool:
     """XLA: as asked, else on for one GPU; off on CPU (measured slower) and under MirroredStrategy."""
