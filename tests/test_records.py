@@ -156,3 +156,31 @@ def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards,
     assert "streamed from TFRecord shards" in resumed.stdout
     for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
         assert np.array_equal(a, b)   # bitwise: the same records per (seed, epoch), state restored exactly
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_shard_by_file_or_by_record_with_one_shard(shards, tmp_path):
+    from test_multiworker_faults import _ports, _sha, _worker
+
+    one_shard = tmp_path / "one"
+    one_shard.mkdir()
+    (one_shard / "train-00000-of-00001.tfrecord").write_bytes(b"".join(f.read_bytes() for f in sorted(shards.iterdir())))
+    common = ["convnet", "--stream", "on", "--epochs", "2", "--batch-size", "8", "--seed", "4",
+              "--deterministic", "--augment", "-q"]
+    for data, line in ((shards, "streamed from TFRecord shards, sharded by file over 2 workers |"),
+                       (one_shard, "streamed from TFRecord shards, sharded by record over 2 workers (1 shard file "
+                                   "< 2 workers: every worker reads every shard) |")):
+        ports = _ports()
+        procs = [_worker(i, ports, common + ["--data", data, "--run-dir", tmp_path / f"{data.name}-w{i}"])
+                 for i in (0, 1)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
+        assert line in outs[0][0]
+        assert _sha(outs[0][0]) and _sha(outs[0][0]) == _sha(outs[1][0])
+    # by record, the two workers' batches put together are one process's: the same 2-replica math
+    one = run_kerascnn("train", *common, "--data", one_shard, "--strategy", "mirrored", "--run-dir",
+                       tmp_path / "mirrored", env={"KERASCNN_LOGICAL_CPUS": "2"})
+    assert one.returncode == 0 and "sharded" not in one.stdout, one.stderr[-1500:]
+    for a, b in zip(load_weights(tmp_path / "one-w0" / "last.keras"), load_weights(tmp_path / "mirrored" / "last.keras")):
+        np.testing.assert_array_equal(a, b)

@@ -355,4 +355,6 @@ def eval_dataset(x: RecordImages, batch_size: int):
     decode = _decoder(x)
     ds = _records(x, holding, cycle=1).map(lambda g, r: decode(r), num_parallel_calls=tf.data.AUTOTUNE,
                                            deterministic=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    opts = tf.data.Options()   # distributed evaluation: split by batch as for every other source, never by file
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)
