@@ -122,10 +122,11 @@ def _label_pass(f: Path):
         for ex in ds.as_numpy_iterator():
             lab = ex["image/class/label"]
             if (lab < 0).any():
-                i = len(labels) * 0 + sum(len(x) for x in labels) + int(np.argmax(lab < 0))
+                i = sum(len(x) for x in labels) + int(np.argmax(lab < 0))
                 raise DataError(f"{f}: record {i}: no image/class/label")
             labels.append(lab)
-            for k, t in zip(lab, ex["image/class/text"]):
+            for k, j in zip(*np.unique(lab, return_index=True)):   # the first text of each label
+                t = ex["image/class/text"][j]
                 if t and int(k) not in texts:
                     texts[int(k)] = t.decode("utf-8", "replace")
             sizes.extend(zip(ex["image/height"].tolist(), ex["image/width"].tolist()))
