@@ -54,6 +54,8 @@ def test_stream_has_the_in_memory_splits_labels_and_pixels(shards):
         want = D.prepare_images(mem.x_test, size, channels, mem.pixel_scale)
         # same uint8 pixels (TF decode, PIL for the 10x10 ones), same float ops: a few ulps of 1.0 at most
         np.testing.assert_allclose(np.concatenate([x for x, _ in got]), want, rtol=0, atol=EPS4)
+    cached = stream.decode_all(fi)   # --cache memory: the decoded copy is what the stream yields
+    np.testing.assert_array_equal(cached, np.concatenate([x for x, _ in got]))
     glob = stream.scan(shards.parent / "s" / "train-0000[0-3]-*", 5)   # a glob: the same shards
     np.testing.assert_array_equal(glob[1], y_tr)
     assert len(D.load_data(data=str(shards / "train-*"), seed=5).x_train) == 58
@@ -139,7 +141,7 @@ def test_auto_streams_shards_by_their_decoded_size(shards, monkeypatch):
 
 
 def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards, tmp_path):
-    common = ["train", "convnet", "--data", shards, "--stream", "on", "--epochs", "3", "--batch-size", "8",
+    common = ["train", "convnet", "--data", shards, "--stream", "on", "--epochs", "2", "--batch-size", "8",
               "--seed", "4", "--deterministic", "--augment", "-q"]
     on = run_kerascnn(*common, "--run-dir", tmp_path / "on")
     assert on.returncode == 0, on.stderr[-2000:]
