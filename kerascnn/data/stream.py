@@ -16,6 +16,9 @@ JPEG/PNG files already at the common size are decoded by TensorFlow (without the
 by the same luminance in the graph); the others through PIL. Under MultiWorkerMirroredStrategy
 ``distribute_train`` gives each worker only its slice of every global batch (``worker_share``,
 by file index, before decoding), so the workers together see exactly one process's batches.
+
+TFRecord shards (``is_tfrecord``: one, a folder, or a glob) go through the same entry points
+(``scan``, ``choose``, ``stream_dataset``, ``eval_dataset``), which hand them to ``records``.
 """
 from __future__ import annotations
 
