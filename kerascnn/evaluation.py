@@ -111,7 +111,7 @@ def _streamed_split(path: Path, cfg: dict, split: str, shape: tuple, class_names
     x_tr, y_tr, x_te, y_te, names = stream.scan(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"))
     k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
     names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
-    d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), f"dir:{path}" if path.is_dir() else f"manifest:{path}")
+    d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), stream.source_name(path))
     x, y = (x_te, y_te) if split == "test" else (x_tr, y_tr)
     if not len(x):
         raise DataError(f"{path}: the {split} split is empty")

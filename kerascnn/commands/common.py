@@ -116,3 +116,19 @@ def load_tensorflow() -> None:
         from kerascnn.tfquiet import import_tensorflow
 
         import_tensorflow()
+
+
+class DataPath(click.Path):
+    """``--data``: an existing path, or a glob of TFRecord shards (``shards/train-*``)."""
+
+    def __init__(self):
+        super().__init__(exists=True)
+
+    def convert(self, value, param, ctx):
+        from pathlib import Path
+
+        from kerascnn.data import formats
+
+        if isinstance(value, str) and not Path(value).exists() and formats.detect(Path(value)) == "tfrecord-glob":
+            return value
+        return super().convert(value, param, ctx)

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import (class_names_option, echo_json, format_option, pretrained_model_options,
-                                      pretrained_options)
+from kerascnn.commands.common import (DataPath, class_names_option, echo_json, format_option,
+                                      pretrained_model_options, pretrained_options)
 
 
 @click.command(short_help="Loss, top-1/top-5, per-class metrics, confusion matrix.")
 @click.argument("model_or_run")
 @click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]),
               default=None, help="Built-in data set (default: the run's own).")
-@click.option("--data", type=click.Path(exists=True), default=None, help="A .npz file or a class-folder directory.")
+@click.option("--data", type=DataPath(), default=None,
+              help="A .npz file, a class-folder directory or TFRecord shards (a folder or a glob).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=256, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from kerascnn.commands.common import IMAGE_SIZE, PREPROCESSING, model_options
+from kerascnn.commands.common import IMAGE_SIZE, PREPROCESSING, DataPath, model_options
 from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Strategy, choices
 
 
@@ -13,8 +13,9 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
 @click.argument("model", required=False)
 @click.option("--dataset", type=click.Choice(choices(Dataset)),
               default=None, help="Built-in data set (default: digits, bundled with scikit-learn, no network).")
-@click.option("--data", type=click.Path(exists=True), default=None,
-              help="A .npz file (x_train, y_train, x_test, y_test) or a folder with one sub-folder per class.")
+@click.option("--data", type=DataPath(), default=None,
+              help="A .npz file (x_train, y_train, x_test, y_test), a folder with one sub-folder per class, "
+                   "or TFRecord shards (a folder of them or a glob: 'shards/train-*').")
 @click.option("--class-names", default=None, metavar="FILE|a,b,c",
               help="Names of the classes, in label order: a file with one name per line, or a comma list; "
                    "recorded in the run (default: the data's own names, or 0..K-1).")
@@ -36,7 +37,7 @@ from kerascnn.train.options import Dataset, Optimizer, Precision, Schedule, Stra
               help="Fraction of the training data held out for validation (default 0.1).")
 @click.option("--augment/--no-augment", default=None, help="Random crop + horizontal flip (natural images).")
 @click.option("--stream", type=click.Choice(["auto", "on", "off"]), default=None,
-              help="Read --data DIR / manifest images from disk batch by batch (auto: when they would take "
+              help="Read --data DIR / manifest / TFRecord images from disk batch by batch (auto: when they would take "
                    "more than half the available memory as float32; default auto).")
 @click.option("--cache", type=click.Choice(["memory", "disk"]), default=None,
               help="Streaming: decode every image once (first epoch), then train from the decoded copy held in "

@@ -15,7 +15,8 @@ One module per concern (this package re-exports their names, so ``from kerascnn 
 - ``splits`` / ``prepare``: the seeded validation split; resize + channels + scale;
 - ``pipeline``: the in-memory ``tf.data`` pipelines (``epoch_order``, ``train_dataset``, ``eval_dataset``);
 - ``formats``: CIFAR archives, ``keras.datasets`` caches, IDX, manifests, TFRecord shards;
-- ``stream``: folders / manifests streamed from disk (header pass, per-batch decode, worker shards).
+- ``stream``: folders / manifests streamed from disk (header pass, per-batch decode, worker shards);
+- ``records``: TFRecord shards streamed (label pass, (seed, epoch) shard order + window shuffle, by-file shards).
 """
 from kerascnn.data.arrays import (NPZ_KEYS, ImageData, _as_nhwc, _check_fits, _check_pair, _class_names, _labels,
                                   _load_npz, _npz_members, _pixel_scale, _short, _unit_range, _validated,

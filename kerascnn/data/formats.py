@@ -39,6 +39,8 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 def detect(path: Path) -> str | None:
     """The format of ``--data PATH`` this module reads, or None (npz / class folders: data.py)."""
     name = path.name.lower()
+    if not path.exists() and any(ch in str(path) for ch in "*?[") and glob_shards(path):
+        return "tfrecord-glob"
     if path.is_dir():
         if (path / "batches.meta").is_file() or ((path / "meta").is_file() and (path / "train").is_file()):
             return "cifar-dir"
@@ -57,6 +59,14 @@ def detect(path: Path) -> str | None:
     return None
 
 
+def glob_shards(pattern) -> list:
+    """The TFRecord files a glob pattern (``shards/train-*``) matches, sorted; [] when any match is not one."""
+    import glob
+
+    found = sorted(Path(p) for p in glob.glob(str(pattern)))
+    return found if found and all(p.is_file() and _is_tfrecord(p) for p in found) else []
+
+
 def _is_tfrecord(path: Path) -> bool:
     name = path.name.lower()
     return any(m in name for m in TFRECORD_MARKS) or "-of-" in name
@@ -66,7 +76,8 @@ def load(path: Path, kind: str, seed: int):
     """``--data PATH`` of format ``kind`` (see ``detect``) -> ``data.ImageData``."""
     from kerascnn import data
 
-    _check_readable(path)
+    if kind != "tfrecord-glob":
+        _check_readable(path)
     if kind == "cifar-archive":
         parts = read_cifar_archive(path)
     elif kind == "cifar-dir":
@@ -75,7 +86,7 @@ def load(path: Path, kind: str, seed: int):
         parts = read_idx_dir(path)
     elif kind == "manifest":
         parts = read_manifest(path, seed)
-    elif kind in ("tfrecord", "tfrecord-dir"):
+    elif kind in ("tfrecord", "tfrecord-dir", "tfrecord-glob"):
         parts = read_tfrecords(path, seed)
     else:  # pragma: no cover - detect() returns only the kinds above
         raise DataError(f"{path}: unknown format {kind}")
@@ -296,9 +307,14 @@ def _is_int(v: str) -> bool:
 
 # --------------------------------------------------------------------------- TFRecord
 def tfrecord_files(path: Path) -> tuple:
-    """(train shard files, test shard files) of ``--data``: one shard, or a folder of shards whose
-    names start with train / test|val|validation (otherwise all are training shards)."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and _is_tfrecord(p))
+    """(train shard files, test shard files) of ``--data``: one shard, a folder of shards or a glob
+    of them, whose names start with train / test|val|validation (otherwise all are training shards)."""
+    if not path.exists():
+        files = glob_shards(path)
+        if not files:
+            raise DataError(f"{path}: no TFRecord shards match")
+    else:
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and _is_tfrecord(p))
     test = [f for f in files if f.name.lower().startswith(("test", "val"))]
     train = [f for f in files if f not in test]
     if not train:

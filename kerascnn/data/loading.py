@@ -67,9 +67,10 @@ def load_data(dataset: str | None = "digits", data: str | None = None, num_class
     names = parse_class_names(class_names)
     if data:
         path = Path(data)
-        if not path.exists():
-            raise DataError(f"{path}: no such file or directory")
         from kerascnn.data import formats
+
+        if not path.exists() and formats.detect(path) != "tfrecord-glob":
+            raise DataError(f"{path}: no such file or directory")
 
         kind = formats.detect(path)
         if kind is not None:

@@ -16,6 +16,9 @@ JPEG/PNG files already at the common size are decoded by TensorFlow (without the
 by the same luminance in the graph); the others through PIL. Under MultiWorkerMirroredStrategy
 ``distribute_train`` gives each worker only its slice of every global batch (``worker_share``,
 by file index, before decoding), so the workers together see exactly one process's batches.
+
+TFRecord shards (``is_tfrecord``: one, a folder, or a glob) go through the same entry points
+(``scan``, ``choose``, ``stream_dataset``, ``eval_dataset``), which hand them to ``records``.
 """
 from __future__ import annotations
 
@@ -98,10 +101,15 @@ def header_pass(files: list, policy: str) -> tuple:
 
 
 def scan(path: Path, seed: int, policy: str = "stop"):
-    """``--data`` folder or manifest -> (x_train FileImages, y_train, x_test FileImages, y_test, class names)."""
+    """``--data`` folder or manifest -> (x_train FileImages, y_train, x_test FileImages, y_test, class names);
+    TFRecord shards -> the same with ``records.RecordImages``."""
     from kerascnn import data as D
     from kerascnn.data import formats
 
+    if is_tfrecord(path):
+        from kerascnn.data import records
+
+        return records.scan(path, seed)
     if path.is_dir():
         if (path / "train").is_dir() and (path / "test").is_dir():
             names, f_tr, y_tr = D._scan_folder(path / "train")
@@ -138,23 +146,48 @@ def scan(path: Path, seed: int, policy: str = "stop"):
     return x_tr, y_tr, x_te, y_te, names
 
 
+def is_tfrecord(path) -> bool:
+    """``--data`` names TFRecord shards (one, a folder of them, or a glob)."""
+    from kerascnn.data import formats
+
+    if path is None:
+        return False
+    kind = formats.detect(Path(path))
+    return kind == "tfrecord-glob" or (kind in ("tfrecord", "tfrecord-dir") and Path(path).exists())
+
+
+def source_name(path: Path) -> str:
+    """The data's name in the start-up line and metrics, as the in-memory path names it."""
+    from kerascnn.data import formats
+
+    if is_tfrecord(path):
+        return f"{formats.detect(path)}:{path}"
+    return f"dir:{path}" if path.is_dir() else f"manifest:{path}"
+
+
+def streamable(path) -> bool:
+    p = Path(path)
+    return is_tfrecord(p) or (p.exists() and (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")))
+
+
 def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
     """True to stream: ``on``; ``off``; ``auto``: when the prepared float32 images (N*H*W*C*4)
     would take more than half the available memory."""
     if mode == "on":
-        if path is None or not (Path(path).is_dir() or Path(path).suffix.lower() in (".csv", ".tsv", ".txt")):
-            raise ConfigError("--stream on needs --data DIR (class folders) or a manifest (.csv/.txt)")
+        if path is None or not streamable(path):
+            raise ConfigError("--stream on needs --data DIR (class folders), a manifest (.csv/.txt) "
+                              "or TFRecord shards")
         return True
     if mode == "off" or path is None:
         return False
     from kerascnn.guard import available_bytes
 
     p = Path(path)
-    if not (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")):
+    if not streamable(p):
         return False
     from kerascnn.data import formats
 
-    if p.is_dir() and formats.detect(p) is not None:
+    if p.is_dir() and formats.detect(p) not in (None, "tfrecord-dir"):
         return False
     return n * size[0] * size[1] * channels * 4 > available_bytes() // 2
 
@@ -165,19 +198,24 @@ def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = Tru
     does not apply instead of refusing."""
     if mode not in ("auto", "on", "off"):
         mode = "auto"
-    if mode == "off" or not path or not Path(path).exists():
+    if mode == "off" or not path or not (Path(path).exists() or is_tfrecord(path)):
         return False
     p = Path(path)
-    if not strict and mode == "on" and not (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")):
+    if not strict and mode == "on" and not streamable(p):
         return False
-    n = count_files(p) if mode == "auto" and (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")) else 0
+    n = count_files(p) if mode == "auto" and streamable(p) else 0
     return choose(mode, n, size, channels, p)
 
 
 def count_files(path: Path) -> int:
-    """A cheap count of the images a folder / manifest holds (no header reads)."""
+    """A cheap count of the images a folder / manifest holds (no header reads); of the records
+    in TFRecord shards (their length headers only)."""
     from kerascnn import data as D
 
+    if is_tfrecord(path):
+        from kerascnn.data import records
+
+        return records.count_all(path)
     if not path.is_dir():
         return sum(1 for ln in path.read_text(errors="replace").splitlines() if ln.strip())
     exts = D.IMAGE_EXTENSIONS
@@ -221,6 +259,10 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
     if x.cache_file:
         return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment, worker)
+    if not isinstance(x, FileImages):   # records.RecordImages: its own epoch order (shards, windows)
+        from kerascnn.data import records
+
+        return records.stream_dataset(x, batch_size, seed, first_epoch, epochs, augment, worker)
     labels = tf.constant(np.asarray(y, dtype=np.int64))
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
     share = batch_size // worker[1]
@@ -402,6 +444,10 @@ def eval_dataset(x: FileImages, y, batch_size: int):
             return xb, yb
 
         return tf.data.Dataset.zip((starts, ds)).map(read).prefetch(tf.data.AUTOTUNE)
+    if not isinstance(x, FileImages):   # records.RecordImages: labels from the records, same order as y
+        from kerascnn.data import records
+
+        return records.eval_dataset(x, batch_size)
     load = _loader(x)
     ds = tf.data.Dataset.from_tensor_slices((tf.range(len(x), dtype=tf.int64), np.asarray(y, np.int64)))
     ds = ds.map(lambda k, yy: (load(k), yy), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

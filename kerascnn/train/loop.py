@@ -90,7 +90,7 @@ def _streamed_data(opts, size, channels):
     names = list(opts.class_names or names or [str(i) for i in range(k)])
     if len(names) != k:
         raise ConfigError(f"--class-names gives {len(names)} names but {path} has {k} classes")
-    d = D.ImageData(x_tr, y_tr, x_te, y_te, names, f"dir:{path}" if path.is_dir() else f"manifest:{path}")
+    d = D.ImageData(x_tr, y_tr, x_te, y_te, names, stream.source_name(path))
     i_tr, _, i_val, _ = D.split_validation(np.arange(len(x_tr)), y_tr, float(opts.val_split), opts.seed)
     fit = {"size": tuple(size), "channels": int(channels)}
     xt, xv = dataclasses.replace(x_tr.subset(i_tr), **fit), dataclasses.replace(x_tr.subset(i_val), **fit)
@@ -98,13 +98,18 @@ def _streamed_data(opts, size, channels):
     return d, (xt, y_tr[i_tr]), (xv, y_tr[i_val])
 
 
-def _data_path(streaming: bool, info) -> str:
+def _data_path(streaming: bool, info, x=None) -> str:
     """The start-up line's data path: in memory, streamed from disk, and over how many workers."""
     if not streaming:
         return "in memory"
     from kerascnn.data import stream
 
     n = stream.workers(info.strategy) if info else 1
+    if x is not None and not isinstance(x, stream.FileImages):   # TFRecord shards: by file or by record
+        from kerascnn.data import records
+
+        how = records.policy(len(x.shards_holding()), n)[1]
+        return "streamed from TFRecord shards" + (f", {how}" if how else "")
     return "streamed from disk" + (f", sharded by file over {n} workers" if n > 1 else "")
 
 
@@ -298,7 +303,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         f"engine {engine.name}, {engine.replicas} device(s) on {', '.join(map(str, engine.devices))}")
     echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
          f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val "
-         f"{_data_path(streaming, info)} | "
+         f"{_data_path(streaming, info, x_tr)} | "
          f"{strategy_text} | precision {precision} | jit {'on' if getattr(engine, 'jit', True) else 'off'} | "
          f"batch {batch} (global) | run dir {run_dir}")
 

@@ -1,0 +1,187 @@
+"""Streaming TFRecord shards (kerascnn/data/records.py): in-memory pixels and splits, (seed, epoch)-keyed
+order, exact resume after SIGKILL, workers sharded by file (or by record when shards are too few)."""
+import dataclasses
+import signal
+
+import numpy as np
+import pytest
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
+from test_stream import _folder
+
+from kerascnn import data as D
+from kerascnn.data import formats, records, stream
+from kerascnn.errors import DataError
+
+EPS4 = 4 * np.finfo(np.float32).eps
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """72 digits (3 classes, a few RGBA / palette / 16-bit / 10x10 files) in 4 training shards."""
+    tmp = tmp_path_factory.mktemp("rec")
+    formats.write_shards(_folder(tmp / "f"), tmp / "s", 4, seed=0)
+    return tmp / "s"
+
+
+def _filenames(serialized):
+    import tensorflow as tf
+
+    spec = {"image/filename": tf.io.FixedLenFeature([], tf.string)}
+    return [tf.io.parse_single_example(r, spec)["image/filename"].numpy().decode() for r in serialized]
+
+
+def test_record_count_from_headers_and_corrupt_shard(shards, tmp_path):
+    files = sorted(shards.iterdir())
+    assert [records.count_records(f) for f in files] == [18, 18, 18, 18]   # 72 dealt round-robin
+    assert stream.count_files(shards) == 72
+    cut = tmp_path / "train-00000-of-00001.tfrecord"
+    cut.write_bytes(files[0].read_bytes()[:-5])
+    with pytest.raises(DataError, match="corrupt TFRecord file .record 17 runs past the end"):
+        records.count_records(cut)
+
+
+def test_stream_has_the_in_memory_splits_labels_and_pixels(shards):
+    mem = D.load_data(data=str(shards), seed=5)
+    x_tr, y_tr, x_te, y_te, names = stream.scan(shards, 5)
+    assert (len(x_tr), len(x_te), names) == (58, 14, ["c0", "c1", "c2"])   # round(0.2 * 72) test records
+    assert (x_tr.raw_size, x_tr.raw_channels) == ((8, 8), 1)
+    np.testing.assert_array_equal(y_tr, mem.y_train)
+    np.testing.assert_array_equal(y_te, mem.y_test)
+    for size, channels in (((28, 28), 1), ((8, 8), 3), ((6, 6), 1)):   # enlarge, gray -> RGB, shrink
+        fi = dataclasses.replace(x_te, size=size, channels=channels)
+        got = list(stream.eval_dataset(fi, y_te, 5).as_numpy_iterator())
+        np.testing.assert_array_equal(np.concatenate([y for _, y in got]), y_te)   # record order = label order
+        want = D.prepare_images(mem.x_test, size, channels, mem.pixel_scale)
+        # same uint8 pixels (TF decode, PIL for the 10x10 ones), same float ops: a few ulps of 1.0 at most
+        np.testing.assert_allclose(np.concatenate([x for x, _ in got]), want, rtol=0, atol=EPS4)
+    cached = stream.decode_all(fi)   # --cache memory: the decoded copy is what the stream yields
+    np.testing.assert_array_equal(cached, np.concatenate([x for x, _ in got]))
+    glob = stream.scan(shards.parent / "s" / "train-0000[0-3]-*", 5)   # a glob: the same shards
+    np.testing.assert_array_equal(glob[1], y_tr)
+    assert len(D.load_data(data=str(shards / "train-*"), seed=5).x_train) == 58
+
+
+def test_epoch_order_is_keyed_by_seed_and_epoch_only(shards):
+    x_tr, y_tr, *_ = stream.scan(shards, 1)
+    fi = dataclasses.replace(x_tr, size=(8, 8), channels=1, window=16)   # 58 records: 4 windows an epoch
+    steps = len(fi) // 8
+    whole = list(stream.stream_dataset(fi, y_tr, 8, 3, 0, 3, augment=True).as_numpy_iterator())
+    later = list(stream.stream_dataset(fi, y_tr, 8, 3, 2, 3, augment=True).as_numpy_iterator())
+    assert len(whole) == 3 * steps and len(later) == steps
+    for (xa, ya), (xb, yb) in zip(whole[2 * steps:], later):   # a run resumed at epoch 2 sees epoch 2
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+    split = set(_filenames(records._records(fi, np.arange(4, dtype=np.int64)).map(lambda g, r: r)))
+    epochs = [_filenames(r for _, r in records.epoch_records(fi, 3, e, batch_size=8)) for e in range(3)]
+    for names in epochs:   # each epoch: steps * 8 distinct training records (the remainder dropped)
+        assert len(names) == len(set(names)) == 8 * steps and set(names) <= split
+    assert epochs[0] != epochs[1] != epochs[2]
+    again = _filenames(r for _, r in records.epoch_records(fi, 3, 1, batch_size=8))
+    other = _filenames(r for _, r in records.epoch_records(fi, 4, 1, batch_size=8))
+    assert again == epochs[1] and other != epochs[1]
+
+
+def test_worker_policy_and_file_shares():
+    assert records.policy(4, 1) == ("file", "")
+    assert records.policy(4, 4) == ("file", "sharded by file over 4 workers")
+    how, why = records.policy(3, 4)
+    assert how == "data" and why == ("sharded by record over 4 workers (3 shard files < 4 workers: "
+                                     "every worker reads every shard)")
+    order = np.random.default_rng(0).permutation(11)
+    shares = records.file_shares(order, 3)
+    assert [len(s) for s in shares] == [4, 4, 3]
+    assert sorted(np.concatenate(shares).tolist()) == list(range(11))   # disjoint, covers every file
+    assert shares[1].tolist() == order[[1, 4, 7, 10]].tolist()          # worker i: files i, i+n, ...
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_workers_read_disjoint_shard_files_covering_the_epoch(shards, count):
+    import tensorflow as tf
+
+    x_tr, _, *_ = stream.scan(shards, 1)
+    fi = dataclasses.replace(x_tr, size=(8, 8), channels=1)
+    holding = fi.shards_holding()
+    shard_of = {}
+    for s in holding:   # every record's shard, by its file name
+        for r in tf.data.TFRecordDataset(fi.shards[s]).as_numpy_iterator():
+            shard_of[_filenames([r])[0]] = s
+    assert sum(fi.counts) == 72 and len(holding) == 4
+    seen = []
+    for w in range(count):
+        names = _filenames(r for _, r in records.epoch_records(fi, 3, 0, (w, count), batch_size=4 * count))
+        assert len(names) == (len(fi) // (4 * count)) * 4
+        seen.append({shard_of[n] for n in names})
+    assert all(len(s) == 4 // count for s in seen)               # each reads only its own files
+    assert set().union(*seen) == set(holding) and sum(map(len, seen)) == 4   # disjoint, all of them
+
+
+def test_fewer_shards_than_workers_shard_by_record_into_the_one_worker_batches(shards):
+    x_tr, y_tr, *_ = stream.scan(shards, 1)
+    fi = dataclasses.replace(x_tr, size=(12, 12), channels=1)
+    assert records.policy(len(fi.shards_holding()), 8)[0] == "data"
+    one = list(stream.stream_dataset(fi, y_tr, 8, 3, 0, 2, augment=True).as_numpy_iterator())
+    eight = [list(stream.stream_dataset(fi, y_tr, 8, 3, 0, 2, augment=True, worker=(w, 8)).as_numpy_iterator())
+             for w in range(8)]
+    assert len(one) == 2 * (len(fi) // 8) and all(len(e) == len(one) for e in eight)
+    for i, (x1, y1) in enumerate(one):   # worker w: the w-th image of every global batch, augmented alike
+        np.testing.assert_array_equal(np.concatenate([e[i][1] for e in eight]), y1)
+        np.testing.assert_allclose(np.concatenate([e[i][0] for e in eight]), x1, rtol=0, atol=EPS4)
+
+
+def test_auto_streams_shards_by_their_decoded_size(shards, monkeypatch):
+    from kerascnn import guard
+
+    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 72 * 28 * 28 * 4)   # exactly fits half
+    assert not stream.wants_stream("auto", str(shards), (28, 28), 1)
+    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 72 * 28 * 28 * 4 - 2)
+    assert stream.wants_stream("auto", str(shards), (28, 28), 1)
+    assert stream.wants_stream("on", str(shards / "train-*"), (28, 28), 1)
+    assert not stream.wants_stream("off", str(shards), (28, 28), 1)
+
+
+def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards, tmp_path):
+    common = ["train", "convnet", "--data", shards, "--stream", "on", "--epochs", "2", "--batch-size", "8",
+              "--seed", "4", "--deterministic", "--augment", "-q"]
+    on = run_kerascnn(*common, "--run-dir", tmp_path / "on")
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert "52 train / 6 val streamed from TFRecord shards |" in on.stdout   # round(0.1 * 58) val
+    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")
+    assert ev.returncode == 0, ev.stderr[-1500:]
+    import json
+
+    assert json.loads(ev.stdout)["images"] == 14
+    assert kill_after_epoch(1, *common, "--run-dir", tmp_path / "cut") == -signal.SIGKILL
+    assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1]
+    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "streamed from TFRecord shards" in resumed.stdout
+    for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
+        assert np.array_equal(a, b)   # bitwise: the same records per (seed, epoch), state restored exactly
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_shard_by_file_or_by_record_with_one_shard(shards, tmp_path):
+    from test_multiworker_faults import _ports, _sha, _worker
+
+    one_shard = tmp_path / "one"
+    one_shard.mkdir()
+    (one_shard / "train-00000-of-00001.tfrecord").write_bytes(b"".join(f.read_bytes() for f in sorted(shards.iterdir())))
+    common = ["convnet", "--stream", "on", "--epochs", "2", "--batch-size", "8", "--seed", "4",
+              "--deterministic", "--augment", "-q"]
+    for data, line in ((shards, "streamed from TFRecord shards, sharded by file over 2 workers |"),
+                       (one_shard, ("streamed from TFRecord shards, sharded by record over 2 workers (1 shard file "
+                                    "< 2 workers: every worker reads every shard) |"))):
+        ports = _ports()
+        procs = [_worker(i, ports, common + ["--data", data, "--run-dir", tmp_path / f"{data.name}-w{i}"])
+                 for i in (0, 1)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
+        assert line in outs[0][0]
+        assert _sha(outs[0][0]) and _sha(outs[0][0]) == _sha(outs[1][0])
+    # by record, the two workers' batches put together are one process's: the same 2-replica math
+    one = run_kerascnn("train", *common, "--data", one_shard, "--strategy", "mirrored", "--run-dir",
+                       tmp_path / "mirrored", env={"KERASCNN_LOGICAL_CPUS": "2"})
+    assert one.returncode == 0 and "sharded" not in one.stdout, one.stderr[-1500:]
+    for a, b in zip(load_weights(tmp_path / "one-w0" / "last.keras"), load_weights(tmp_path / "mirrored" / "last.keras")):
+        np.testing.assert_array_equal(a, b)
