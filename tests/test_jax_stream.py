@@ -1,0 +1,91 @@
+"""`kerascnn train --backend jax --stream on`: the JAX engine trains from the TensorFlow engine's
+file stream (same tf.data pipeline, same (seed, epoch) order), resumes bitwise after SIGKILL, and
+is refused in one line where TensorFlow is missing."""
+import csv
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
+from test_stream import _folder
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                 reason="jax is not installed (pip install -e '.[jax]' or 'jax[cpu]')")]
+
+# 72 digits in 3 class folders (a few RGBA / palette / 16-bit / 10x10 files): 52 train, 6 val, 14 test
+COMMON = ["train", "convnet", "--epochs", "3", "--batch-size", "8", "--seed", "4", "--augment",
+          "--stream", "on", "-q"]
+STEPS = 52 // 8
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """JAX streamed: uninterrupted, and SIGKILLed after its epoch-1 checkpoint; TF streamed."""
+    root = tmp_path_factory.mktemp("jaxstream")
+    data = _folder(root / "f")
+    full = run_kerascnn(*COMMON, "--data", data, "--backend", "jax", "--run-dir", root / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    cut = kill_after_epoch(1, *COMMON, "--data", data, "--backend", "jax", "--run-dir", root / "cut")
+    assert cut == -signal.SIGKILL
+    tf = run_kerascnn(*COMMON, "--data", data, "--backend", "tensorflow", "--run-dir", root / "tf")
+    assert tf.returncode == 0, tf.stderr[-2000:]
+    return root, full.stdout
+
+
+def test_jax_trains_from_the_stream_with_the_tensorflow_history(runs):
+    root, stdout = runs
+    assert "52 train / 6 val streamed from disk | engine jax, 1 device(s)" in stdout
+    jax_rows, tf_rows = read_history(root / "full"), read_history(root / "tf")
+    with open(root / "full" / "history.csv") as fj, open(root / "tf" / "history.csv") as ft:
+        assert next(csv.reader(fj)) == next(csv.reader(ft))              # the same columns
+    assert [r["epoch"] for r in jax_rows] == [r["epoch"] for r in tf_rows] == ["1", "2", "3"]
+    for j, t in zip(jax_rows, tf_rows):
+        # every epoch: STEPS full batches of 8 (accuracy = correct / 48), all 6 validation images
+        assert round(float(j["accuracy"]) * STEPS * 8, 6) == int(round(float(j["accuracy"]) * STEPS * 8))
+        assert round(float(j["val_accuracy"]) * 6, 6) == int(round(float(j["val_accuracy"]) * 6))
+        # the same float32 schedule (cosine over 3 * STEPS steps) on both engines: equal to float32 rounding
+        lr_j, lr_t = float(j["lr"]), float(t["lr"])
+        assert abs(lr_j - lr_t) <= 2 * np.finfo(np.float32).eps * max(lr_j, lr_t)
+    assert float(jax_rows[-1]["lr"]) == 0.0
+    # it learns (3 classes, chance 1/3): loss and validation loss go down
+    assert float(jax_rows[-1]["loss"]) < float(jax_rows[0]["loss"])
+    assert float(jax_rows[-1]["val_loss"]) < float(jax_rows[0]["val_loss"])
+    state = np.load(root / "full" / "backup" / "state.npz")
+    assert float(state["o:iteration"]) == 3 * STEPS
+    import json
+
+    assert json.loads((root / "full" / "config.json").read_text())["engine"] == "jax"
+
+
+def test_sigkill_and_resume_of_a_jax_stream_equals_an_uninterrupted_run(runs):
+    root, _ = runs
+    cut = root / "cut"
+    assert [int(r["epoch"]) for r in read_history(cut)] == [1]
+    resumed = run_kerascnn("train", "--resume", cut, "-q")      # the recorded engine (jax) and --stream on
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout
+    assert "streamed from disk | engine jax" in resumed.stdout
+    assert [r["loss"] for r in read_history(cut)] == [r["loss"] for r in read_history(root / "full")]
+    for a, b in zip(load_weights(root / "full" / "last.keras"), load_weights(cut / "last.keras")):
+        assert np.array_equal(a, b)   # bitwise: same file order per (seed, epoch), state restored exactly
+
+
+def test_jax_streaming_without_tensorflow_is_refused_in_one_line(tmp_path):
+    from test_jax_train import _HIDE_TF
+
+    data = _folder(tmp_path / "f", per_class=4, odd_modes=False)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    r = subprocess.run([sys.executable, "-c", _HIDE_TF, *COMMON, "--data", data, "--backend", "jax",
+                        "--run-dir", tmp_path / "run"], capture_output=True, text=True, env=env, timeout=300)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(errors) == 1 and "reads the files through TensorFlow's tf.data" in errors[0]
+    assert "--stream off" in errors[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()          # refused before the run directory is made
