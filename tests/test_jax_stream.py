@@ -3,6 +3,7 @@ file stream (same tf.data pipeline, same (seed, epoch) order), resumes bitwise a
 is refused in one line where TensorFlow is missing."""
 import csv
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
 from test_stream import _folder
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow,
                                  reason="jax is not installed (pip install -e '.[jax]' or 'jax[cpu]')")]
 
 # 72 digits in 3 class folders (a few RGBA / palette / 16-bit / 10x10 files): 52 train, 6 val, 14 test
-COMMON = ["train", "convnet", "--epochs", "3", "--batch-size", "8", "--seed", "4", "--augment",
+COMMON = ["train", "convnet", "--epochs", "2", "--batch-size", "8", "--seed", "4", "--augment",
           "--stream", "on", "-q"]
 STEPS = 52 // 8
 
@@ -44,12 +44,12 @@ def test_jax_trains_from_the_stream_with_the_tensorflow_history(runs):
     jax_rows, tf_rows = read_history(root / "full"), read_history(root / "tf")
     with open(root / "full" / "history.csv") as fj, open(root / "tf" / "history.csv") as ft:
         assert next(csv.reader(fj)) == next(csv.reader(ft))              # the same columns
-    assert [r["epoch"] for r in jax_rows] == [r["epoch"] for r in tf_rows] == ["1", "2", "3"]
+    assert [r["epoch"] for r in jax_rows] == [r["epoch"] for r in tf_rows] == ["1", "2"]
     for j, t in zip(jax_rows, tf_rows):
         # every epoch: STEPS full batches of 8 (accuracy = correct / 48), all 6 validation images
-        assert round(float(j["accuracy"]) * STEPS * 8, 6) == int(round(float(j["accuracy"]) * STEPS * 8))
-        assert round(float(j["val_accuracy"]) * 6, 6) == int(round(float(j["val_accuracy"]) * 6))
-        # the same float32 schedule (cosine over 3 * STEPS steps) on both engines: equal to float32 rounding
+        correct, val_correct = float(j["accuracy"]) * STEPS * 8, float(j["val_accuracy"]) * 6
+        assert abs(correct - round(correct)) < 1e-9 and abs(val_correct - round(val_correct)) < 1e-9
+        # the same float32 schedule (cosine over 2 * STEPS steps) on both engines: equal to float32 rounding
         lr_j, lr_t = float(j["lr"]), float(t["lr"])
         assert abs(lr_j - lr_t) <= 2 * np.finfo(np.float32).eps * max(lr_j, lr_t)
     assert float(jax_rows[-1]["lr"]) == 0.0
@@ -57,9 +57,7 @@ def test_jax_trains_from_the_stream_with_the_tensorflow_history(runs):
     assert float(jax_rows[-1]["loss"]) < float(jax_rows[0]["loss"])
     assert float(jax_rows[-1]["val_loss"]) < float(jax_rows[0]["val_loss"])
     state = np.load(root / "full" / "backup" / "state.npz")
-    assert float(state["o:iteration"]) == 3 * STEPS
-    import json
-
+    assert float(state["o:iteration"]) == 2 * STEPS
     assert json.loads((root / "full" / "config.json").read_text())["engine"] == "jax"
 
 
