@@ -189,6 +189,46 @@ def check_processes():
             "two": [w.tolist() for w in weights(e)]}
 
 
+def check_stream_train(folder, distributed):
+    """One epoch of plain SGD (SMALL, augmented) on images streamed from ``folder`` (the TF
+    engine's tf.data stream, every decode through ``FileImages.load``, counted), stepping one
+    batch at a time; with ``distributed`` this process's part of a jax.distributed run."""
+    import dataclasses
+    from pathlib import Path
+
+    if distributed == "1":
+        from kerascnn.engines.jax import init_distributed
+
+        assert init_distributed()
+    import jax
+
+    from kerascnn import data as D
+    from kerascnn.data import stream
+
+    x, y, _, _, _ = stream.scan(Path(folder), 0)
+    fi = dataclasses.replace(x, size=(28, 28), channels=1, native=[False] * len(x))
+    reads, load = [], fi.load
+    fi.load = lambda i: reads.append(int(i)) or load(i)
+    batch, seed = 16, 7
+    steps = len(fi) // batch
+    e = engine()
+    e.set_train_data(StepData(fi, y, batch, seed, 0, 1, augment=True))
+    e.reseed(seed, 0)
+    w_prev = weights(e)
+    travel = [np.zeros_like(w) for w in w_prev]
+    sums = np.zeros(3)
+    for _ in range(steps):
+        sums += e.train_steps(1)
+        w = weights(e)
+        travel = [t + np.abs(a - b) for t, a, b in zip(travel, w, w_prev)]
+        w_prev = w
+    return {"process": jax.process_index(), "processes": jax.process_count(), "replicas": e.replicas,
+            "reads": sorted(reads), "epoch_files": sorted(D.epoch_order(len(fi), seed, 0).numpy()[:steps * batch]
+                                                          .tolist()),
+            "sums": sums.tolist(), "w": [a.tolist() for a in w_prev], "travel": [t.tolist() for t in travel],
+            "batch": batch, "steps": steps}
+
+
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "one-device":   # the single-device checks in one process (imports and start-up once)
@@ -206,6 +246,8 @@ if __name__ == "__main__":
         result = check_devices()
     elif what == "processes":
         result = check_processes()
+    elif what == "stream-train":
+        result = check_stream_train(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit(f"unknown check {what}")
     result["tensorflow_imported"] = "tensorflow" in sys.modules

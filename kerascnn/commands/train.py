@@ -149,7 +149,7 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
     from kerascnn.commands.common import load_tensorflow
     from kerascnn.train.options import TrainOptions
 
-    if make_engine is None:      # the TensorFlow engine; the JAX engine never imports TensorFlow itself
+    if make_engine is None:      # the TensorFlow engine; the JAX engine imports it only to stream (tf.data)
         load_tensorflow()
     from kerascnn.training import train as run
 

@@ -16,6 +16,11 @@ Contract change (branch ``data``, issue 14): ``StepData.x`` and ``evaluate``'s `
 is streamed; an engine that cannot stream raises nothing new: the loop refuses streaming for any
 engine whose ``name`` is not "tensorflow" (the TF engine feeds it through ``stream.stream_dataset``,
 in the same ``epoch_order`` as ``data.train_dataset``).
+
+Contract change (branch ``jaxstream``, issue 14): an engine other than "tensorflow" streams when
+it has ``check_stream()`` (raises ``ConfigError`` in one line where it cannot, e.g. no TensorFlow
+for ``tf.data``; called before the run directory is touched). The JAX engine has it and reads the
+same ``stream.stream_dataset`` as the TF engine (its order and augmentation, not its own).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The JAX engine: Keras 3 on the JAX backend, K training steps per ``jax.jit`` call.
 
-Runs in a process started with ``KERAS_BACKEND=jax`` and never imports TensorFlow (the GPU
-machine has JAX and Keras but no TensorFlow). One step is Keras's stateless API:
+Runs in a process started with ``KERAS_BACKEND=jax`` and never imports TensorFlow for data in
+memory (the GPU machine has JAX and Keras but no TensorFlow); streaming from disk reads through
+``tf.data`` (below). One step is Keras's stateless API:
 ``model.stateless_call(trainable, non_trainable, x, training=True)`` under
 ``jax.value_and_grad``, then ``optimizer.stateless_apply(opt_vars, grads, trainable)``; one
 jit-compiled function loops that step on the device over a traced step count (a
@@ -12,10 +13,19 @@ not per step.
 * Data. The prepared training set is put on the device(s) once when it fits
   (``RESIDENT_BYTES``); each step gathers its batch by index from the epoch's order. Larger
   sets stream: the host gathers a fixed-size chunk of batches per call (one compiled shape).
-* Epoch order. Epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)`` (a function
-  of (seed, epoch) only, no TensorFlow), cut into ``n // batch`` full batches. This is NOT the
-  TensorFlow engine's order (``data.epoch_order`` uses TF's stateless shuffle): each engine
-  resumes exactly on itself; a run does not switch engines.
+* Streaming from disk (``StepData.x`` a ``stream.FileImages``, ``--stream``): the batches come
+  from the TensorFlow engine's own ``tf.data`` stream (``stream.stream_dataset``, read through
+  ``as_numpy_iterator``: same files, same ``data.epoch_order`` (seed, epoch) order, same
+  augmentation), one jitted step per batch dispatched without waiting, so the next batch is
+  decoded while the device computes. Only this input pipeline imports TensorFlow (its GPUs hidden
+  from it); without TensorFlow streaming is refused in one line (``check_stream``). Several
+  processes: each reads and decodes only its share of every global batch (``stream.worker_share``
+  with (process_index, process_count)), assembled into the global batch by
+  ``jax.make_array_from_process_local_data``.
+* Epoch order. In memory, epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)`` (a
+  function of (seed, epoch) only, no TensorFlow), cut into ``n // batch`` full batches. This is
+  NOT the TensorFlow engine's order (``data.epoch_order`` uses TF's stateless shuffle; a streamed
+  run uses that one): each engine resumes exactly on itself; a run does not switch engines.
 * Loss. As the TensorFlow loop: the per-example (label-smoothed) cross-entropy, summed and
   divided by the global batch; bf16 mixed precision through the Keras dtype policy set before
   ``build`` (the last layer computes in float32); ``mixed_float16`` through Keras's
@@ -147,6 +157,7 @@ class JaxEngine:
         self.devices = list(devices) if devices is not None else jax.devices()
         self.replicas = len(self.devices)
         self.is_chief = jax.process_index() == 0
+        self.processes, self.process = jax.process_count(), jax.process_index()
         self.num_classes = int(num_classes)
         self.label_smoothing = float(label_smoothing)
         self.mesh = Mesh(np.array(self.devices), ("batch",))
@@ -173,6 +184,7 @@ class JaxEngine:
         self._pull_state()
         self._train_fn = jax.jit(self._train_loop, donate_argnums=(0,))
         self._step_fn = jax.jit(self._train_one, donate_argnums=(0,))
+        self._batch_fn = jax.jit(self._train_batch, donate_argnums=(0,))
         self._eval_fn = jax.jit(self._eval_loop)
 
     def _pull_state(self) -> None:
@@ -293,6 +305,10 @@ class JaxEngine:
         y = jax.lax.with_sharding_constraint(y, self.sharded)
         return self._step(state, x, y, batch)
 
+    def _train_batch(self, state, x, y):
+        """One step on a batch given whole (streamed from disk; already augmented by the stream)."""
+        return self._step(state, x, y, self._batch)
+
     def _train_loop(self, state, images, labels, order, offset, step0, n, epoch, seed):
         """``n`` steps; step i takes batch ``offset + i`` of ``order`` and is step ``step0 + i`` of the epoch."""
         import jax
@@ -316,6 +332,11 @@ class JaxEngine:
         self._data = data
         self._batch = int(data.batch)
         self._augment = bool(data.augment)
+        self._epoch, self._step_in_epoch = int(data.first_epoch), 0
+        self._batches = None
+        if not isinstance(data.x, np.ndarray):   # stream.FileImages: decoded from disk by tf.data
+            self._set_stream(data)
+            return
         x = np.ascontiguousarray(data.x, dtype=np.float32)
         y = np.asarray(data.y, dtype=np.int32)
         self._resident = x.nbytes <= RESIDENT_BYTES
@@ -326,8 +347,55 @@ class JaxEngine:
             self._x_host, self._y_host = x, y
             per_step = max(1, x[:1].nbytes * self._batch)
             self._chunk = int(max(1, min(data.steps_per_epoch, STREAM_CHUNK_BYTES // per_step)))
-        self._epoch, self._step_in_epoch = int(data.first_epoch), 0
         self._order_epoch = None
+
+    def check_stream(self) -> None:
+        """Refuse streaming from disk in one line where TensorFlow (its ``tf.data``) is missing."""
+        from kerascnn.errors import ConfigError
+
+        try:
+            _input_tensorflow()
+        except ImportError:
+            raise ConfigError("streaming from disk (--stream) on the jax engine reads the files through "
+                              "TensorFlow's tf.data, which is not installed here; install tensorflow, or use "
+                              "--stream off (the data must then fit in memory)") from None
+
+    def _set_stream(self, data: StepData) -> None:
+        """The TF engine's stream (same order and augmentation), this process's share of each batch."""
+        from kerascnn.data import stream
+
+        _input_tensorflow()
+        x = data.x
+        self._global_shape = (self._batch,) + tuple(x.size) + (x.channels,)
+        share = self._batch // self.processes
+        # the rows of the global batch this process's devices hold must be its worker_share slice
+        rows = [sl[0].indices(self._batch)[:2] for sl in
+                self.sharded.addressable_devices_indices_map(self._global_shape).values()]
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        if (lo, hi) != (self.process * share, (self.process + 1) * share) or sum(b - a for a, b in rows) != share:
+            raise RuntimeError(f"process {self.process}'s devices hold rows {lo}..{hi} of the batch, not its "
+                               f"share {self.process * share}..{(self.process + 1) * share}")
+        ds = stream.stream_dataset(x, data.y, self._batch, data.seed, data.first_epoch, data.epochs,
+                                   bool(data.augment), worker=(self.process, self.processes))
+        self._batches = ds.as_numpy_iterator()
+
+    def _train_streamed(self, n: int) -> np.ndarray:
+        """``n`` steps on batches from the file stream: one jitted step each, dispatched without waiting."""
+        import jax
+
+        d, parts = self._data, []
+        for _ in range(n):
+            if self._epoch >= d.epochs:
+                raise RuntimeError("the training stream is exhausted")
+            xb, yb = next(self._batches)
+            x = jax.make_array_from_process_local_data(self.sharded, xb, self._global_shape)
+            y = jax.make_array_from_process_local_data(self.sharded, yb.astype(np.int32), self._global_shape[:1])
+            self.state, sums = self._batch_fn(self.state, x, y)
+            parts.append(sums)
+            self._step_in_epoch += 1
+            if self._step_in_epoch == d.steps_per_epoch:
+                self._epoch, self._step_in_epoch = self._epoch + 1, 0
+        return np.asarray(parts, dtype=np.float64).reshape(-1, 3).sum(0)
 
     def _order(self, epoch: int):
         import jax
@@ -345,6 +413,8 @@ class JaxEngine:
         d = self._data
         if d is None:
             raise RuntimeError("set_train_data first")
+        if self._batches is not None:
+            return self._train_streamed(n)
         totals = np.zeros(3)
         while n > 0:
             if self._epoch >= d.epochs:
@@ -418,6 +488,8 @@ class JaxEngine:
         if len(x) == 0:
             return np.zeros(3)
         b = int(batch) + (-int(batch)) % self.replicas
+        if not isinstance(x, np.ndarray):   # stream.FileImages
+            return self._evaluate_files(x, y, b)
         key = (x, y, b)   # the arrays themselves (held, so their ids cannot be reused), compared by identity
         cached = self._eval_cache
         if cached is None or cached[0][0] is not x or cached[0][1] is not y or cached[0][2] != b:
@@ -433,6 +505,26 @@ class JaxEngine:
             self._eval_cache = (key, jax.device_put(arrays, self.replicated))
         return np.asarray(self._eval_fn(self.state, *self._eval_cache[1]), dtype=np.float64)
 
+    def _evaluate_files(self, x, y, b: int) -> np.ndarray:
+        """Inference-mode sums over images decoded from disk by ``stream.eval_dataset`` (file order),
+        batch by batch (the last one padded and masked: one compiled shape). Every process reads
+        the whole (validation) set, as it holds the whole in-memory one."""
+        import jax
+
+        from kerascnn.data import stream
+
+        _input_tensorflow()
+        parts = []
+        for xb, yb in stream.eval_dataset(x, y, b).as_numpy_iterator():
+            m, pad = len(xb), b - len(xb)
+            mask = np.concatenate([np.ones(m, np.float32), np.zeros(pad, np.float32)])
+            if pad:
+                xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+                yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            arrays = (xb[None].astype(np.float32), yb[None].astype(np.int32), mask[None])
+            parts.append(self._eval_fn(self.state, *jax.device_put(arrays, self.replicated)))
+        return np.asarray(parts, dtype=np.float64).reshape(-1, 3).sum(0)
+
     def _evaluate_streaming(self, arrays) -> np.ndarray:
         import jax
 
@@ -445,6 +537,20 @@ class JaxEngine:
                 part = [np.concatenate([a, np.zeros((per - len(a),) + a.shape[1:], a.dtype)]) for a in part]
             totals += np.asarray(self._eval_fn(self.state, *jax.device_put(part, self.replicated)), np.float64)
         return totals
+
+
+def _input_tensorflow():
+    """TensorFlow for the input pipeline only (``tf.data`` on the CPU): its GPUs hidden from it, so
+    it neither allocates accelerator memory beside JAX nor places input ops there."""
+    from kerascnn.tfquiet import import_tensorflow
+
+    tf = import_tensorflow()
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except (RuntimeError, ValueError):   # devices already initialised (a second call): nothing to do
+        pass
+    return tf
 
 
 def _is_seed(var) -> bool:

@@ -98,8 +98,9 @@ def _streamed_data(opts, size, channels):
     return d, (xt, y_tr[i_tr]), (xv, y_tr[i_val])
 
 
-def _data_path(streaming: bool, info, x=None) -> str:
-    """The start-up line's data path: in memory, streamed from disk, and over how many workers."""
+def _data_path(streaming: bool, info, x=None, processes: int = 1) -> str:
+    """The start-up line's data path: in memory, streamed from disk, and over how many workers
+    (tf.distribute) or processes (the JAX engine's ``processes``)."""
     if not streaming:
         return "in memory"
     from kerascnn.data import stream
@@ -108,9 +109,11 @@ def _data_path(streaming: bool, info, x=None) -> str:
     if x is not None and not isinstance(x, stream.FileImages):   # TFRecord shards: by file or by record
         from kerascnn.data import records
 
-        how = records.policy(len(x.shards_holding()), n)[1]
+        how = records.policy(len(x.shards_holding()), max(n, processes))[1]
         return "streamed from TFRecord shards" + (f", {how}" if how else "")
-    return "streamed from disk" + (f", sharded by file over {n} workers" if n > 1 else "")
+    if n > 1:
+        return f"streamed from disk, sharded by file over {n} workers"
+    return "streamed from disk" + (f", sharded by file over {processes} processes" if processes > 1 else "")
 
 
 class _TensorBoard:
@@ -179,9 +182,12 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     k = d.num_classes
     engine = make_engine(opts, k, echo)
     streaming = not isinstance(x_tr, np.ndarray)
-    if streaming and engine.name != "tensorflow":
-        raise ConfigError(f"streaming from disk (--stream) needs the tensorflow engine; use --stream off "
-                          f"with the {engine.name} engine (the data must then fit in memory)")
+    if streaming and engine.name != "tensorflow":   # the JAX engine reads the same tf.data stream
+        check = getattr(engine, "check_stream", None)
+        if check is None:
+            raise ConfigError(f"streaming from disk (--stream) is not supported by the {engine.name} engine; "
+                              f"use --stream off (the data must then fit in memory)")
+        check()
     info = getattr(engine, "info", None)
     batch = int(opts.batch_size)
     if len(x_tr) < batch:
@@ -303,7 +309,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         f"engine {engine.name}, {engine.replicas} device(s) on {', '.join(map(str, engine.devices))}")
     echo(f"kerascnn: {entry.name} at {'x'.join(map(str, input_shape))}, {k} classes, "
          f"{report.total_params:,} params | data {d.name}: {len(x_tr)} train / {len(x_val)} val "
-         f"{_data_path(streaming, info, x_tr)} | "
+         f"{_data_path(streaming, info, x_tr, getattr(engine, 'processes', 1))} | "
          f"{strategy_text} | precision {precision} | jit {'on' if getattr(engine, 'jit', True) else 'off'} | "
          f"batch {batch} (global) | run dir {run_dir}")
 
