@@ -91,3 +91,14 @@ def test_missing_pydot_is_reported_before_tensorflow(tmp_path):
     assert exit_code == 2 and not loaded and not (tmp_path / "a.png").exists()
     assert output.strip() == ("Error: architecture diagrams need pydot and Graphviz: pip install pydot; "
                               "apt-get install graphviz (or brew install graphviz)")
+
+
+def test_one_line_finds_the_cause_inside_a_tensorflow_graph_execution_error():
+    from kerascnn.cli import one_line
+
+    msg = ("Graph execution error:\n\nDetected at node decode_image/DecodeImage defined at (most recent call last):\n"
+           "<stack traces unavailable>\nError in user-defined function passed to MapDataset:1 transformation with "
+           "iterator: Iterator::Root::ParallelMapV2: Unknown image file format. One of JPEG, PNG required.\n"
+           "\t [[{{node decode_image/DecodeImage}}]]\n\t [[IteratorGetNext]] [Op:__inference_f_17]")
+    assert one_line(ValueError(msg)) == "while reading the data: Unknown image file format. One of JPEG, PNG required."
+    assert one_line(ValueError("first line\nsecond")) == "first line"

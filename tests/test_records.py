@@ -185,3 +185,26 @@ def test_two_workers_shard_by_file_or_by_record_with_one_shard(shards, tmp_path)
     assert one.returncode == 0 and "sharded" not in one.stdout, one.stderr[-1500:]
     for a, b in zip(load_weights(tmp_path / "one-w0" / "last.keras"), load_weights(tmp_path / "mirrored" / "last.keras")):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_record_that_does_not_decode_ends_training_in_one_line_naming_the_cause(shards, tmp_path):
+    """A damaged image inside a shard is found only when it is read (no decode pass up front): the
+    run stops with one line saying what TensorFlow's decoder said (``cli.one_line`` digs it out of a
+    "Graph execution error" when the read happens inside a compiled function)."""
+    import tensorflow as tf
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in sorted(shards.iterdir()):   # every shard: its records, then a copy of its first with a broken image
+        recs = [r.numpy() for r in tf.data.TFRecordDataset(str(f))]
+        ex = tf.train.Example.FromString(recs[0])
+        ex.features.feature["image/encoded"].bytes_list.value[:] = [b"not an image"]
+        with tf.io.TFRecordWriter(str(bad / f.name)) as w:
+            for r in recs + [ex.SerializeToString()]:
+                w.write(r)
+    r = run_kerascnn("train", "convnet", "--data", bad, "--stream", "on", "--epochs", "1", "--batch-size", "8",
+                     "-q", "--run-dir", tmp_path / "run")
+    assert r.returncode == 1, r.stdout[-1000:]
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert "Unknown image file format" in err[0] and "Graph execution error" not in err[0], err[0]
