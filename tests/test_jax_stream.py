@@ -138,5 +138,6 @@ def test_two_jax_processes_each_read_their_share_and_train_as_one_process_on_two
 def test_start_up_line_names_the_jax_processes_sharing_the_stream():
     from kerascnn.train.loop import _data_path
 
-    assert _data_path(True, None, 2) == "streamed from disk, sharded by file over 2 processes"
-    assert _data_path(True, None, 1) == "streamed from disk" and _data_path(False, None, 2) == "in memory"
+    assert _data_path(True, None, processes=2) == "streamed from disk, sharded by file over 2 processes"
+    assert _data_path(True, None, processes=1) == "streamed from disk"
+    assert _data_path(False, None, processes=2) == "in memory"
