@@ -35,3 +35,11 @@ def import_tensorflow():
         os.close(saved)
         os.close(devnull)
     return tf
+
+
+def import_tensorflow_if_installed() -> None:
+    """``import_tensorflow()`` where TensorFlow is installed (the JAX engine also runs without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        import_tensorflow()

@@ -28,6 +28,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("jaxruns")
     full = run_kerascnn(*COMMON, "--run-dir", root / "full")
     assert full.returncode == 0, full.stderr[-2000:]
+    # TensorFlow is still imported (Keras seeds it; tf.data): quietly, as on the TensorFlow engine
+    assert "oneDNN custom operations" not in full.stderr and "cuda drivers" not in full.stderr, full.stderr[-800:]
     assert kill_after_epoch(1, *COMMON, "--run-dir", root / "cut") == -signal.SIGKILL
     return root / "full", root / "cut", full.stdout
 

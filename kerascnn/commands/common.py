@@ -110,12 +110,9 @@ def load_tensorflow() -> None:
 
     Commands call this after click's parsing and their own cheap checks, so a bad argument is
     answered in well under a second instead of after TensorFlow's 5-20 s import."""
-    import importlib.util
+    from kerascnn.tfquiet import import_tensorflow_if_installed
 
-    if importlib.util.find_spec("tensorflow") is not None:
-        from kerascnn.tfquiet import import_tensorflow
-
-        import_tensorflow()
+    import_tensorflow_if_installed()
 
 
 class DataPath(click.Path):

@@ -172,6 +172,9 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
 
     t_start = time.time()
     entry = get_entry(opts.model)
+    from kerascnn.tfquiet import import_tensorflow_if_installed
+
+    import_tensorflow_if_installed()   # quietly, where installed: Keras seeds TensorFlow too (and the JAX engine's tf.data uses it)
     keras.utils.set_random_seed(opts.seed)
     if opts.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
