@@ -120,6 +120,18 @@ def _conv_kwargs(mods: dict, token: str) -> dict:
     return kw
 
 
+def _parse_conv(rx, t, token, help_text, extra: str, make, filters: bool = True):
+    """``KIND{k}[-{filters}]`` plus the shared modifiers and ``extra`` (g: groups, m: depth multiplier)
+    -> ``[make([filters,] k, **kwargs)]``; None when ``rx`` does not match."""
+    m = rx.match(t)
+    if not m:
+        return None
+    k = check_min(_size(m.group(1)), 1, "kernel size", token)
+    args = [check_min(int(m.group(2)), 1, "filters", token)] if filters else []
+    mods = parse_mods(m.group(m.lastindex), f"s,p,d,{extra},nb,same,valid", token, help_text)
+    return [make(*args, k, **_conv_kwargs(mods, token))]
+
+
 @register(S.Conv)
 class ConvRule(WindowRule):
     """Conv2D: params F_h F_w C/g K + K; MACs H_o W_o K F_h F_w C/g."""
@@ -164,13 +176,7 @@ class ConvRule(WindowRule):
 
     @classmethod
     def parse(cls, t, token, help_text):
-        m = cls._RE.match(t)
-        if not m:
-            return None
-        k = check_min(_size(m.group(1)), 1, "kernel size", token)
-        filters = check_min(int(m.group(2)), 1, "filters", token)
-        mods = parse_mods(m.group(3), "s,p,d,g,nb,same,valid", token, help_text)
-        return [S.Conv(filters, k, **_conv_kwargs(mods, token))]
+        return _parse_conv(cls._RE, t, token, help_text, "g", S.Conv)
 
 
 @register(S.DepthwiseConv)
@@ -211,12 +217,7 @@ class DepthwiseConvRule(WindowRule):
 
     @classmethod
     def parse(cls, t, token, help_text):
-        m = cls._RE.match(t)
-        if not m:
-            return None
-        k = check_min(_size(m.group(1)), 1, "kernel size", token)
-        mods = parse_mods(m.group(2), "s,p,d,m,nb,same,valid", token, help_text)
-        return [S.DepthwiseConv(k, **_conv_kwargs(mods, token))]
+        return _parse_conv(cls._RE, t, token, help_text, "m", S.DepthwiseConv, filters=False)
 
 
 @register(S.SeparableConv)
@@ -262,13 +263,7 @@ class SeparableConvRule(WindowRule):
 
     @classmethod
     def parse(cls, t, token, help_text):
-        m = cls._RE.match(t)
-        if not m:
-            return None
-        k = check_min(_size(m.group(1)), 1, "kernel size", token)
-        filters = check_min(int(m.group(2)), 1, "filters", token)
-        mods = parse_mods(m.group(3), "s,p,d,m,nb,same,valid", token, help_text)
-        return [S.SeparableConv(filters, k, **_conv_kwargs(mods, token))]
+        return _parse_conv(cls._RE, t, token, help_text, "m", S.SeparableConv)
 
 
 @register(S.Pool)
