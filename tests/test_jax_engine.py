@@ -141,33 +141,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_processes(argv, folders, timeout: int, **extra_env) -> list:
+    """Start ``argv`` once per folder as the processes of one jax.distributed job (process i has
+    ``folders[i]`` as its working directory; its stdout/stderr go to ``out.txt``/``err.txt`` there,
+    files not pipes: a process blocked on a full pipe would stall the other's shutdown); wait, kill
+    any left. Returns (returncode, stdout, stderr) per process."""
+    port, procs = _free_port(), []
+    for i, folder in enumerate(folders):
+        folder.mkdir(parents=True, exist_ok=True)
+        env = worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(len(folders)),
+                         JAX_PROCESS_ID=str(i), **extra_env)
+        with open(folder / "out.txt", "w") as fo, open(folder / "err.txt", "w") as fe:
+            procs.append(subprocess.Popen(argv, stdout=fo, stderr=fe, env=env, cwd=folder))
+    try:
+        for p in procs:
+            p.wait(timeout=timeout)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, (f / "out.txt").read_text(), (f / "err.txt").read_text()) for p, f in zip(procs, folders)]
+
+
 def test_two_processes_equal_one_process(host_devices, tmp_path):
     """jax.distributed over two local CPU processes (gloo collectives), one device each, set up
     from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID: the same epoch of plain
     SGD as the one-process run of test_two_host_devices_equal_one_device, within the same
     derived bound (the cross-process all-reduce only reorders the float32 gradient sums); both
     processes hold the same weights; process 0 alone is the chief."""
-    port = _free_port()
-    logs = [(tmp_path / f"out{i}.txt", tmp_path / f"err{i}.txt") for i in range(2)]
-    procs = []   # output to files, not pipes: a process blocked on a full pipe would stall the other's shutdown
-    for i, (out, err) in enumerate(logs):
-        with open(out, "w") as fo, open(err, "w") as fe:
-            procs.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "tests" / "jax_worker.py"), "processes"], stdout=fo, stderr=fe,
-                env=worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-                               JAX_PROCESS_ID=str(i))))
-    try:
-        for p in procs:
-            p.wait(timeout=300)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    outs = []
-    for p, (out, err) in zip(procs, logs):
-        assert p.returncode == 0, err.read_text()[-3000:]
-        outs.append(worker_result(out.read_text()))
-    r0, r1 = sorted(outs, key=lambda r: r["process"])
+    done = run_processes([sys.executable, str(ROOT / "tests" / "jax_worker.py"), "processes"],
+                         [tmp_path / f"p{i}" for i in range(2)], timeout=300)
+    for rc, _, err in done:
+        assert rc == 0, err[-3000:]
+    r0, r1 = sorted((worker_result(out) for _, out, _ in done), key=lambda r: r["process"])
     assert (r0["process"], r1["process"], r0["processes"]) == (0, 1, 2)
     assert r0["replicas"] == r1["replicas"] == 2 and len(r0["local_devices"]) == len(r1["local_devices"]) == 1
     assert r0["local_devices"] != r1["local_devices"]      # each process computes its half of the batch
@@ -228,29 +234,12 @@ def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
 def test_two_process_train_only_process_0_writes_the_run_directory(tmp_path):
     """`kerascnn train --backend jax` in two processes joined by JAX_COORDINATOR_ADDRESS etc.: one
     run directory, written by process 0; process 1 trains the same weights and writes nothing there."""
-    port = _free_port()
     run_dir = tmp_path / "run"
-    procs, logs = [], []
-    for i in range(2):
-        cwd = tmp_path / f"p{i}"
-        cwd.mkdir()
-        out, err = cwd / "out.txt", cwd / "err.txt"
-        logs.append((out, err))
-        env = worker_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))
-        with open(out, "w") as fo, open(err, "w") as fe:
-            procs.append(subprocess.Popen([sys.executable, "-m", "kerascnn", "train", "lenet5", "--backend", "jax",
-                                           "--epochs", "1", "--run-dir", str(run_dir)],
-                                          stdout=fo, stderr=fe, env=env, cwd=cwd))
-    try:
-        for p in procs:
-            p.wait(timeout=400)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    texts = [out.read_text() for out, _ in logs]
-    for p, (_, err) in zip(procs, logs):
-        assert p.returncode == 0, err.read_text()[-3000:]
+    done = run_processes([sys.executable, "-m", "kerascnn", "train", "lenet5", "--backend", "jax", "--epochs", "1",
+                          "--run-dir", str(run_dir)], [tmp_path / f"p{i}" for i in range(2)], timeout=400)
+    for rc, _, err in done:
+        assert rc == 0, err[-3000:]
+    texts = [out for _, out, _ in done]
     assert "jax.distributed: process 1 of 2" in texts[1] and "results written by the chief" in texts[1]
     assert f"run directory {run_dir}" in texts[0]
     sha = [next(l for l in t.splitlines() if l.startswith("weights sha256")) for t in texts]

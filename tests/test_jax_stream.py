@@ -96,28 +96,17 @@ def test_two_jax_processes_each_read_their_share_and_train_as_one_process_on_two
     of one process streaming the whole batch onto 2 host devices (the same mesh), within the
     bound of test_jax_engine.test_two_host_devices_equal_one_device (the cross-process all-reduce
     only reorders float32 sums); a wrongly assembled batch errs by about the distance travelled."""
-    from test_jax_engine import EPS32, ROOT, _free_port, worker_env, worker_result
+    from test_jax_engine import EPS32, ROOT, run_processes, worker_env, worker_result
 
     folder = _folder(tmp_path / "f", per_class=24, odd_modes=False)
     worker = [sys.executable, str(ROOT / "tests" / "jax_worker.py"), "stream-train", str(folder)]
     one = subprocess.run(worker + ["0"], capture_output=True, text=True, env=worker_env(2), timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     one = worker_result(one.stdout)
-    port, procs, logs = _free_port(), [], [(tmp_path / f"out{i}", tmp_path / f"err{i}") for i in range(2)]
-    for i, (out, err) in enumerate(logs):   # files, not pipes: a full pipe would stall the other process
-        with open(out, "w") as fo, open(err, "w") as fe:
-            procs.append(subprocess.Popen(worker + ["1"], stdout=fo, stderr=fe, env=worker_env(
-                JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i))))
-    try:
-        for p in procs:
-            p.wait(timeout=600)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, logs):
-        assert p.returncode == 0, err.read_text()[-3000:]
-    r0, r1 = sorted((worker_result(out.read_text()) for out, _ in logs), key=lambda r: r["process"])
+    done = run_processes(worker + ["1"], [tmp_path / f"p{i}" for i in range(2)], timeout=600)
+    for rc, _, err in done:
+        assert rc == 0, err[-3000:]
+    r0, r1 = sorted((worker_result(out) for _, out, _ in done), key=lambda r: r["process"])
     assert (one["processes"], one["replicas"], r0["processes"], r0["replicas"]) == (1, 2, 2, 2)
     steps, batch = one["steps"], one["batch"]
     assert steps == 57 // 16 and r0["steps"] == steps                       # 72 files, 15 held out for test
