@@ -35,6 +35,29 @@ def run_kerascnn(*args, env=None, timeout=600, cwd=None):
                           env=full_env, timeout=timeout, cwd=cwd)
 
 
+# Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):
+# the path finder returns no spec for it, so `import tensorflow` raises ModuleNotFoundError and
+# importlib.util.find_spec("tensorflow") is None, exactly as when it is not installed.
+_HIDE_TF = """
+import importlib.machinery as m, sys
+class _NoTF(m.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] == "tensorflow" else m.PathFinder.find_spec(name, path, target)
+sys.meta_path[:] = [_NoTF if f is m.PathFinder else f for f in sys.meta_path]
+from kerascnn.cli import main
+main()
+"""
+
+
+def run_without_tensorflow(*args, timeout=120):
+    """`kerascnn ARGS` in a fresh process where TensorFlow cannot be imported (KERAS_BACKEND unset)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    return subprocess.run([sys.executable, "-c", _HIDE_TF, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A convnet trained for 3 epochs on the bundled digits (shared by evaluate/predict/export/visualize tests)."""

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_kerascnn
+from conftest import run_kerascnn, run_without_tensorflow
 from kerascnn.registry import get_entry
 
 
@@ -65,41 +65,15 @@ def test_bench_jax_backend_without_jax_is_one_line():
     assert "--backend jax needs the jax package" in r.stderr and "Traceback" not in r.stderr
 
 
-# Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):
-# the path finder returns no spec for it, so `import tensorflow` raises ModuleNotFoundError and
-# importlib.util.find_spec("tensorflow") is None, exactly as when it is not installed.
-_HIDE_TF = """
-import importlib.machinery as m, sys
-class _NoTF(m.PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        return None if name.split(".")[0] == "tensorflow" else m.PathFinder.find_spec(name, path, target)
-sys.meta_path[:] = [_NoTF if f is m.PathFinder else f for f in sys.meta_path]
-from kerascnn.cli import main
-main()
-"""
-
-
-def _run_without_tensorflow(*args, timeout=120):
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)
-    return subprocess.run([sys.executable, "-c", _HIDE_TF, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
 def test_cli_and_bench_front_end_need_no_tensorflow():
     for args in (["--help"], ["bench", "--help"], ["list", "resnet*"], ["summary", "convnet", "--no-keras"]):
-        r = _run_without_tensorflow(*args)
+        r = run_without_tensorflow(*args)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
-    assert "resnet50" in _run_without_tensorflow("list", "resnet*").stdout
+    assert "resnet50" in run_without_tensorflow("list", "resnet*").stdout
     # bad input is still refused before any framework loads
-    r = _run_without_tensorflow("bench", "vgg16", "--input-shape", "28,28,1", "--backend", "jax")
+    r = run_without_tensorflow("bench", "vgg16", "--input-shape", "28,28,1", "--backend", "jax")
     assert r.returncode == 2 and "smallest input" in r.stderr
-    r = _run_without_tensorflow("bench", "convnet")  # the default backend names the package to install
+    r = run_without_tensorflow("bench", "convnet")  # the default backend names the package to install
     assert r.returncode == 2 and "pip install tensorflow" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -122,7 +96,7 @@ def test_builders_layers_analysis_use_no_tensorflow_api():
 
 def test_bench_jax_backend_runs_without_tensorflow():
     pytest.importorskip("jax")
-    r = _run_without_tensorflow("bench", "convnet", "--backend", "jax", "--batch-size", "16", "--steps", "1",
+    r = run_without_tensorflow("bench", "convnet", "--backend", "jax", "--batch-size", "16", "--steps", "1",
                                 "--warmup", "0", "--repeats", "1", "--format", "json", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(r.stdout)

@@ -4,14 +4,13 @@ is refused in one line where TensorFlow is missing."""
 import csv
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
 from test_stream import _folder
 
 pytestmark = [pytest.mark.slow,
@@ -75,13 +74,9 @@ def test_sigkill_and_resume_of_a_jax_stream_equals_an_uninterrupted_run(runs):
 
 
 def test_jax_streaming_without_tensorflow_is_refused_in_one_line(tmp_path):
-    from test_jax_train import _HIDE_TF
-
     data = _folder(tmp_path / "f", per_class=4, odd_modes=False)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)
-    r = subprocess.run([sys.executable, "-c", _HIDE_TF, *COMMON, "--data", data, "--backend", "jax",
-                        "--run-dir", tmp_path / "run"], capture_output=True, text=True, env=env, timeout=300)
+    r = run_without_tensorflow(*COMMON, "--data", data, "--backend", "jax", "--run-dir", tmp_path / "run",
+                               timeout=300)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert r.returncode == 2, r.stderr[-2000:]
     assert len(errors) == 1 and "reads the files through TensorFlow's tf.data" in errors[0]

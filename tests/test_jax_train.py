@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
+from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -115,18 +115,6 @@ def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path)
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
-_HIDE_TF = """
-import importlib.machinery as m, sys
-class _NoTF(m.PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        return None if name.split(".")[0] == "tensorflow" else m.PathFinder.find_spec(name, path, target)
-sys.meta_path[:] = [_NoTF if f is m.PathFinder else f for f in sys.meta_path]
-from kerascnn.cli import main
-main()
-"""
-
-
 def test_jax_training_runs_where_tensorflow_is_missing(tmp_path):
     """As on the GPU machine (JAX + Keras, no TensorFlow): 28x28 data needs no resize."""
     from sklearn.datasets import load_digits
@@ -135,11 +123,8 @@ def test_jax_training_runs_where_tensorflow_is_missing(tmp_path):
     x = (np.pad(np.kron(d.images, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * 15.9).astype(np.uint8)
     np.savez(tmp_path / "d28.npz", x_train=x[:1500], y_train=d.target[:1500], x_test=x[1500:],
              y_test=d.target[1500:])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)
-    r = subprocess.run([sys.executable, "-c", _HIDE_TF, "train", "lenet5", "-o", "variant=modern", "--backend", "jax",
-                        "--data", tmp_path / "d28.npz", "--epochs", "2", "--run-dir", tmp_path / "run", "-q"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = run_without_tensorflow("train", "lenet5", "-o", "variant=modern", "--backend", "jax", "--data",
+                               tmp_path / "d28.npz", "--epochs", "2", "--run-dir", tmp_path / "run", "-q", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "engine jax" in r.stdout
     for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
