@@ -60,7 +60,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
             dataset = "digits"
     shape = tuple(model.input_shape[1:])
     k = int(model.output_shape[-1])
-    from kerascnn import stream
+    from kerascnn.data import stream
 
     if stream.wants_stream(cfg.get("stream", "auto"), data, shape[:2], shape[2], strict=False):
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
@@ -106,7 +106,7 @@ def _streamed_split(path: Path, cfg: dict, split: str, shape: tuple, class_names
     """(ImageData of FileImages, the split's FileImages at the model's input, its labels)."""
     import dataclasses
 
-    from kerascnn import stream
+    from kerascnn.data import stream
 
     x_tr, y_tr, x_te, y_te, names = stream.scan(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"))
     k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)

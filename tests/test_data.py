@@ -180,7 +180,7 @@ def test_npz_file_level_problems(tmp_path):
     other.write_text("1,2,3")
     with pytest.raises(DataError, match="expected a .npz file, a directory"):
         D.load_data(data=str(other))
-    manifest = tmp_path / "data.csv"  # .csv is a manifest (kerascnn/formats.py): path,label lines
+    manifest = tmp_path / "data.csv"  # .csv is a manifest (kerascnn/data/formats.py): path,label lines
     manifest.write_text("1,2,3")
     with pytest.raises(DataError, match="data.csv:1: 1: no such image file"):
         D.load_data(data=str(manifest))

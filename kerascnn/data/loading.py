@@ -60,7 +60,7 @@ def parse_class_names(value) -> list | None:
 def load_data(dataset: str | None = "digits", data: str | None = None, num_classes: int | None = None,
               seed: int = 0, class_names=None) -> ImageData:
     """A built-in data set by name, or a user's ``.npz`` file / class-folder directory (``data`` wins),
-    or one of the formats in ``kerascnn.formats`` (CIFAR archives, IDX, manifests, TFRecord shards).
+    or one of the formats in ``kerascnn.data.formats`` (CIFAR archives, IDX, manifests, TFRecord shards).
 
     ``class_names`` (see ``parse_class_names``) names the classes of any source, replacing the
     data's own names (an ``.npz`` file's ``class_names`` array, folder names, "0".."9")."""

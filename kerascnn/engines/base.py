@@ -12,7 +12,7 @@ into a one-line error with the resume hint); ``set_state`` raises ``KeyError`` n
 key, and the loop checks shapes against ``model.weights`` before calling it.
 
 Contract change (branch ``data``, issue 14): ``StepData.x`` and ``evaluate``'s ``x`` may be a
-``kerascnn.stream.FileImages`` (images on disk, ``len()`` = N) instead of an array when the data
+``kerascnn.data.stream.FileImages`` (images on disk, ``len()`` = N) instead of an array when the data
 is streamed; an engine that cannot stream raises nothing new: the loop refuses streaming for any
 engine whose ``name`` is not "tensorflow" (the TF engine feeds it through ``stream.stream_dataset``,
 in the same ``epoch_order`` as ``data.train_dataset``).

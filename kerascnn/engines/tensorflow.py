@@ -120,7 +120,7 @@ class TensorFlowEngine:
             if isinstance(x, np.ndarray):
                 ds = D.eval_dataset(x, y, batch)
             else:  # stream.FileImages
-                from kerascnn import stream
+                from kerascnn.data import stream
 
                 ds = stream.eval_dataset(x, y, batch)
             self._eval_cache = (key, self.strategy.experimental_distribute_dataset(ds))

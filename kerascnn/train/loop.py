@@ -80,7 +80,7 @@ def _streamed_data(opts, size, channels):
     """(ImageData whose x are stream.FileImages, train pair, val pair) when --data is streamed, else None."""
     import dataclasses
 
-    from kerascnn import stream
+    from kerascnn.data import stream
 
     if not stream.wants_stream(getattr(opts, "stream", "auto"), opts.data, size, channels):
         return None
@@ -321,7 +321,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
 
     cache = getattr(opts, "cache", None)
     if streaming and cache:
-        from kerascnn import stream
+        from kerascnn.data import stream
 
         t_cache = time.time()
         if cache == "memory":
