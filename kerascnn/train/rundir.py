@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 from kerascnn import fsutil
@@ -37,40 +38,98 @@ def _listing(path: Path, limit: int = 4) -> str:
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``RUN/.kerascnn.lock`` for the life of this object (or the process)."""
+    """An exclusive ``flock`` on ``RUN/.kerascnn.lock`` for the life of this object (or the process).
+
+    The lock file is kerascnn's own: created with ``O_CREAT | O_EXCL`` or, when it exists, opened
+    with ``O_NOFOLLOW`` and accepted only as a regular file with one link that holds nothing but
+    a pid (what kerascnn writes there). A symbolic link (dangling or not), a directory, a FIFO, a
+    hard link to another file or a file with other contents is refused in one line and never
+    truncated or written (issue 21)."""
 
     def __init__(self, run_dir: Path, create_exclusive: bool = False):
         import fcntl
 
+        self.fd = None          # first: __del__ runs even when __init__ raises
         self.path = Path(run_dir) / LOCK_FILE
-        flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if create_exclusive else 0)
-        try:
-            self.fd = os.open(self.path, flags, 0o644)
-        except FileExistsError:
-            raise ConfigError(f"--run-dir {run_dir} was claimed by another kerascnn process a moment ago; "
-                              f"choose another directory") from None
-        except OSError as e:
-            raise ConfigError(f"{run_dir}: cannot create the run lock ({e.strerror})") from None
+        self.fd = self._open(Path(run_dir), create_exclusive)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = ""
             with contextlib.suppress(OSError, ValueError):
                 holder = f" (pid {int(os.pread(self.fd, 32, 0).decode().split()[0])})"
-            os.close(self.fd)
-            self.fd = None
+            self.release()
             raise ConfigError(f"{run_dir} is being trained by another kerascnn process{holder}; wait for it to "
                               f"finish or stop it first") from None
-        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.fd, 0)   # ours (checked in _open) and held: now the holder's pid
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
+    def _open(self, run_dir: Path, create_exclusive: bool) -> int:
+        base = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        if create_exclusive or not os.path.lexists(self.path):
+            try:
+                return os.open(self.path, base | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if create_exclusive:
+                    os.close(_open_lock(self.path, os.O_RDONLY))   # raises when it is not kerascnn's lock
+                    raise ConfigError(f"--run-dir {run_dir} was claimed by another kerascnn process a moment "
+                                      f"ago; choose another directory") from None
+            except OSError as e:
+                raise ConfigError(f"{run_dir}: cannot create the run lock ({e.strerror})") from None
+        return _open_lock(self.path, base)
+
     def release(self) -> None:
-        if self.fd is not None:
+        if getattr(self, "fd", None) is not None:
             os.close(self.fd)   # closing the descriptor drops the flock
             self.fd = None
 
     def __del__(self):
         self.release()
+
+
+def _not_ours(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path} {what}, not kerascnn's run lock; it was left as it is (move it away and try again)")
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """Open an existing lock file only when it is kerascnn's (see ``RunLock``); else one-line ConfigError."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the run lock ({e.strerror})") from None
+    kind = ("is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is a directory" if stat.S_ISDIR(st.st_mode)
+            else None if stat.S_ISREG(st.st_mode) else "is not a regular file")
+    if kind:        # checked before opening: no open() on a FIFO, device or link
+        raise _not_ours(path, kind)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise _not_ours(path, f"cannot be opened ({e.strerror})") from None
+    try:
+        now = os.fstat(fd)
+        problem = None
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
+            problem = "was replaced while kerascnn opened it"
+        elif now.st_nlink != 1:
+            problem = f"has {now.st_nlink} hard links (another file's name)"
+        elif now.st_size > 24 or not re.fullmatch(rb"(\d{1,12}\n?)?", os.pread(fd, 32, 0)):
+            problem = f"holds {now.st_size:,} bytes that kerascnn did not write (its lock holds a pid)"
+        if problem:
+            raise _not_ours(path, problem)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_lock_file(run_dir: Path) -> None:
+    """Refuse (one line) a ``RUN/.kerascnn.lock`` that kerascnn did not make; cheap (no TensorFlow),
+    nothing is written. Absent is fine."""
+    path = Path(run_dir) / LOCK_FILE
+    if os.path.lexists(path):
+        os.close(_open_lock(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
 
 
 def check_claimable(run_dir: Path) -> bool:
@@ -88,6 +147,7 @@ def check_claimable(run_dir: Path) -> bool:
     if entries and entries != [LOCK_FILE]:
         raise ConfigError(f"--run-dir {run_dir} is not empty (it holds {_listing(run_dir)}); kerascnn "
                           f"writes only into a new or empty directory")
+    check_lock_file(run_dir)
     return True
 
 
@@ -96,8 +156,8 @@ def claim_new(run_dir: Path) -> RunLock:
     only the lock file of a kerascnn run that stopped before writing anything)."""
     run_dir = Path(run_dir)
     if check_claimable(run_dir):
-        if (run_dir / LOCK_FILE).exists():
-            return RunLock(run_dir)    # refused while another process holds it
+        if os.path.lexists(run_dir / LOCK_FILE):
+            return RunLock(run_dir)    # refused while another process holds it, or when it is not ours
         return RunLock(run_dir, create_exclusive=True)
     try:
         run_dir.mkdir(parents=True)
@@ -137,6 +197,7 @@ def check_resumable(run_dir: Path) -> bool:
     stopped before its first epoch completed). A run with progress but no state is refused: it
     cannot be continued exactly, and starting again would overwrite it."""
     run_dir = Path(run_dir)
+    check_lock_file(run_dir)
     for name, what in (("tb", "the TensorBoard logs"), ("backup", "the training state")):
         p = run_dir / name
         if (p.exists() or p.is_symlink()) and (p.is_symlink() or not p.is_dir()):
