@@ -99,7 +99,9 @@ def _listing(names: list, limit: int = 3) -> str:
 
 def not_replaceable(target: Path) -> str | None:
     """None when ``target`` is a previous kerascnn export that ``--force`` may replace; else one
-    line saying what is there."""
+    line saying what is there. kerascnn must prove it wrote every file: an export lists its files
+    with sizes and SHA-256 in ``kerascnn.json`` (``manifest``), and anything else inside (a file
+    added under ``assets/`` or any subfolder, a changed file, a link) keeps the folder."""
     from kerascnn.prediction import read_export_marker
 
     hint = "--force replaces only a previous kerascnn export; choose another --out"
@@ -113,13 +115,160 @@ def not_replaceable(target: Path) -> str | None:
         return f"{target} cannot be listed ({e.strerror}); {hint}"
     if (target / "config.json").is_file():
         return f"{target} is a kerascnn run directory ({_listing(names)}), not an export; {hint}"
-    if read_export_marker(target) is None:
+    marker = read_export_marker(target)
+    if marker is None:
         what = f"it holds {_listing(names)}" if names else "it is an empty folder without the marker"
         return f"{target} is not a kerascnn export (no kerascnn.json marker; {what}); {hint}"
     foreign = [n for n in names if n not in EXPORT_ENTRIES]
     if foreign:
         return f"{target} holds files that are not part of a kerascnn export ({_listing(foreign)}); {hint}"
+    problem = unproven_entry(target, marker.get(MANIFEST_KEY))
+    return f"{target} {problem}; {hint}" if problem else None
+
+
+MANIFEST_KEY = "manifest"   # kerascnn.json: {"files": {relative path: [size, sha256]}, "dirs": [...]}
+# exports written before the manifest: only the files a SavedModel export holds, by name
+LEGACY_FILES = (r"saved_model\.pb|fingerprint\.pb|kerascnn\.json|assets/class_names\.json|"
+                r"variables/variables\.index|variables/variables\.data-[0-9]{5}-of-[0-9]{5}")
+LEGACY_DIRS = {"variables", "assets", "assets.extra"}
+
+
+def _entries(root: Path) -> list:
+    """(relative posix path, os.DirEntry) of everything under ``root``; links are not followed."""
+    import os
+
+    out, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                out.append((Path(e.path).relative_to(root).as_posix(), e))
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+    return sorted(out, key=lambda t: t[0])
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest(root: Path) -> dict:
+    """{relative path: [size, sha256]} of every file under ``root`` but ``kerascnn.json`` (which
+    carries it), plus ``"dirs"``: the folders; what ``unproven_entry`` checks before --force."""
+    files, dirs = {}, []
+    for rel, e in _entries(root):
+        if e.is_dir(follow_symlinks=False):
+            dirs.append(rel)
+        elif rel != "kerascnn.json":
+            files[rel] = [e.stat(follow_symlinks=False).st_size, _sha256(e.path)]
+    return {"dirs": dirs, "files": files}
+
+
+def unproven_entry(root: Path, listed: dict | None) -> str | None:
+    """None when every entry under ``root`` is one kerascnn wrote (``listed``: the marker's
+    manifest; None for an export written before manifests: the SavedModel file names only);
+    else what is there ("holds assets/mine.txt, which kerascnn did not write")."""
+    import re
+
+    try:
+        entries = _entries(root)
+    except OSError as e:
+        return f"cannot be listed ({e.strerror})"
+    files = listed.get("files", {}) if isinstance(listed, dict) else None
+    dirs = set(listed.get("dirs", [])) if isinstance(listed, dict) else LEGACY_DIRS
+    to_hash = []
+    for rel, e in entries:
+        if e.is_symlink():
+            return f"holds a symbolic link {rel[:80]}, which kerascnn did not write"
+        if e.is_dir(follow_symlinks=False):
+            if rel not in dirs:
+                return f"holds a folder {rel[:80]}, which kerascnn did not write"
+            continue
+        if not e.is_file(follow_symlinks=False):
+            return f"holds {rel[:80]}, which is not a regular file"
+        if rel == "kerascnn.json":
+            continue
+        if files is None:
+            if not re.fullmatch(LEGACY_FILES, rel):
+                return f"holds {rel[:80]}, which kerascnn did not write"
+            continue
+        if rel not in files:
+            return f"holds {rel[:80]}, which kerascnn did not write"
+        size, digest = files[rel]
+        if e.stat(follow_symlinks=False).st_size != size:
+            return f"holds {rel[:80]}, changed since kerascnn wrote it (size)"
+        to_hash.append((rel, e.path, digest))
+    for rel, path, digest in to_hash:   # names and sizes first, content last
+        if _sha256(path) != digest:
+            return f"holds {rel[:80]}, changed since kerascnn wrote it (content)"
     return None
+
+
+def recover(target: Path) -> list:
+    """Put back an export that a crashed ``export --force`` moved aside (only on a platform
+    without an atomic exchange; ``fsutil.recover_replaced``); [(what, path)] done."""
+    return fsutil.recover_replaced(Path(target), owned=lambda p: not_replaceable(p) is None)
+
+
+# ONNX / LiteRT: one file, proven by a hidden sidecar beside it with its size and SHA-256
+def sidecar(path: Path) -> Path:
+    return path.parent / f".{path.name}.kerascnn.json"
+
+
+def file_not_replaceable(path: Path, fmt: str) -> str | None:
+    """None when ``path`` is a file kerascnn exported (its sidecar lists its size and SHA-256);
+    else one line saying why ``--force`` leaves it."""
+    import os
+    import stat
+
+    hint = f"--force replaces only a previous kerascnn {fmt} export; choose another --out"
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror}); {hint}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a plain file; {hint}"
+    try:
+        side = sidecar(path)
+        meta = json.loads(side.read_text()) if side.is_file() and side.stat().st_size < 4096 else None
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != f"kerascnn-{fmt}/1":
+        return f"{path} was not written by kerascnn export (no {sidecar(path).name} beside it); {hint}"
+    if st.st_nlink != 1 or st.st_size not in meta.get("sizes", []) or _sha256(path) not in meta.get("sha256", []):
+        return f"{path} changed since kerascnn wrote it; {hint}"
+    return None
+
+
+def commit_file(tmp: Path, path: Path, fmt: str, force: bool) -> None:
+    """Rename the verified ``tmp`` onto ``path`` with its sidecar: the sidecar lists the old and
+    the new file first (a crash in between leaves a file the sidecar still proves), then the new
+    one only."""
+    import os
+
+    tmp, path = Path(tmp), Path(path)
+    if os.path.lexists(path):
+        if not force:
+            raise ConfigError(f"{path} already exists; pass --force to replace it")
+        reason = file_not_replaceable(path, fmt)
+        if reason:
+            raise ConfigError(reason)
+        old = json.loads(sidecar(path).read_text())
+    else:
+        old = {"sizes": [], "sha256": []}
+    new = {"size": tmp.stat().st_size, "sha256": _sha256(tmp)}
+    both = {"format": f"kerascnn-{fmt}/1", "file": path.name, "sizes": old["sizes"][-1:] + [new["size"]],
+            "sha256": old["sha256"][-1:] + [new["sha256"]]}
+    fsutil.atomic_write_json(sidecar(path), both)
+    os.replace(tmp, path)
+    fsutil.atomic_write_json(sidecar(path), {"format": both["format"], "file": path.name,
+                                             "sizes": [new["size"]], "sha256": [new["sha256"]]})
 
 
 def _test_pause(point: str) -> None:
@@ -179,6 +328,8 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
                               f"(max |diff| {diff:.3g} > {tol:g} or different classes)")
         got1 = loaded.signatures["serve_float"](images=tf.constant(probe[:1].astype(np.float32)))["probabilities"]
         del loaded
+        meta[MANIFEST_KEY] = manifest(staging)      # the proof that kerascnn wrote every file (--force checks it)
+        (staging / "kerascnn.json").write_text(json.dumps(meta, indent=2))
         fsutil.normal_permissions(staging)
         _test_pause("export-before-rename")
         fsutil.commit_dir(staging, target, force=force, replaceable=not_replaceable)
@@ -220,14 +371,16 @@ def export_other(model, info, target: Path, fmt: str, force: bool = False) -> di
     path = target.with_suffix(suffix) if target.suffix != suffix else target
     if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} already exists; pass --force to replace it")
-    if force and (path.is_symlink() or (path.exists() and not path.is_file())):
-        raise ConfigError(f"{path} is not a plain file; --force replaces only a previous {fmt} export")
+    if path.exists() or path.is_symlink():
+        reason = file_not_replaceable(path, fmt)
+        if reason:
+            raise ConfigError(reason)
     h, w, c = (int(v) for v in model.input_shape[1:])
     raw = _probe_batch((h, w, c))
     probe = raw.astype(np.float32) * RAW_PIXEL_SCALE
     expected = np.asarray(model(probe, training=False), np.float32)
     exported = uint8_model(model) if fmt == "onnx" else model
-    with fsutil.atomic_path(path) as tmp:
+    with fsutil.atomic_path(path, commit=lambda tmp, dst: commit_file(tmp, dst, fmt, force)) as tmp:
         import warnings
 
         with warnings.catch_warnings():  # tf2onnx's np.object probe warns on NumPy 2
@@ -298,8 +451,10 @@ def precheck(ref: str, out: str | None = None, force: bool = False, fmt: str = "
     target = target_path(ref, out, fmt, fuse_bn)
     if (target.exists() or target.is_symlink()) and not force:
         raise ConfigError(f"{target} already exists; pass --force to replace it")
-    if force and fmt == "savedmodel" and (target.exists() or target.is_symlink()):
-        reason = not_replaceable(target)
+    if fmt == "savedmodel":
+        recover(target)       # an export a crashed --force moved aside goes back first
+    if force and (target.exists() or target.is_symlink()):
+        reason = not_replaceable(target) if fmt == "savedmodel" else file_not_replaceable(target, fmt)
         if reason:
             raise ConfigError(reason)
     return target

@@ -52,8 +52,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+def atomic_path(target: str | os.PathLike, suffix: str | None = None, commit=None):
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success
+    (``commit(tmp, target)`` instead of ``os.replace`` when given).
 
     The temporary file keeps ``target``'s suffix (Keras checks ``.keras`` / ``.weights.h5``).
     On any exception the temporary file is removed and ``target`` is untouched.
@@ -70,7 +71,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
         with contextlib.suppress(OSError):
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        (commit or os.replace)(tmp, target)
         _fsync_dir(target.parent)
     except Exception as e:
         err = write_error(target, e)
@@ -147,30 +148,108 @@ def normal_permissions(root: str | os.PathLike) -> None:
             os.chmod(p, (0o666 | execute) & ~mask)
 
 
+RENAME_EXCHANGE = 2    # linux/fs.h: renameat2 flag, swap the two names atomically
+_AT_FDCWD = -100
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap the names ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``,
+    through ctypes): at every instant each name holds one complete tree. False where the platform,
+    C library or file system has no such call (nothing changed then); OSError on other failures."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):   # a C library without renameat2 (glibc < 2.28, musl < 1.2.?)
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):   # kernel or file system lacks it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+OLD_MARK = ".old-"
+
+
+def aside_name(target: Path) -> Path:
+    """``.NAME.old-PID-HEX8``: where the two-rename fallback of ``commit_dir`` keeps the old tree
+    until the new one is in place (``recover_replaced`` puts it back after a crash)."""
+    return target.parent / f".{target.name}{OLD_MARK}{_pid_tag()}"
+
+
 def commit_dir(staging: str | os.PathLike, target: str | os.PathLike, force: bool = False,
                replaceable=None) -> None:
     """Rename a complete staging directory onto ``target``.
 
     Without ``force`` an existing ``target`` is an error (FileExistsError) and is left alone.
-    With ``force`` the old directory is first renamed aside, then removed only after the new
-    one is in place. ``replaceable(target)`` (when given) is asked first and returns None when
-    ``target`` may be replaced, else the reason it may not (raised as PermissionError; nothing
-    is touched).
+    With ``force`` the two trees swap names in one atomic step (``exchange``) and the old one,
+    now under the staging name, is removed; at no instant is ``target`` missing or mixed. Where
+    the platform has no exchange, the old tree is renamed aside (``aside_name``) first and
+    removed only after the new one is in place; a crash between the two renames leaves it there
+    and the next kerascnn command on ``target`` puts it back (``recover_replaced``).
+    ``replaceable(path)`` (when given) returns None when ``path`` may be replaced, else the
+    reason it may not (raised as PermissionError; nothing is touched). It is asked before, and
+    again about the old tree after it left ``target``: a file added in between puts it back.
     """
     staging, target = Path(staging), Path(target)
-    if target.exists() or target.is_symlink():
-        if not force:
-            raise FileExistsError(str(target))
-        reason = replaceable(target) if replaceable is not None else None
-        if reason:
-            raise PermissionError(reason)
-        old = target.parent / f".{target.name}.old-{_pid_tag()}"
+    if not (target.exists() or target.is_symlink()):
+        os.rename(staging, target)
+        _fsync_dir(target.parent)
+        return
+    if not force:
+        raise FileExistsError(str(target))
+    reason = replaceable(target) if replaceable is not None else None
+    if reason:
+        raise PermissionError(reason)
+    if exchange(staging, target):
+        old, swapped = staging, True
+    else:
+        old, swapped = aside_name(target), False
         os.rename(target, old)
         os.rename(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, target)
+    late = replaceable(old) if replaceable is not None else None
+    if late:    # changed between the check and the swap: the old tree goes back, the new one is dropped
+        if swapped:
+            exchange(staging, target)
+        else:
+            os.rename(target, staging)
+            os.rename(old, target)
+        raise PermissionError(late.replace(str(old), str(target)))
     _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_replaced(target: str | os.PathLike, owned) -> list:
+    """Finish what a crashed two-rename replacement of ``target`` left (``commit_dir``'s fallback):
+    each ``.NAME.old-PID-HEX8`` beside it whose process is gone and that ``owned(path)`` proves is
+    kerascnn's is put back when ``target`` is missing, else deleted (the new tree landed).
+    Returns the [(what, path)] done. Anything else is left alone."""
+    target = Path(target)
+    directory = target.parent
+    pattern = re.escape(f".{target.name}{OLD_MARK}") + r"([0-9]{1,10})-[0-9a-f]{8}"
+    done = []
+    try:
+        entries = sorted(directory.iterdir(), key=lambda p: -p.lstat().st_mtime_ns)
+    except OSError:
+        return done
+    for p in entries:
+        m = re.fullmatch(pattern, p.name)
+        if not m or p.is_symlink() or not p.is_dir() or pid_alive(int(m.group(1))) or not owned(p):
+            continue
+        if target.exists() or target.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(("removed", p))
+        else:
+            os.rename(p, target)
+            done.append(("restored", target))
+    return done
 
 
 # after the PID-HEX8 tag: nothing (a staging folder) or mkstemp's 8 characters and a suffix (a file)

@@ -70,10 +70,14 @@ def test_export_force_replaces_a_previous_export_but_not_one_with_user_files_add
     assert invoke("export", tiny_model, "--out", out).exit_code == 0
     meta = json.loads((out / "kerascnn.json").read_text())
     assert meta["format"] == "kerascnn-savedmodel/1"
-    (out / "saved_model.pb").write_bytes(b"stale")
+    pb = (out / "saved_model.pb").stat().st_ino
     r = invoke("export", tiny_model, "--out", out, "--force")
     assert r.exit_code == 0, r.output
-    assert (out / "saved_model.pb").stat().st_size > 1000
+    assert (out / "saved_model.pb").stat().st_size > 1000 and (out / "saved_model.pb").stat().st_ino != pb
+    (out / "saved_model.pb").write_bytes(b"edited")    # issue 21: a changed file is no longer provably kerascnn's
+    r = invoke("export", tiny_model, "--out", out, "--force")
+    assert "saved_model.pb, changed since kerascnn wrote it" in _one_error(r, 2)
+    assert (out / "saved_model.pb").read_bytes() == b"edited"
     (out / "my_notes.txt").write_text("added by the user")
     r = invoke("export", tiny_model, "--out", out, "--force")
     assert "my_notes.txt" in _one_error(r, 2)

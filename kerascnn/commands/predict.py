@@ -23,6 +23,11 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
     from kerascnn.prediction import is_savedmodel_dir, iter_predictions
     from kerascnn.runs import check_model_ref
 
+    from pathlib import Path
+
+    from kerascnn.export import recover
+
+    recover(Path(model_or_export))   # an export a crashed `export --force` moved aside goes back first
     if not is_savedmodel_dir(model_or_export):
         check_model_ref(model_or_export)
     model_options = pretrained_model_options(model_or_export, weights, options, "a run, .keras file or export")
