@@ -219,8 +219,9 @@ def test_distributed_settings_refuse_bad_values(env, needle):
 
 def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
     from kerascnn.engines import jax as J
+    from kerascnn.engines import jax_distributed
 
-    monkeypatch.setattr(J, "_DISTRIBUTED", [])
+    monkeypatch.setattr(jax_distributed, "_DISTRIBUTED", [])
     calls = []
     env = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:9", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
     fake = {"initialize": lambda **kw: calls.append(("init", kw)), "configure": lambda k, v: calls.append((k, v))}
