@@ -76,7 +76,9 @@ class KerasCNNGroup(click.Group):
         except (click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Stopped as e:
-            click.echo(f"Error: {one_line(e)}", err=True)
+            from kerascnn import stopping
+
+            stopping.report(one_line(e))
             ctx.exit(128 + SIGNAL_NUMBERS.get(e.signal_name, 15))
         except ConfigError as e:
             raise DomainError(one_line(e)) from None
@@ -121,24 +123,14 @@ def cli():
 SIGNAL_NUMBERS = {"SIGTERM": 15, "SIGHUP": 1}
 
 
-def _raise_stopped(signum, frame):
-    import signal
-
-    raise Stopped(signal.Signals(signum).name)
-
-
 def install_signal_handlers() -> None:
     """SIGTERM (and SIGHUP) raise ``Stopped`` in the main thread, so a stopped command unwinds like
-    Ctrl-C (cleanup runs) and ends with "Error: stopped (SIGTERM)" and exit 143, not silently."""
-    import signal
-    import threading
+    Ctrl-C (cleanup runs) and ends with "Error: stopped (SIGTERM)" and exit 143, not silently;
+    also when the signal lands in a garbage-collection callback or the main thread is stuck in C
+    (``kerascnn.stopping``)."""
+    from kerascnn import stopping
 
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for name in SIGNAL_NUMBERS:
-        sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, None):
-            signal.signal(sig, _raise_stopped)
+    stopping.install()
 
 
 def main(argv=None):

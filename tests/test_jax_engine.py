@@ -229,7 +229,8 @@ def test_init_distributed_calls_jax_once_with_gloo_first(monkeypatch):
     assert J.init_distributed(env, **fake) is True
     assert J.init_distributed(env, **fake) is True          # once per process
     assert calls == [("jax_cpu_collectives_implementation", "gloo"),
-                     ("init", {"coordinator_address": "127.0.0.1:9", "num_processes": 2, "process_id": 1})]
+                     ("init", {"coordinator_address": "127.0.0.1:9", "num_processes": 2, "process_id": 1,
+                               "initialization_timeout": 150})]
 
 
 def test_two_process_train_only_process_0_writes_the_run_directory(tmp_path):

@@ -5,6 +5,12 @@
 Kubernetes cluster); ``init_distributed`` calls ``jax.distributed.initialize`` with them before any
 device is touched (on CPUs with gloo collectives). Pure Python until JAX is imported inside
 ``init_distributed``; ``kerascnn.engines.jax`` re-exports both names.
+
+The join is bounded: every process must have joined within ``KERASCNN_JAX_JOIN_TIMEOUT`` seconds
+(``JOIN_TIMEOUT`` = 120 by default). JAX's own limit (``initialization_timeout``) ends the process
+with a native abort and a C++ stack trace, so kerascnn's deadline comes first: a watchdog thread
+prints one ``Error:`` line naming the coordinator address and exits 1 (nothing is written
+before the join: it happens before the run directory is claimed).
 """
 from __future__ import annotations
 
@@ -43,6 +49,53 @@ def distributed_settings(env=None):
 
 
 _DISTRIBUTED = []
+JOIN_TIMEOUT = 120.0        # seconds; KERASCNN_JAX_JOIN_TIMEOUT overrides
+JAX_MARGIN = 30             # JAX's own initialization_timeout is this much later than kerascnn's
+
+
+def join_timeout(env=None) -> float:
+    """Seconds every process has to join (``KERASCNN_JAX_JOIN_TIMEOUT``, default ``JOIN_TIMEOUT``)."""
+    from kerascnn.errors import ConfigError
+
+    env = os.environ if env is None else env
+    text = env.get("KERASCNN_JAX_JOIN_TIMEOUT", "")
+    if text == "":
+        return JOIN_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise ConfigError(f"KERASCNN_JAX_JOIN_TIMEOUT must be seconds in (0, 86400]; received {text[:40]!r}")
+    return value
+
+
+def _join_failed(settings: dict, seconds: float, cause: str) -> str:
+    where = settings.get("coordinator_address") or "the address JAX detected for this cluster"
+    who = (f"process {settings['process_id']} of {settings['num_processes']}"
+           if "process_id" in settings and "num_processes" in settings else "this process")
+    return (f"jax.distributed: {who} could not join the run at the coordinator {where} within {seconds:g} s "
+            f"({cause}); start every process with the same JAX_COORDINATOR_ADDRESS (process 0 serves it), "
+            f"or wait longer with KERASCNN_JAX_JOIN_TIMEOUT=SECONDS")
+
+
+def _watchdog(settings: dict, seconds: float):
+    """A daemon thread that ends the process with one ``Error:`` line when the join is not done
+    within ``seconds`` (JAX blocks in C++ there, where no Python exception can reach); returns
+    the Event that tells it the join is done."""
+    import sys
+    import threading
+
+    done = threading.Event()
+
+    def watch():
+        if not done.wait(seconds):
+            sys.stderr.write(f"Error: {_join_failed(settings, seconds, 'no answer from every process')}\n")
+            sys.stderr.flush()
+            os._exit(1)
+
+    threading.Thread(target=watch, name="kerascnn-jax-join-watchdog", daemon=True).start()
+    return done
 
 
 def init_distributed(env=None, initialize=None, configure=None) -> bool:
@@ -50,17 +103,27 @@ def init_distributed(env=None, initialize=None, configure=None) -> bool:
     before any JAX device use. Once per process; True when this is a multi-process run.
     ``initialize``/``configure`` stand in for ``jax.distributed.initialize``/``jax.config.update``
     in tests."""
+    from kerascnn.errors import TrainingError
+
     settings = distributed_settings(env)
     if settings is None:
         return False
     if _DISTRIBUTED:
         return True
+    seconds = join_timeout(env)
     if initialize is None or configure is None:
         import jax
 
         initialize = initialize or jax.distributed.initialize
         configure = configure or jax.config.update
     configure("jax_cpu_collectives_implementation", "gloo")   # CPU processes talk through gloo
-    initialize(**settings)
+    done = _watchdog(settings, seconds)
+    try:
+        initialize(**settings, initialization_timeout=int(seconds) + JAX_MARGIN)
+    except (RuntimeError, ValueError) as e:     # JAX's own errors that reach Python (bad address ...)
+        text = str(e).strip().splitlines()
+        raise TrainingError(_join_failed(settings, seconds, text[0][:160] if text else type(e).__name__)) from None
+    finally:
+        done.set()
     _DISTRIBUTED.append(settings)
     return True
