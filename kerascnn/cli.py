@@ -94,9 +94,26 @@ class KerasCNNGroup(click.Group):
         except Exception as e:  # last resort: never show a traceback to the user
             if os.environ.get("KERASCNN_DEBUG"):
                 raise
+            ours = _own_error(one_line(e))
+            if ours is not None:      # kerascnn's own error raised inside tf.data (a numpy_function)
+                raise ours from None
             raise click.ClickException(
                 f"{e.__class__.__name__}: {one_line(e)} (set KERASCNN_DEBUG=1 for the traceback)"
             ) from None
+
+
+def _own_error(line: str):
+    """``kerascnn.errors.DataError: msg`` (how TensorFlow passes on an exception raised in a
+    ``tf.numpy_function``) -> the click exception that error gets directly; else None."""
+    import re
+
+    from kerascnn import errors
+
+    m = re.match(r"kerascnn\.errors\.(\w+): (.+)", line)
+    cls = getattr(errors, m.group(1), None) if m else None
+    if not (isinstance(cls, type) and issubclass(cls, KerasCNNError)):
+        return None
+    return DomainError(m.group(2)) if issubclass(cls, ConfigError) else click.ClickException(m.group(2))
 
 
 class DomainError(click.ClickException):

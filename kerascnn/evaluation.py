@@ -76,7 +76,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         probs = predict_probabilities(model, x, batch_size)
     else:  # streamed from disk (stream.FileImages), decoded batch by batch
         probs = np.concatenate([np.asarray(model(xb, training=False), np.float32)
-                                for xb, _ in stream.eval_dataset(x, y, batch_size)])
+                                for xb, _ in stream.eval_dataset(x, y, batch_size, strict=True)])
     names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
     result = metrics_from_probabilities(probs, y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})

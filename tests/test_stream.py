@@ -187,7 +187,7 @@ def test_each_worker_decodes_only_its_share_and_together_they_are_the_one_worker
     for w in range(2):
         read = []
         counted = dataclasses.replace(fi, native=[False] * len(fi))   # every decode goes through load()
-        counted.load = lambda i, load=counted.load, read=read: read.append(int(i)) or load(i)
+        counted.load = lambda i, *raw, load=counted.load, read=read: read.append(int(i)) or load(i, *raw)
         list(stream.stream_dataset(counted, y_tr, 8, 3, 0, 1, worker=(w, 2)).as_numpy_iterator())
         reads.append(read)
     assert [len(r) for r in reads] == [len(set(r)) for r in reads] == [4 * steps, 4 * steps]

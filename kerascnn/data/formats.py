@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.data import safe_read
 from kerascnn.errors import DataError
 
 TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
@@ -345,11 +346,13 @@ def _read_shards(files: list):
             "image/class/label": tf.io.FixedLenFeature([], tf.int64),
             "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
     images, labels, texts = [], [], {}
+    safe_read.check_shards(files)      # every record's claimed length, before TensorFlow reads one
     for f in files:
         try:
             for i, rec in enumerate(tf.data.TFRecordDataset(str(f))):
                 try:
                     ex = tf.io.parse_single_example(rec, spec)
+                    safe_read.check_encoded(ex["image/encoded"].numpy(), f"{f}: record {i}")
                     img = tf.io.decode_image(ex["image/encoded"], expand_animations=False).numpy()
                 except (tf.errors.InvalidArgumentError, ValueError) as e:
                     from kerascnn.data import _short
@@ -370,9 +373,7 @@ def _read_shards(files: list):
             raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
     if not images:
         raise DataError(f"{files[0]}: no records")
-    names = None
-    if texts and set(texts) == set(range(max(texts) + 1)):
-        names = [texts[i] for i in range(max(texts) + 1)]
+    names = safe_read.names_from_texts(texts)
     return images, np.array(labels, dtype=np.int64), names
 
 

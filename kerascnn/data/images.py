@@ -3,6 +3,7 @@ uint8 gray / RGB, folder scans, stacking mixed sizes and modes, ``load_image_fil
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -37,17 +38,23 @@ def _check_image_header(path: Path, im, have: int | None = None) -> None:
 @contextlib.contextmanager
 def _open_header(path: Path):
     """``Image.open`` (reads the header only) with PIL's own bomb check handed to
-    ``_check_image_header``, which names the file and the size in one line."""
+    ``_check_image_header``, which names the file and the size in one line. A path is opened only
+    as a regular file of bounded size (``safe_read.open_regular``: no FIFO, device or /dev/zero
+    link, checked on the opened file); a file object is read as it is."""
     from PIL import Image
 
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        im = Image.open(path)
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
-    with im:
-        yield im
+    from kerascnn.data.safe_read import open_regular
+
+    fh = open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
+    with fh as src:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            im = Image.open(src)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+        with im:
+            yield im
 
 
 def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) -> None:
@@ -63,12 +70,16 @@ def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) ->
         raise DataError(f"{path}: empty {what} file (0 bytes)")
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, raw: bytes | None = None) -> np.ndarray:
+    """One image file (or its bytes ``raw``, already read) -> uint8 (H, W) gray or (H, W, 3) RGB."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    _regular_file(path)
+    if raw is None:
+        _regular_file(path)
     try:
-        with _open_header(path) as im:
+        with _open_header(path if raw is None else io.BytesIO(raw)) as im:
             _check_image_header(path, im)
             return _decode(im)
     except Image.DecompressionBombError as e:

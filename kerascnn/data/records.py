@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.data import safe_read
 from kerascnn.errors import DataError
 
 SHUFFLE_BYTES = 64 << 20      # serialized records held per shuffle window
@@ -55,6 +56,7 @@ class RecordImages:
     window: int = MIN_WINDOW     # records per shuffle window
     bad: list = field(default_factory=list)
     cache_file: str | None = None
+    on_bad: str = "stop"         # --bad-files: a record whose image fails to decode stops or is skipped
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -112,7 +114,8 @@ def _label_pass(f: Path):
     """(labels, {label: text}, [(h, w)]) of one shard; nothing decoded."""
     import tensorflow as tf
 
-    spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+    missing = np.iinfo(np.int64).min
+    spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=missing),
             "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b""),
             "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
             "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
@@ -121,9 +124,8 @@ def _label_pass(f: Path):
         ds = tf.data.TFRecordDataset(str(f)).batch(4096).map(lambda s: tf.io.parse_example(s, spec))
         for ex in ds.as_numpy_iterator():
             lab = ex["image/class/label"]
-            if (lab < 0).any():
-                i = sum(len(x) for x in labels) + int(np.argmax(lab < 0))
-                raise DataError(f"{f}: record {i}: no image/class/label")
+            first = sum(len(x) for x in labels)
+            safe_read.check_record_fields(f, first, lab, ex["image/height"], ex["image/width"], missing)
             labels.append(lab)
             for k, j in zip(*np.unique(lab, return_index=True)):   # the first text of each label
                 t = ex["image/class/text"][j]
@@ -157,7 +159,7 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
     return out
 
 
-def scan(path: Path, seed: int):
+def scan(path: Path, seed: int, policy: str = "stop"):
     """TFRecord ``--data`` -> (x_train RecordImages, y_train, x_test RecordImages, y_test, class names);
     the same splits (and label order: ascending record index) as the in-memory path."""
     from kerascnn import data as D
@@ -165,6 +167,7 @@ def scan(path: Path, seed: int):
 
     train, test = formats.tfrecord_files(path)
     shards = train + test
+    safe_read.check_shards(shards)      # every record's claimed length, before TensorFlow reads one
     ys, texts, sizes, counts = [], {}, [], []
     for f in shards:
         y, t, s = _label_pass(f)
@@ -184,11 +187,10 @@ def scan(path: Path, seed: int):
             else Counter(s[:2] for s in shapes).most_common(1)[0][0])
     total_bytes = sum(Path(f).stat().st_size for f in shards)
     window = int(np.clip(SHUFFLE_BYTES // max(1, total_bytes // max(1, len(y))), MIN_WINDOW, MAX_WINDOW))
-    names = None
-    if texts and set(texts) == set(range(max(texts) + 1)):
-        names = [texts[i] for i in range(max(texts) + 1)]
+    names = safe_read.names_from_texts(texts)
     whole = RecordImages([str(f) for f in shards], counts, np.arange(len(y)), tuple(int(v) for v in size),
-                         int(channels), window=window)
+                         int(channels), window=window, on_bad=policy)
+    D.check_labels(path, {"labels": y}, names)     # before the split counts classes
     if test:
         i_tr, i_te = np.arange(n_tr), np.arange(n_tr, len(y))
     else:
@@ -238,7 +240,10 @@ def _decoder(x: RecordImages):
 
     def decode(rec):
         ex = tf.io.parse_single_example(rec, spec)
-        img = tf.io.decode_image(ex["image/encoded"], expand_animations=False)   # uint8 (16-bit scaled)
+        return decode_image(ex["image/encoded"]), ex["image/class/label"]
+
+    def decode_image(encoded):
+        img = tf.io.decode_image(encoded, expand_animations=False)   # uint8 (16-bit scaled)
         c = tf.shape(img)[-1]
         if x.raw_channels == 3:
             img = tf.cond(c >= 3, lambda: img[..., :3], lambda: tf.repeat(img[..., :1], 3, axis=-1))
@@ -256,8 +261,9 @@ def _decoder(x: RecordImages):
         img = img * np.float32(x.pixel_scale)
         if c_mid != x.channels:       # gray -> RGB after resizing
             img = tf.repeat(img[..., :1], x.channels, axis=-1)
-        return img, ex["image/class/label"]
+        return img
 
+    decode.image = decode_image     # encoded image -> float32 image (the stream parses records in batches)
     return decode
 
 
@@ -273,18 +279,19 @@ def _records(x: RecordImages, files, cycle: int = CYCLE):
     mask[np.asarray(x.idx, np.int64)] = True
     keep = tf.constant(mask)
 
-    def one_shard(s):
-        return tf.data.TFRecordDataset(paths[s]).enumerate().map(lambda i, r: (offsets[s] + i, r))
+    def one_shard(s):   # the shard is checked again when it is opened (still the file the scan checked)
+        return tf.data.TFRecordDataset(safe_read.verified_path(paths[s])).enumerate().map(
+            lambda i, r: (offsets[s] + i, r))
 
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         one_shard, cycle_length=cycle, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.filter(lambda g, r: keep[g])
 
 
-def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
-    """Epoch ``epoch``'s records for ``worker`` as (batch index in the epoch, serialized record):
-    ``steps * batch_size // count`` of them (``steps = len(x) // batch_size``), in the order the
-    module docstring describes."""
+def _epoch_stream(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
+    """(ds of (global index, serialized record), how many the epoch uses, "file" | "data"): epoch
+    ``epoch``'s records for ``worker`` in the order the module docstring describes, before the cut
+    to ``steps * batch_size // count`` (``steps = len(x) // batch_size``)."""
     import tensorflow as tf
 
     from kerascnn import data as D
@@ -298,20 +305,77 @@ def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
     key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64)])
 
     def permute(j, recs):
-        n = tf.shape(recs)[0]
+        g, r = recs
+        n = tf.shape(r)[0]
         p = tf.random.experimental.stateless_shuffle(tf.range(n), seed=key * [1, 1 << 32] + [0, j])
-        return tf.gather(recs, p)
+        return tf.gather(g, p), tf.gather(r, p)
 
-    ds = _records(x, files).map(lambda g, r: r)
-    ds = ds.batch(x.window).enumerate().map(permute).unbatch()
-    if how == "file":
-        ds = ds.repeat().take(steps * share).enumerate().map(lambda p, r: (p // share, r))
-    else:   # every worker the whole epoch, each keeps its slice of every global batch (before decoding)
+    ds = _records(x, files).batch(x.window).enumerate().map(permute).unbatch()
+    if how == "data":   # every worker the whole epoch, each keeps its slice of every global batch (before decoding)
         ds = ds.take(steps * batch_size).enumerate()
         if count > 1:
-            ds = ds.filter(lambda p, r: tf.equal((p % batch_size) // share, index))
-        ds = ds.map(lambda p, r: (p // batch_size, r))
-    return ds
+            ds = ds.filter(lambda p, e: tf.equal((p % batch_size) // share, index))
+        ds = ds.map(lambda p, e: e)
+    return ds, steps * share, how
+
+
+def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
+    """Epoch ``epoch``'s records for ``worker`` as (batch index in the epoch, serialized record):
+    ``steps * batch_size // count`` of them (``steps = len(x) // batch_size``), in the order the
+    module docstring describes (by file: a worker repeats its own records if its files hold fewer
+    than its share)."""
+    ds, n, how = _epoch_stream(x, seed, epoch, worker, batch_size)
+    share = batch_size // worker[1]
+    ds = ds.map(lambda g, r: r)
+    return (ds.repeat() if how == "file" else ds).take(n).enumerate().map(lambda p, r: (p // share, r))
+
+
+def _guard(x: RecordImages, on_bad: str | None = None):
+    """Names a dropped record by shard and record index (``safe_read.Guard``)."""
+    offsets = np.concatenate([[0], np.cumsum(x.counts)]).astype(np.int64)
+
+    def describe(g: int) -> str:
+        s = int(np.searchsorted(offsets, g, side="right") - 1)
+        name = f"{x.shards[s]}: record {g - offsets[s]}"
+        try:
+            from tensorflow.core.example import example_pb2
+
+            ex = example_pb2.Example.FromString(safe_read.read_record(x.shards[s], int(g - offsets[s])))
+            return safe_read.diagnose_image(ex.features.feature["image/encoded"].bytes_list.value[0], name)
+        except DataError as e:
+            return str(e)
+        except Exception as e:  # noqa: BLE001  (a record that no longer parses)
+            return f"{name}: no readable image/encoded ({e.__class__.__name__})"
+
+    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad)
+
+
+def _decoded(x: RecordImages, recs, epoch, guard, positions: bool = False):
+    """(global index, image, label) of the records ``recs`` ((global index, record) pairs) in that
+    order, records whose image fails to decode (or whose header claims more than
+    ``MAX_IMAGE_PIXELS``) named by ``guard`` (stop) or left out (skip). ``positions``: instead
+    (position in ``recs``, global index, image, label), the gaps left for ``guard.check_batches``."""
+    import tensorflow as tf
+
+    image = _decoder(x).image
+    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(p, g, r):    # a batch of records at once
+        ex = tf.io.parse_example(r, spec)
+        return p, g, ex["image/encoded"], ex["image/class/label"]
+
+    def decode(p, g, encoded, label, ok):
+        with tf.control_dependencies([tf.debugging.assert_equal(ok, True, message="refused")]):
+            return p, g, image(encoded), label
+
+    ds = recs.enumerate().map(lambda p, e: (p, e[0], e[1]))
+    ds = guard.chunked(ds, epoch, parse, lambda ids, encoded, label: (safe_read.headers_ok(encoded),), (tf.bool,))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    if positions:
+        return ds
+    empty = (tf.zeros(tuple(x.size) + (x.channels,), tf.float32), tf.constant(0, tf.int64))
+    return guard.survivors(ds, epoch, empty)
 
 
 def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int, epochs: int,
@@ -329,33 +393,31 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
     if worker[1] > 1 and batch_size % worker[1]:
         raise ConfigError(f"batch size {batch_size} must be divisible by the {worker[1]} workers")
     share = batch_size // worker[1]
-    decode = _decoder(x)
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
+    guard = _guard(x)
 
-    def per_epoch(epoch):
-        return epoch_records(x, seed, epoch, worker, batch_size).map(lambda i, r: (epoch, i, r))
-
-    def item(epoch, i, r):
-        img, label = decode(r)
-        return epoch, i, img, label
+    def per_epoch(epoch):   # steps batches of share decoded records; a worker short of them repeats its own
+        recs, n, _ = _epoch_stream(x, seed, epoch, worker, batch_size)
+        good = _decoded(x, recs, epoch, guard, positions=True).repeat(n).take(n)
+        good = guard.check_batches(good.batch(share, drop_remainder=True), epoch)   # (indices, images, labels)
+        return good.enumerate().map(lambda i, b: (epoch, i, b[1], b[2]))
 
     def finish(epoch, i, xb, yb):
-        return (augmenter(epoch[0], i[0], xb), yb) if augmenter else (xb, yb)
+        return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
 
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch)
-    ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(share, drop_remainder=True)
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(x: RecordImages, batch_size: int):
-    """Batches in record order (ascending global index: the order of the split's labels)."""
+def eval_dataset(x: RecordImages, batch_size: int, strict: bool = False):
+    """Batches in record order (ascending global index: the order of the split's labels). A record
+    that does not decode stops with one line naming it (shard, record index); with ``x.on_bad``
+    "skip" and not ``strict`` it is left out, with its label."""
     import tensorflow as tf
 
     holding = tf.constant(np.asarray(x.shards_holding(), np.int64))
-    decode = _decoder(x)
-    ds = _records(x, holding, cycle=1).map(lambda g, r: decode(r), num_parallel_calls=tf.data.AUTOTUNE,
-                                           deterministic=True)
+    guard = _guard(x, "stop" if strict else None)
+    ds = _decoded(x, _records(x, holding, cycle=1), -1, guard).map(lambda g, img, label: (img, label))
     opts = tf.data.Options()   # distributed evaluation: split by batch as for every other source, never by file
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)

@@ -18,8 +18,7 @@ def split_validation(x, y, val_split: float, seed: int):
         raise DataError(f"only {n} training images: nothing left after a {val_split} validation split")
     from sklearn.model_selection import train_test_split
 
-    counts = np.bincount(y)
-    present = counts[counts > 0]
+    present = np.unique(np.asarray(y), return_counts=True)[1]   # not bincount: a label of 1e12 allocates nothing
     stratify = y if present.min() >= 2 and min(n_val, n - n_val) >= len(present) else None
     idx_tr, idx_val = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=stratify)
     idx_tr.sort()

@@ -44,6 +44,7 @@ class FileImages:
     bad: list = field(default_factory=list)   # "path: reason" lines skipped by --bad-files skip
     native: list = field(default_factory=list)  # per file: JPEG/PNG already L/RGB at raw size (decoded by TF)
     cache_file: str | None = None  # --cache disk: float32 (N, h, w, channels) .npy of the decoded images
+    on_bad: str = "stop"         # --bad-files: an image that fails to decode in the stream stops or is skipped
 
     def __len__(self) -> int:
         return len(self.files)
@@ -61,11 +62,12 @@ class FileImages:
     def decoded_bytes(self) -> int:
         return len(self.files) * self.size[0] * self.size[1] * self.channels * 4
 
-    def load(self, i: int) -> np.ndarray:
-        """File ``i`` -> float32 (raw_h, raw_w, C') where C' = channels when going RGB -> gray, else raw."""
+    def load(self, i: int, raw: bytes | None = None) -> np.ndarray:
+        """File ``i`` (or its bytes ``raw``, already read) -> float32 (raw_h, raw_w, C') where C' =
+        channels when going RGB -> gray, else raw."""
         from kerascnn import data as D
 
-        im = D._read_image(Path(self.files[i]))
+        im = D._read_image(Path(self.files[i]), raw)
         x = D._conform(im, self.raw_size, self.raw_channels).astype(np.float32)
         if x.shape[-1] != self.channels and self.channels == 1:  # RGB -> gray before resizing (as prepare_images)
             x = (x[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
@@ -109,7 +111,7 @@ def scan(path: Path, seed: int, policy: str = "stop"):
     if is_tfrecord(path):
         from kerascnn.data import records
 
-        return records.scan(path, seed)
+        return records.scan(path, seed, policy)
     if path.is_dir():
         if (path / "train").is_dir() and (path / "test").is_dir():
             names, f_tr, y_tr = D._scan_folder(path / "train")
@@ -133,7 +135,7 @@ def scan(path: Path, seed: int, policy: str = "stop"):
     channels = Counter(s[2] for s in shapes).most_common(1)[0][0]
     mode = "L" if channels == 1 else "RGB"
     native = [s[:2] == size and s[3] in ("JPEG", "PNG") and s[4] == mode for s in shapes]
-    all_images = FileImages(files, size, channels, bad=bad, native=native)
+    all_images = FileImages(files, size, channels, bad=bad, native=native, on_bad=policy)
     x_tr, x_te = all_images.subset(range(n_tr)), all_images.subset(range(n_tr, len(files)))
     x_tr.bad = bad
     y_tr, y_te = y[:n_tr], y[n_tr:]
@@ -266,23 +268,21 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     labels = tf.constant(np.asarray(y, dtype=np.int64))
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
     share = batch_size // worker[1]
+    guard = _guard(x)
 
-    def epoch_items(epoch):
-        idx = worker_share(epoch_order_flat(n, seed, epoch, steps * batch_size), batch_size, worker)
-        pos = tf.range(steps * share, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((tf.fill([steps * share], epoch), pos // share, idx))
-
-    load = _loader(x)
-
-    def item(epoch, i, k):
-        return epoch, i, load(k), tf.gather(labels, k)
+    def epoch_batches(epoch):
+        # the epoch's files in order (one worker: the whole permutation, so the files past the last
+        # full batch replace any that fail to decode); steps batches of share decoded images of them
+        order = (D.epoch_order(n, seed, epoch) if worker[1] == 1 else
+                 worker_share(epoch_order_flat(n, seed, epoch, steps * batch_size), batch_size, worker))
+        good = _decoded(x, order, epoch, guard, positions=True).repeat(steps * share).take(steps * share)
+        good = guard.check_batches(good.batch(share, drop_remainder=True), epoch)    # (files, images)
+        return good.enumerate().map(lambda i, b: (epoch, i, b[1], tf.gather(labels, b[0])))
 
     def finish(epoch, i, xb, yb):
-        return (augmenter(epoch[0], i[0], xb), yb) if augmenter else (xb, yb)
+        return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
 
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_items)
-    ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(share, drop_remainder=True)
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -333,7 +333,7 @@ def decode_all(x: FileImages, into=None, batch: int = 256) -> np.ndarray:
                       "; use --cache disk")
         into = np.empty((len(x),) + tuple(x.size) + (x.channels,), np.float32)
     i = 0
-    for xb, _ in eval_dataset(x, np.zeros(len(x), np.int64), batch).as_numpy_iterator():
+    for xb, _ in eval_dataset(x, np.zeros(len(x), np.int64), batch, strict=True).as_numpy_iterator():
         into[i:i + len(xb)] = xb
         i += len(xb)
     return into
@@ -394,7 +394,7 @@ def epoch_order_flat(n, seed, epoch, count):
 
 
 def _loader(x: FileImages):
-    """tf function: file index -> float32 (h, w, channels) scaled, as ``prepare_images`` does."""
+    """tf function: (file index, its bytes) -> float32 (h, w, channels) scaled, as ``prepare_images`` does."""
     import tensorflow as tf
 
     h, w = x.size
@@ -402,21 +402,20 @@ def _loader(x: FileImages):
     shrink = bool(x.raw_size[0] > h or x.raw_size[1] > w)
 
     native = tf.constant(np.asarray(x.native if x.native else [False] * len(x), bool))
-    paths = tf.constant(list(x.files))
     luma = tf.constant([0.299, 0.587, 0.114], tf.float32)
 
-    def by_pil(k):
-        return tf.numpy_function(lambda i: x.load(int(i)), [k], tf.float32, stateful=False)
+    def by_pil(k, raw):
+        return tf.numpy_function(lambda i, b: x.load(int(i), bytes(b)), [k, raw], tf.float32, stateful=False)
 
-    def by_tf(k):  # the common case, decoded in TF's threads without the GIL: same pixels as PIL's decode
-        img = tf.io.decode_image(tf.io.read_file(paths[k]), channels=x.raw_channels, expand_animations=False)
+    def by_tf(raw):  # the common case, decoded in TF's threads without the GIL: same pixels as PIL's decode
+        img = tf.io.decode_image(raw, channels=x.raw_channels, expand_animations=False)
         img = tf.cast(img, tf.float32)
         if c_mid != x.raw_channels:  # RGB -> gray before resizing, as load() and prepare_images do
             img = tf.tensordot(img, luma, 1)[..., None]
         return img
 
-    def load(k):
-        img = tf.cond(native[k], lambda: by_tf(k), lambda: by_pil(k))
+    def load(k, raw):
+        img = tf.cond(native[k], lambda: by_tf(raw), lambda: by_pil(k, raw))
         img.set_shape(tuple(x.raw_size) + (c_mid,))
         if tuple(x.raw_size) != (h, w):
             img = tf.image.resize(img, (h, w), method="bilinear", antialias=shrink)
@@ -428,8 +427,49 @@ def _loader(x: FileImages):
     return load
 
 
-def eval_dataset(x: FileImages, y, batch_size: int):
-    """Batches in file order (no shuffle), decoded in parallel, prefetched."""
+def _guard(x: FileImages, on_bad: str | None = None):
+    from kerascnn.data import safe_read
+
+    return safe_read.Guard(lambda k: safe_read.diagnose_file(x.files[k]), on_bad or x.on_bad, x.bad)
+
+
+def _read_files(x: FileImages):
+    """Python: file indices -> (their bytes, ok): regular files of bounded size only, whose header
+    claims at most ``MAX_IMAGE_PIXELS`` (``safe_read.read_image_bytes``, checked when read)."""
+    from kerascnn.data import safe_read
+
+    def read(ks):
+        got = [safe_read.read_image_bytes(x.files[int(k)]) for k in ks]
+        return np.array([g[0] for g in got], dtype=object), np.array([g[1] for g in got], bool)
+
+    return read
+
+
+def _decoded(x: FileImages, order, epoch, guard, positions: bool = False):
+    """(file index, decoded image) of the files ``order`` (a 1-D int tensor) in that order; files
+    that fail to read or decode are named by ``guard`` (stop) or listed and left out (skip).
+    ``positions``: instead (position in ``order``, file index, image), the gaps left for
+    ``guard.check_batches``."""
+    import tensorflow as tf
+
+    load = _loader(x)
+
+    def decode(p, k, raw, ok):
+        with tf.control_dependencies([tf.debugging.assert_equal(ok, True, message="unreadable")]):
+            return p, k, load(k, raw)
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64)).enumerate()
+    ds = guard.chunked(ds, epoch, None, _read_files(x), (tf.string, tf.bool))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    if positions:
+        return ds
+    return guard.survivors(ds, epoch, (tf.zeros(tuple(x.size) + (x.channels,), tf.float32),))
+
+
+def eval_dataset(x: FileImages, y, batch_size: int, strict: bool = False):
+    """Batches in file order (no shuffle), decoded in parallel, prefetched. An image that does not
+    decode stops with one line naming it; with ``x.on_bad`` "skip" (and not ``strict``: callers
+    that align the outputs with ``y`` by position) it is left out, with its label."""
     import tensorflow as tf
 
     if x.cache_file:
@@ -447,8 +487,8 @@ def eval_dataset(x: FileImages, y, batch_size: int):
     if not isinstance(x, FileImages):   # records.RecordImages: labels from the records, same order as y
         from kerascnn.data import records
 
-        return records.eval_dataset(x, batch_size)
-    load = _loader(x)
-    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(x), dtype=tf.int64), np.asarray(y, np.int64)))
-    ds = ds.map(lambda k, yy: (load(k), yy), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return records.eval_dataset(x, batch_size, strict)
+    labels = tf.constant(np.asarray(y, np.int64))
+    ds = _decoded(x, tf.range(len(x), dtype=tf.int64), -1, _guard(x, "stop" if strict else None))
+    ds = ds.map(lambda k, img: (img, tf.gather(labels, k)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
