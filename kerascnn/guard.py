@@ -11,7 +11,8 @@ It is deliberately simple (frameworks add workspace, XLA may fuse), so the
 guard only refuses what is clearly out of reach: more than the machine's
 available memory (``/proc/meminfo`` MemAvailable, or less where this process's memory cgroup,
 v1 or v2, or one of its parents, sets a lower limit, as a container or ``systemd-run -p
-MemoryMax=`` does; or ``KERASCNN_MEMORY_LIMIT`` in bytes / with a K, M, G suffix).
+MemoryMax=`` does, or where ``RLIMIT_AS`` / ``RLIMIT_DATA`` leaves less; or
+``KERASCNN_MEMORY_LIMIT`` in bytes / with a K, M, G suffix).
 """
 from __future__ import annotations
 
@@ -45,8 +46,37 @@ def available_bytes() -> int:
             have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):
             have = 1 << 62
-    room = cgroup_headroom()
-    return have if room is None else max(0, min(have, room))
+    for room in (cgroup_headroom(), rlimit_headroom()):
+        if room is not None:
+            have = max(0, min(have, room))
+    return have
+
+
+def rlimit_headroom():
+    """Bytes this process may still map under ``RLIMIT_AS`` / ``RLIMIT_DATA`` (``ulimit -v``,
+    ``prlimit --as``): the limit minus what it maps now (``/proc/self/status`` VmSize / VmData);
+    None without such a limit. A process capped at 4 GiB on a 128 GiB machine plans with the cap."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    best = None
+    for limit_name, field in (("RLIMIT_AS", "VmSize:"), ("RLIMIT_DATA", "VmData:")):
+        limit = getattr(resource, limit_name, None)
+        if limit is None:
+            continue
+        soft = resource.getrlimit(limit)[0]
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        used = 0
+        try:
+            with open("/proc/self/status") as fh:
+                used = next((int(ln.split()[1]) * 1024 for ln in fh if ln.startswith(field)), 0)
+        except (OSError, ValueError):
+            pass
+        room = soft - used
+        best = room if best is None else min(best, room)
+    return best
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")

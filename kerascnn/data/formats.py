@@ -136,16 +136,24 @@ def _cifar_batch(d: dict, src: str, label_key: str):
         raise DataError(f"{src}: 'data' is {got}; expected uint8 (N, 3072) channel-planar 32x32 RGB rows")
     if label_key not in d:
         raise DataError(f"{src}: no '{label_key}' list; found {', '.join(sorted(d))}")
-    y = np.asarray(d[label_key])
+    labels = d[label_key]
+    if isinstance(labels, list) and not all(type(v) is int for v in labels):   # checked before numpy walks it:
+        raise DataError(f"{src}: '{label_key}' must be a flat list of {len(x)} integers; it holds "  # a shared
+                        f"{type(next(v for v in labels if type(v) is not int)).__name__} items")  # nested list
+    y = np.asarray(labels)                                                       # would expand without bound
     if y.dtype == object or y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{src}: '{label_key}' must be {len(x)} integer labels; found {y.dtype} {y.shape}")
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y.astype(np.int64)
 
 
-def _cifar_names(meta: dict | None, key: str):
+def _cifar_names(meta: dict | None, key: str, src: str = "CIFAR meta"):
     if not meta or key not in meta:
         return None
-    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in meta[key]]
+    names = meta[key]
+    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{src}: '{key}' must be a list of names (strings); found {type(names).__name__} "
+                        f"of other items")
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
 
 
 def _assemble_cifar(members: dict, src: str):
@@ -163,7 +171,7 @@ def _assemble_cifar(members: dict, src: str):
         xs, ys = zip(*(_cifar_batch(safe_unpickle(members[m], f"{src}:{m}"), f"{src}:{m}", label_key) for m in names))
         parts[split] = (np.concatenate(xs), np.concatenate(ys))
     meta = safe_unpickle(members[meta_name], f"{src}:{meta_name}") if meta_name in members else None
-    names = _cifar_names(meta, names_key)
+    names = _cifar_names(meta, names_key, f"{src}:{meta_name}")
     return parts["train"] + parts["test"] + (names,)
 
 
@@ -202,29 +210,46 @@ def zlib_error():
 
 
 def read_cifar_dir(path: Path):
-    """An extracted ``cifar-10-batches-py/`` or ``cifar-100-python/`` folder."""
-    members = {}
-    for f in sorted(path.iterdir()):
-        if f.is_file() and (f.name in ("batches.meta", "test_batch", "meta", "train", "test")
-                            or f.name.startswith("data_batch_")):
-            members[f.name] = f.read_bytes()
+    """An extracted ``cifar-10-batches-py/`` or ``cifar-100-python/`` folder: the batches' sizes
+    are checked against the memory first (a sparse 20 GB batch is refused before it is read)."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    wanted = [f for f in sorted(path.iterdir()) if f.name in ("batches.meta", "test_batch", "meta", "train", "test")
+              or f.name.startswith("data_batch_")]
+    sizes = {f: f.stat().st_size for f in wanted if f.is_file()}
+    total, have = sum(sizes.values()), available_bytes()
+    if total * 2 > have:
+        big = max(sizes, key=sizes.get)
+        raise DataError(f"{path}: its batches hold {human_bytes(total)} ({big.name}: {human_bytes(sizes[big])}) but "
+                        f"only {human_bytes(have)} of memory is available; refused before reading")
+    members = {f.name: safe_read.read_regular(f, limit=1 << 62, what="CIFAR batch") for f in sizes}
     return _assemble_cifar(members, str(path))
 
 
 # --------------------------------------------------------------------------- IDX (MNIST / Fashion-MNIST cache)
 def _read_idx(path: Path) -> np.ndarray:
-    if path.suffix == ".gz":
-        with gzip.open(path) as fh:
-            raw = fh.read()
-    else:
-        raw = path.read_bytes()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = raw[4 + 4 * ndim:]
-    if len(body) != int(np.prod(dims, dtype=object)):
-        raise DataError(f"{path}: header says {dims} but the file holds {len(body)} values")
+    """An IDX file (or .gz): the header's dimensions are checked against the memory before the
+    body is read, and exactly that many bytes are read (a .gz that expands further is refused)."""
+    from kerascnn.analysis import human_bytes
+    from kerascnn.guard import available_bytes
+
+    with safe_read.open_regular(path, limit=1 << 62, what="IDX") as src:
+        fh = gzip.GzipFile(fileobj=src) if path.suffix == ".gz" else src
+        head = fh.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 8:
+            raise DataError(f"{path}: not an IDX file of unsigned bytes")
+        raw_dims = fh.read(4 * head[3])
+        dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(len(raw_dims) // 4)]
+        need = int(np.prod(dims, dtype=object))
+        if need * 2 > available_bytes():
+            raise DataError(f"{path}: its header declares {'x'.join(f'{d:,}' for d in dims)} = {human_bytes(need)} "
+                            f"but only {human_bytes(available_bytes())} of memory is available; refused before "
+                            f"reading")
+        body = fh.read(need + 1)
+    if len(body) != need:
+        raise DataError(f"{path}: header says {dims} but the file holds {'more than ' if len(body) > need else ''}"
+                        f"{min(len(body), need):,} values")
     return np.frombuffer(body, np.uint8).reshape(dims)
 
 
@@ -276,6 +301,7 @@ def read_manifest(path: Path, seed: int):
     from kerascnn import data
 
     files, y, names = manifest_files(path)
+    data.check_labels(path, {"labels": y}, names)     # before any image is decoded
     data._check_headers(path, files)
     x = data._stack([data._read_image(f) for f in files], files)
     x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
@@ -284,7 +310,7 @@ def read_manifest(path: Path, seed: int):
 
 def manifest_files(path: Path):
     """A manifest -> (image files, int64 labels, class names or None for integer labels)."""
-    files, raw_labels = [], []
+    files, raw_labels, linenos = [], [], []
     base = path.parent
     for lineno, p, label in _manifest_rows(path):
         f = Path(p) if Path(p).is_absolute() else base / p
@@ -292,8 +318,18 @@ def manifest_files(path: Path):
             raise DataError(f"{path}:{lineno}: {p}: no such image file")
         files.append(f)
         raw_labels.append(label)
+        linenos.append(lineno)
     names = None
-    if all(_is_int(v) for v in raw_labels):
+    ints = [_is_int(v) for v in raw_labels]
+    if any(ints):   # integer labels: every one must be (1e23, 3.5 or --5 among them is a mistake, not a name)
+        for lineno, label, is_int in zip(linenos, raw_labels, ints):
+            if not is_int and _looks_numeric(label):
+                raise DataError(f"{path}:{lineno}: label {label[:40]!r} is not an integer class index, but the other "
+                                f"labels are; labels are class indices 0..K-1 or class names")
+            if is_int and abs(int(label)) >= 2 ** 62:
+                raise DataError(f"{path}:{lineno}: label {label[:40]} is far beyond any class index; labels are "
+                                f"class indices 0..K-1")
+    if all(ints):
         y = np.array([int(v) for v in raw_labels], dtype=np.int64)
     else:
         names = sorted(set(raw_labels))
@@ -303,7 +339,16 @@ def manifest_files(path: Path):
 
 
 def _is_int(v: str) -> bool:
-    return v.lstrip("-").isdigit()
+    import re
+
+    return re.fullmatch(r"[+-]?[0-9]+", v) is not None
+
+
+def _looks_numeric(v: str) -> bool:
+    """1e23, 3.5, --5, +-2: made of signs, digits, a point and an exponent (a number, or a typo of one)."""
+    import re
+
+    return re.fullmatch(r"[+-]*[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?", v) is not None and any(c.isdigit() for c in v)
 
 
 # --------------------------------------------------------------------------- TFRecord

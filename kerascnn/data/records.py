@@ -146,10 +146,11 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
     spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
     out = []
     for f in files[:16]:
-        for rec in tf.data.TFRecordDataset(str(f)).take(per_file):
+        for i, rec in enumerate(tf.data.TFRecordDataset(str(f)).take(per_file)):
             try:
-                img = tf.io.decode_image(tf.io.parse_single_example(rec, spec)["image/encoded"],
-                                         expand_animations=False)
+                encoded = tf.io.parse_single_example(rec, spec)["image/encoded"]
+                safe_read.check_encoded(encoded.numpy(), f"{f}: record {i}")    # no bomb is decoded
+                img = tf.io.decode_image(encoded, expand_animations=False)
             except (tf.errors.InvalidArgumentError, ValueError) as e:
                 from kerascnn.data import _short
 

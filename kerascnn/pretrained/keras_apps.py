@@ -112,9 +112,12 @@ def read_weight_file(path):
     None for a Keras 3 ``.weights.h5`` (whose groups are named by object path, not layer name)."""
     import h5py
 
+    from kerascnn.pretrained.limits import check_h5_sizes
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weight file not found: {path}")
+    check_h5_sizes(path)        # declared dataset sizes against the file and the memory, before reading
     try:
         with h5py.File(path, "r") as f:
             if "layer_names" in f.attrs or "layer_names0" in f.attrs:

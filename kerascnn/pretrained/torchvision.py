@@ -78,6 +78,9 @@ def read_state_dict(path) -> dict:
             from safetensors.numpy import load_file
         except ImportError:
             raise _error("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        from kerascnn.pretrained.limits import check_safetensors
+
+        check_safetensors(path)     # the header's tensors against the file and the memory, before reading
         try:
             raw = load_file(str(path))
         except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:  # also a dtype numpy lacks (bf16)

@@ -302,6 +302,7 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
         echo(f"note: {run_dir} has no saved training state yet; starting from epoch 1")
     if engine.is_chief and not resume:
         record.save(run_dir)
+    bad_written = list(x_tr.bad) if streaming else []
     if streaming and x_tr.bad:
         echo(f"warning: skipped {len(x_tr.bad)} bad image file(s) (--bad-files skip); listed in "
              f"{run_dir / 'bad_files.txt'}")
@@ -394,6 +395,13 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
                 save_model(engine.model, out_dir / "best.keras")
             checkpoint.save_state(state_path, engine.get_state(), {"epoch": epoch, "best": best, "history": history,
                                                                    "optimizer": opts.optimizer})
+            if streaming:   # images that failed to decode this epoch (--bad-files skip): named, listed
+                fresh = [b for b in getattr(x_tr, "bad", []) + getattr(x_val, "bad", []) if b not in bad_written]
+                for line in fresh:
+                    echo(f"warning: skipped {line} (--bad-files skip)")
+                bad_written += fresh
+                if fresh and engine.is_chief:
+                    fsutil.atomic_write_text(run_dir / "bad_files.txt", "\n".join(bad_written) + "\n")
             if engine.is_chief:
                 write_history(out_dir / "history.csv", history)
                 if record_pending:
