@@ -104,12 +104,13 @@ class KerasCNNGroup(click.Group):
 
 def _own_error(line: str):
     """``kerascnn.errors.DataError: msg`` (how TensorFlow passes on an exception raised in a
-    ``tf.numpy_function``) -> the click exception that error gets directly; else None."""
+    ``tf.numpy_function``; eagerly ``{{function_node ...}} DataError: msg``) -> the click exception
+    that error gets directly; else None."""
     import re
 
     from kerascnn import errors
 
-    m = re.match(r"kerascnn\.errors\.(\w+): (.+)", line)
+    m = re.match(r"(?:\{\{function_node [^}]*\}\}\s*)?(?:kerascnn\.errors\.)?(\w+): (.+)", line)
     cls = getattr(errors, m.group(1), None) if m else None
     if not (isinstance(cls, type) and issubclass(cls, KerasCNNError)):
         return None

@@ -57,6 +57,9 @@ def load_keras_model(path, unsafe: bool = False):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such model file")
+    from kerascnn.pretrained.limits import check_keras_file
+
+    check_keras_file(path)       # zip members and HDF5 datasets against the memory, before Keras reads them
     try:
         return keras.models.load_model(path, safe_mode=not unsafe, compile=False)
     except ValueError as e:

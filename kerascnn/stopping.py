@@ -11,6 +11,7 @@ that can fail, both handled here:
   is wrapped: a ``Stopped`` (or KeyboardInterrupt) that lands there is not printed, and the same
   signal is raised again in the main thread a moment later (``_thread.interrupt_main``), once
   the callback has returned.
+* A second stop request while the first one unwinds is not raised again (its cleanup runs on).
 * The main thread is blocked in C or C++ (a TensorFlow iterator waiting on its threads, a JAX
   collective) and never gets back to Python to run the handler. ``signal.set_wakeup_fd`` makes
   the C-level handler write the signal number into a pipe that a watchdog thread reads: when the
@@ -59,7 +60,13 @@ def report(line: str) -> None:
             pass
 
 
+_stopping = []     # the stop request being unwound (a second one does not interrupt its cleanup)
+
+
 def _raise_stopped(signum, frame):
+    if _stopping:        # cleanup of the first request runs on; the watchdog keeps the deadline
+        return
+    _stopping.append(signum)
     raise Stopped(signal.Signals(signum).name)
 
 
@@ -68,6 +75,7 @@ def _unraisable(previous):
         exc = unraisable.exc_value
         if isinstance(exc, KeyboardInterrupt):     # Stopped, or Ctrl-C, swallowed by a callback or __del__
             signum = SIGNALS.get(getattr(exc, "signal_name", ""), signal.SIGINT)
+            _stopping.clear()                      # it did not unwind anything: raise it again
             threading.Thread(target=_interrupt_later, args=(int(signum),), daemon=True).start()
             return
         previous(unraisable)

@@ -170,6 +170,42 @@ def test_a_fifo_or_dev_zero_link_swapped_in_mid_epoch_is_named_not_read(tmp_path
     assert skip["batches"] == 4 * (25 // 4)      # 32 files, 80% train = 25 of them; 2 skipped, refilled: 6 batches
 
 
+_SHARD_SWAP = """
+import dataclasses, json, os, struct, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+import test_reader_safety as T
+from kerascnn.cli import one_line
+from kerascnn.data import stream
+d = Path(sys.argv[1])
+x, y, _, _, _ = stream.scan(d, 0, "skip")
+x = dataclasses.replace(x, size=(8, 8), channels=1)
+n = 0
+try:
+    for b in stream.stream_dataset(x, y, 4, 0, 0, 3).as_numpy_iterator():
+        n += 1
+        if n == 2:    # mid-epoch: a shard is replaced by one whose record 3 claims 2^60 bytes
+            huge = struct.pack("<Q", 1 << 60)
+            T._shard(d / "x.tmp", n=24, special={3: huge + T._masked(huge) + b"x" * 64})
+            os.replace(d / "x.tmp", d / "train-1.tfrecord")
+    print(json.dumps({"batches": n}))
+except Exception as e:
+    print(json.dumps({"batches": n, "error": one_line(e)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_shard_replaced_mid_run_is_not_read_and_stops_the_run_in_one_line(tmp_path):
+    _shard(tmp_path / "train-0.tfrecord")
+    _shard(tmp_path / "train-1.tfrecord")
+    r = subprocess.run([sys.executable, "-c", _SHARD_SWAP, str(tmp_path), os.path.dirname(__file__)],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert f"{tmp_path / 'train-1.tfrecord'}: changed since kerascnn checked it" in got.get("error", ""), got
+    assert got["batches"] < 27                  # stopped, not 3 full epochs without the shard
+
+
 # --------------------------------------------------------------------------- memory bombs, under a 4 GiB cap
 _CAPPED = """
 import json, resource, sys, time
@@ -251,6 +287,8 @@ def _bombs(root):
     cases["tfrecord-declared"] = (["train", "convnet", "--data", str(tall), "--stream", "on", "--epochs", "1",
                                    "--run-dir", str(root / "r6")],
                                   [f"{tall}: record 7: image/height x image/width is 40,000x40,000"])
+    cases["keras"] = (["predict", str(_keras_bomb(root)), str(root / "img.png")],
+                      ["bomb.keras:model.weights.h5: dataset layers/dense/vars/0 declares 2000000000"])
     big = _bomb_png()
     for mode in ("on", "off"):
         (root / f"png-{mode}").mkdir()
@@ -259,6 +297,37 @@ def _bombs(root):
                                           "--run-dir", str(root / f"r7{mode}")],
                                          [f"{shard}: record 0: 20,000x20,000 pixels", "refused before decoding"])
     return cases
+
+
+def _keras_bomb(root):
+    """A .keras model (13 KB) whose weights file declares its Dense kernel as 2e9 float32 (0 stored)."""
+    import io
+    import zipfile
+
+    import h5py
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.save(root / "ok.keras")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "img.png")
+    with zipfile.ZipFile(root / "ok.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    out = io.BytesIO()
+    with h5py.File(out, "w") as g, h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as f:
+        def copy(name, obj):
+            if not isinstance(obj, h5py.Dataset):
+                g.require_group(name)
+            elif name == "layers/dense/vars/0":
+                g.create_dataset(name, shape=(2_000_000_000,), dtype="float32", chunks=(1024,))
+            else:
+                g.create_dataset(name, data=obj[()])
+        f.visititems(copy)
+    members["model.weights.h5"] = out.getvalue()
+    with zipfile.ZipFile(root / "bomb.keras", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return root / "bomb.keras"
 
 
 @pytest.mark.slow

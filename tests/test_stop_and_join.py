@@ -102,6 +102,16 @@ def test_a_stop_swallowed_by_a_callback_is_not_printed_and_is_raised_again(monke
     assert raised == [signal.SIGTERM] and [type(u.exc_value) for u in printed] == [ValueError]
 
 
+def test_a_second_stop_request_does_not_interrupt_the_cleanup_of_the_first(monkeypatch):
+    from kerascnn import stopping
+    from kerascnn.errors import Stopped
+
+    monkeypatch.setattr(stopping, "_stopping", [])
+    with pytest.raises(Stopped):
+        stopping._raise_stopped(signal.SIGTERM, None)
+    assert stopping._raise_stopped(signal.SIGTERM, None) is None     # the watchdog keeps the deadline
+
+
 # --------------------------------------------------------------------------- jax.distributed join
 def _free_port():
     with socket.socket() as s:

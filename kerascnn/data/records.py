@@ -348,7 +348,7 @@ def _guard(x: RecordImages, on_bad: str | None = None):
         except Exception as e:  # noqa: BLE001  (a record that no longer parses)
             return f"{name}: no readable image/encoded ({e.__class__.__name__})"
 
-    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad)
+    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad, fatal=lambda: safe_read.changed(x.shards))
 
 
 def _decoded(x: RecordImages, recs, epoch, guard, positions: bool = False):

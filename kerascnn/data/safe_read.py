@@ -107,15 +107,29 @@ def check_shards(files) -> list:
     return [check_tfrecord(f) for f in files]
 
 
+_CHANGED = {}      # str(path) -> the one line: a shard that changed after check_tfrecord (never read then)
+
+
 def _verify(path: bytes) -> bytes:
     name = path.decode("utf-8", "surrogateescape")
-    with open_regular(name, limit=1 << 62, what="TFRecord") as fh:
-        now = _identity(os.fstat(fh.fileno()))
+    try:
+        with open_regular(name, limit=1 << 62, what="TFRecord") as fh:
+            now = _identity(os.fstat(fh.fileno()))
+    except DataError as e:
+        _CHANGED.setdefault(name, str(e))
+        raise
     known = _IDENTITY.get(name)
     if known is not None and known != now:
-        raise DataError(f"{name}: changed since kerascnn checked it (size, time or inode); stop writing shards "
-                        f"that a run reads, or start the run again")
+        _CHANGED.setdefault(name, f"{name}: changed since kerascnn checked it (size, time or inode); stop writing "
+                                  f"shards that a run reads, or start the run again")
+        raise DataError(_CHANGED[name])
     return path
+
+
+def changed(paths) -> str | None:
+    """The one line about the first of ``paths`` that ``verified_path`` refused to open, or None. (The
+    stream drops what fails to read, so this is how such a refusal still stops the run.)"""
+    return next((_CHANGED[str(p)] for p in paths if str(p) in _CHANGED), None)
 
 
 def verified_path(path):
@@ -308,8 +322,9 @@ class Guard:
 
     KEEP_EPOCHS = 4
 
-    def __init__(self, describe, on_bad: str, bad: list):
+    def __init__(self, describe, on_bad: str, bad: list, fatal=None):
         self.describe, self.on_bad, self.bad = describe, on_bad, bad
+        self.fatal = fatal or (lambda: None)      # -> a line that stops the stream whatever on_bad says
         self._ids = {}       # epoch -> int64 array: position in the stream -> id
         self._lock = threading.Lock()
 
@@ -343,11 +358,17 @@ class Guard:
                 raise DataError(line)
             if line not in self.bad:
                 self.bad.append(line)
-        return np.bool_(True)
+        return self.check()
 
     def report_many(self, epoch, firsts, stops) -> np.bool_:
         for first, stop in zip(firsts, stops):
             self.report(epoch, first, stop)
+        return self.check()
+
+    def check(self) -> np.bool_:
+        line = self.fatal()
+        if line:
+            raise DataError(line)
         return np.bool_(True)
 
     # ---- graph pieces
@@ -411,7 +432,7 @@ class Guard:
             gap = pos > prev + 1
             ok = tf.cond(tf.reduce_any(gap), lambda: tf.numpy_function(
                 self.report_many, [epoch, tf.boolean_mask(prev + 1, gap), tf.boolean_mask(pos, gap)], tf.bool,
-                stateful=True), lambda: tf.constant(True))
+                stateful=True), lambda: tf.numpy_function(self.check, [], tf.bool, stateful=True))
             with tf.control_dependencies([ok]):
                 return pos[-1], tuple(tf.identity(v) for v in batch[1:])
 

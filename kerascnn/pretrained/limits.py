@@ -32,27 +32,33 @@ def _fits(path, declared: int, what: str) -> None:
                            f"available; refused before reading")
 
 
-def check_h5_sizes(path) -> int:
-    """The total bytes the datasets of an HDF5 weight file declare, after refusing a file whose
-    datasets cannot be what they claim (see the module docstring)."""
+def check_h5_sizes(path, fileobj=None) -> int:
+    """The total bytes the datasets of an HDF5 weight file declare (``fileobj``: its bytes, already
+    in memory, e.g. from a ``.keras`` zip), after refusing a file whose datasets cannot be what
+    they claim (see the module docstring) or that reads other files (external storage, virtual
+    datasets)."""
     import h5py
 
     from kerascnn.analysis import human_bytes
 
-    path = Path(path)
-    size = os.path.getsize(path)
-    found = []
+    size = os.path.getsize(path) if fileobj is None else len(fileobj.getbuffer())
+    found, elsewhere = [], []
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
+            if obj.external or obj.is_virtual:
+                elsewhere.append(name)
             found.append((name, tuple(int(d) for d in (obj.shape or ())), int(obj.size or 0) * obj.dtype.itemsize,
                           bool(obj.compression or obj.compression_opts or obj.scaleoffset)))
 
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path if fileobj is None else fileobj, "r") as f:
             f.visititems(visit)
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise WeightsError(f"cannot read weight file {path}: {str(e).splitlines()[0][:120] if str(e) else e}") from None
+    if elsewhere:
+        raise WeightsError(f"{path}: dataset {elsewhere[0][:80]} keeps its data in other files (external or virtual "
+                           f"storage); a weight file holds its own numbers, refused")
     for name, shape, declared, compressed in found:
         room = size * (COMPRESSED_RATIO if compressed else 1)
         if declared > room:
@@ -80,6 +86,8 @@ def check_safetensors(path) -> int:
             header = json.loads(fh.read(n))
     except (OSError, struct.error, ValueError, UnicodeDecodeError) as e:
         raise WeightsError(f"cannot read {path}: not a safetensors file ({e.__class__.__name__})") from None
+    except RecursionError:
+        raise WeightsError(f"cannot read {path}: its header nests too deeply for a safetensors file") from None
     if not isinstance(header, dict):
         raise WeightsError(f"cannot read {path}: not a safetensors file (the header is not a JSON object)")
     end, total = 0, 0
@@ -98,3 +106,26 @@ def check_safetensors(path) -> int:
                            f"{human_bytes(size - 8 - n)} after its header; a damaged file")
     _fits(path, total, "its tensors declare")
     return total
+
+
+def check_keras_file(path) -> None:
+    """A ``.keras`` zip: its members' declared (uncompressed) sizes against the memory (a zip
+    bomb), then the datasets of its ``.h5`` weights (``check_h5_sizes``), before Keras reads it.
+    Anything that is not a zip is left to Keras (one line naming the file)."""
+    import io
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            _fits(path, sum(i.file_size for i in infos), "its zip members expand to")
+            for info in infos:
+                if info.filename.endswith(".h5"):
+                    with z.open(info) as fh:
+                        data = fh.read(info.file_size + 1)
+                    if len(data) != info.file_size:
+                        raise WeightsError(f"{path}: {info.filename} expands to more than its declared size")
+                    check_h5_sizes(f"{path}:{info.filename}", io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError):
+        return
