@@ -208,7 +208,7 @@ def check_stream_train(folder, distributed):
     x, y, _, _, _ = stream.scan(Path(folder), 0)
     fi = dataclasses.replace(x, size=(28, 28), channels=1, native=[False] * len(x))
     reads, load = [], fi.load
-    fi.load = lambda i: reads.append(int(i)) or load(i)
+    fi.load = lambda i, *raw: reads.append(int(i)) or load(i, *raw)
     batch, seed = 16, 7
     steps = len(fi) // batch
     e = engine()

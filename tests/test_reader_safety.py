@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import run_kerascnn
 from PIL import Image
+from pathlib import Path
 
 from kerascnn.data import formats, stream
 
@@ -429,3 +430,24 @@ def test_skipping_keeps_the_epoch_order_of_the_other_images_and_resumes_exactly(
         want = [k for k in D.epoch_order(len(x), 3, e).numpy() if k != k_bad][:steps * 4]
         got = np.concatenate([b for b, _ in whole[e * steps:(e + 1) * steps]])
         np.testing.assert_array_equal(got, np.stack([by_file[k] for k in want]))
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_an_epoch_that_cannot_be_filled_stops_in_one_line_instead_of_ending_the_stream(tmp_path, policy):
+    import dataclasses
+
+    root = _folder(tmp_path / "f")
+    x, y, _, _, _ = stream.scan(root, 3, policy)
+    x = dataclasses.replace(x, size=(8, 8), channels=1)
+    for f in x.files[2:]:                         # all but two training images break after the scan
+        Path(f).write_bytes(_corrupt_body(Path(f).read_bytes()))
+    with pytest.raises(Exception) as e:
+        list(stream.stream_dataset(x, y, 4, 3, 0, 1).as_numpy_iterator())
+    from kerascnn.cli import one_line
+
+    line = one_line(e.value)
+    if policy == "stop":
+        assert line.endswith("not a readable image (OSError: broken data stream when reading image file)"), line
+    else:
+        assert f"{root}: epoch 1 has only 1 of its {len(x) // 4} batches of images that decode" in line, line
+        assert len(x.bad) == len(set(x.bad)) == len(x) - 2, x.bad

@@ -348,7 +348,8 @@ def _guard(x: RecordImages, on_bad: str | None = None):
         except Exception as e:  # noqa: BLE001  (a record that no longer parses)
             return f"{name}: no readable image/encoded ({e.__class__.__name__})"
 
-    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad, fatal=lambda: safe_read.changed(x.shards))
+    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad, fatal=lambda: safe_read.changed(x.shards),
+                           name=str(x.shards[0]) if x.shards else "the stream")
 
 
 def _decoded(x: RecordImages, recs, epoch, guard, positions: bool = False):
@@ -400,7 +401,8 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
     def per_epoch(epoch):   # steps batches of share decoded records; a worker short of them repeats its own
         recs, n, _ = _epoch_stream(x, seed, epoch, worker, batch_size)
         good = _decoded(x, recs, epoch, guard, positions=True).repeat(n).take(n)
-        good = guard.check_batches(good.batch(share, drop_remainder=True), epoch)   # (indices, images, labels)
+        good = guard.check_batches(good.batch(share, drop_remainder=True, **safe_read.PARALLEL_BATCH),
+                                   epoch, n // share)   # (indices, images, labels)
         return good.enumerate().map(lambda i, b: (epoch, i, b[1], b[2]))
 
     def finish(epoch, i, xb, yb):
@@ -421,4 +423,4 @@ def eval_dataset(x: RecordImages, batch_size: int, strict: bool = False):
     ds = _decoded(x, _records(x, holding, cycle=1), -1, guard).map(lambda g, img, label: (img, label))
     opts = tf.data.Options()   # distributed evaluation: split by batch as for every other source, never by file
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)
+    return ds.batch(batch_size, **safe_read.PARALLEL_BATCH).prefetch(tf.data.AUTOTUNE).with_options(opts)

@@ -36,6 +36,9 @@ from kerascnn.errors import DataError
 
 MAX_FILE_BYTES = 1 << 30      # one image file, or one TFRecord record, read while training (1 GiB)
 CHUNK = 64                    # items read / checked / logged per Python call in a stream (amortises the call)
+# a stream whose items may be dropped cannot use tf.data's fused map-and-batch: its batches are
+# copied together in parallel instead
+PARALLEL_BATCH = {"num_parallel_calls": -1, "deterministic": True}
 
 
 # --------------------------------------------------------------------------- files
@@ -322,8 +325,8 @@ class Guard:
 
     KEEP_EPOCHS = 4
 
-    def __init__(self, describe, on_bad: str, bad: list, fatal=None):
-        self.describe, self.on_bad, self.bad = describe, on_bad, bad
+    def __init__(self, describe, on_bad: str, bad: list, fatal=None, name: str = "the stream"):
+        self.describe, self.on_bad, self.bad, self.name = describe, on_bad, bad, name
         self.fatal = fatal or (lambda: None)      # -> a line that stops the stream whatever on_bad says
         self._ids = {}       # epoch -> int64 array: position in the stream -> id
         self._lock = threading.Lock()
@@ -408,8 +411,8 @@ class Guard:
             gap = tf.logical_or(p < 0, p > last + 1)
             ok = tf.cond(gap, lambda: tf.numpy_function(self.report, [epoch, last + 1, p], tf.bool, stateful=True),
                          lambda: tf.constant(True))
-            with tf.control_dependencies([ok]):
-                return tf.where(p < 0, last, p), tuple(tf.identity(v) for v in e[1:])
+            with tf.control_dependencies([ok]):      # on the id only: images pass through uncopied
+                return tf.where(p < 0, last, p), (tf.identity(e[1]),) + tuple(e[2:])
 
         @tf.autograph.experimental.do_not_convert
         def real(i, *values):
@@ -417,23 +420,47 @@ class Guard:
 
         return ds.concatenate(end).scan(tf.constant(-1, tf.int64), step).filter(real)
 
-    def check_batches(self, ds, epoch):
+    def check_batches(self, ds, epoch, steps: int):
         """One epoch's batches (positions, *rest) -> (*rest): the positions the batch's items had
         in the decode stream (restarting at 0 on each repeat) show which items before them were
         dropped; they are reported here, once per batch. Items dropped after the last one the
-        epoch uses do not matter and are not looked for."""
+        epoch uses do not matter, unless the epoch comes out short of ``steps`` batches (more
+        items failed than the stream could replace): then the rest is reported and the run stops."""
         import tensorflow as tf
 
+        end = tf.data.Dataset.from_tensors(tuple(         # an end marker shaped like a batch: positions -1
+            tf.fill(s.shape, tf.constant(-1, s.dtype)) if i == 0 else tf.zeros(s.shape, s.dtype)
+            for i, s in enumerate(ds.element_spec)))
+
+        def short(e, count, last):
+            self.report(e, last + 1, -1)          # the failures at the end (stop: raises naming the first)
+            raise DataError(f"{self.name}: epoch {int(e) + 1} has only {int(count)} of its {steps} batches of "
+                            f"images that decode; too many bad files ({len(self.bad)} listed)")
+
         @tf.autograph.experimental.do_not_convert
-        def step(last, batch):
+        def step(state, batch):
+            last, count = state
             pos = batch[0]
+            marker = pos[0] < 0
             prev = tf.concat([[last], pos[:-1]], 0)
             prev = tf.where(pos <= prev, tf.constant(-1, tf.int64), prev)      # a repeat starts again at 0
-            gap = pos > prev + 1
+            gap = tf.logical_and(pos > prev + 1, tf.logical_not(marker))
             ok = tf.cond(tf.reduce_any(gap), lambda: tf.numpy_function(
                 self.report_many, [epoch, tf.boolean_mask(prev + 1, gap), tf.boolean_mask(pos, gap)], tf.bool,
                 stateful=True), lambda: tf.numpy_function(self.check, [], tf.bool, stateful=True))
-            with tf.control_dependencies([ok]):
-                return pos[-1], tuple(tf.identity(v) for v in batch[1:])
+            ok = tf.cond(tf.logical_and(marker, count < steps), lambda: tf.numpy_function(
+                short, [epoch, count, last], tf.bool, stateful=True), lambda: ok)
+            with tf.control_dependencies([ok]):      # on the ids only: images pass through uncopied
+                out = (tf.logical_not(marker), tf.identity(batch[1])) + tuple(batch[2:])
+            return (tf.where(marker, last, pos[-1]), count + 1), out
 
-        return ds.scan(tf.constant(-1, tf.int64), step)
+        @tf.autograph.experimental.do_not_convert
+        def real(keep, *values):
+            return keep
+
+        @tf.autograph.experimental.do_not_convert
+        def strip(keep, *values):
+            return values
+
+        init = (tf.constant(-1, tf.int64), tf.constant(0, tf.int64))
+        return ds.concatenate(end).scan(init, step).filter(real).map(strip)

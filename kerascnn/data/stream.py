@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.data import safe_read
 from kerascnn.errors import ConfigError, DataError
 
 
@@ -275,8 +276,9 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
         # full batch replace any that fail to decode); steps batches of share decoded images of them
         order = (D.epoch_order(n, seed, epoch) if worker[1] == 1 else
                  worker_share(epoch_order_flat(n, seed, epoch, steps * batch_size), batch_size, worker))
-        good = _decoded(x, order, epoch, guard, positions=True).repeat(steps * share).take(steps * share)
-        good = guard.check_batches(good.batch(share, drop_remainder=True), epoch)    # (files, images)
+        good = _decoded(x, order, epoch, guard, positions=True).repeat(2).take(steps * share)  # refill: once more
+        good = guard.check_batches(good.batch(share, drop_remainder=True, **safe_read.PARALLEL_BATCH),
+                                   epoch, steps)    # (files, images)
         return good.enumerate().map(lambda i, b: (epoch, i, b[1], tf.gather(labels, b[0])))
 
     def finish(epoch, i, xb, yb):
@@ -428,16 +430,13 @@ def _loader(x: FileImages):
 
 
 def _guard(x: FileImages, on_bad: str | None = None):
-    from kerascnn.data import safe_read
-
-    return safe_read.Guard(lambda k: safe_read.diagnose_file(x.files[k]), on_bad or x.on_bad, x.bad)
+    name = str(Path(x.files[0]).parent.parent) if len(x) else "the stream"
+    return safe_read.Guard(lambda k: safe_read.diagnose_file(x.files[k]), on_bad or x.on_bad, x.bad, name=name)
 
 
 def _read_files(x: FileImages):
     """Python: file indices -> (their bytes, ok): regular files of bounded size only, whose header
     claims at most ``MAX_IMAGE_PIXELS`` (``safe_read.read_image_bytes``, checked when read)."""
-    from kerascnn.data import safe_read
-
     def read(ks):
         got = [safe_read.read_image_bytes(x.files[int(k)]) for k in ks]
         return np.array([g[0] for g in got], dtype=object), np.array([g[1] for g in got], bool)
@@ -491,4 +490,4 @@ def eval_dataset(x: FileImages, y, batch_size: int, strict: bool = False):
     labels = tf.constant(np.asarray(y, np.int64))
     ds = _decoded(x, tf.range(len(x), dtype=tf.int64), -1, _guard(x, "stop" if strict else None))
     ds = ds.map(lambda k, img: (img, tf.gather(labels, k)))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, **safe_read.PARALLEL_BATCH).prefetch(tf.data.AUTOTUNE)
