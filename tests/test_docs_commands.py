@@ -49,6 +49,7 @@ ELSEWHERE = {
     "pytest": ".ci/run runs exactly this",
     "mkdocs build --strict": "tests/test_docs_site.py builds the site this way",
     "mkdocs serve": "tests/test_docs_site.py builds the same site",
+    "python notebooks/run.py": "tests/test_docs_site.py executes the same notebooks (notebooks/run.py)",
     'pip install -e ".[jax]"': "the test extra that .ci/run installs holds the same jax[cpu]",
     "python3.11 -m venv .venv": ".ci/run",
     "source .venv/bin/activate": ".ci/run",
