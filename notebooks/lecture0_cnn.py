@@ -254,6 +254,17 @@ check("C3 maps", lenet_r.layers[2].output_shape, (10, 10, 16))
 draw(lenet_r, "LeNet-5 at 28x28x1")
 
 # %% [markdown]
+# ### The missing ingredients: data and hardware
+#
+# ImageNet brought about a million labelled images (CIFAR-10 has 60,000), at 224x224 pixels:
+# the input the zoo's ImageNet models are registered with.
+
+# %%
+for name in ("vgg16", "resnet18", "googlenet"):
+    cfg_i = kerascnn.registry.model_cfg(name)
+    check(f"{name}: default input and classes (ImageNet)", (cfg_i.default_input, cfg_i.num_classes), ((224, 224, 3), 1000))
+
+# %% [markdown]
 # ### AlexNet
 #
 # Deeper than LeNet, ReLU instead of sigmoid, and trained split over two GPUs: conv2, conv4 and

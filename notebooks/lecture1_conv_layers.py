@@ -238,6 +238,9 @@ dw = kerascnn.analyze("dwconv3", input_shape=(16, 16, 32))
 check("groups=1: 3*3*32*64 + 64", g1.total_params, 3 * 3 * 32 * 64 + 64)
 check("groups=2: 2 x (3*3*16*32) + 64", g2.total_params, 2 * (3 * 3 * 16 * 32) + 64)
 check("groups=C_in (depthwise): 3*3*32 + 32", dw.total_params, 3 * 3 * 32 + 32)
+dw2 = kerascnn.analyze("dwconv3m2", input_shape=(16, 16, 32))
+check("C_out = 64 from C_in = 32: C_out/C_in = 2 filters per channel", dw2.output_shape[-1], 64)
+check("... 3*3*32*2 weights + 64 biases", dw2.total_params, 3 * 3 * 32 * 2 + 64)
 
 # %% [markdown]
 # Dilation spaces the kernel's taps: a 3x3 kernel with dilation 2 covers a 5x5 region with 9
