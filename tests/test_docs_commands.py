@@ -22,6 +22,7 @@ A command that cannot run here carries a marker next to it in the Markdown, an H
 
 Shown output is compared exactly (``$ kerascnn summary ...`` blocks). The three quick-start
 commands are run as written by ``tests/test_readme_quickstart.py`` (30 epochs) and skipped here.
+Every ```python example runs too, and prints what the output block after it shows.
 """
 from __future__ import annotations
 
@@ -291,6 +292,27 @@ def _run(c: Command, work: Path):
         assert output.strip().startswith("Error:") and output.count("Error:") == 1, f"{c}\n{output}"
     if c.expected is not None and c.compare:
         assert output.rstrip("\n") == c.expected.rstrip("\n"), f"{c}: output differs from the page"
+
+
+# ------------------------------------------------------------------------------ Python examples
+def python_examples() -> list:
+    """(page:line, code, shown output or None) for every ```python block; the output is the plain
+    ``` block right after it, when there is one."""
+    out = []
+    for page in PAGES:
+        text = page.read_text()
+        for m in re.finditer(r"^```python\n(.*?)^```\n\s*(?:^```\n(.*?)^```)?", text, re.S | re.M):
+            out.append((f"{page.relative_to(ROOT).as_posix()}:{text.count(chr(10), 0, m.start()) + 1}",
+                        m.group(1), m.group(2)))
+    return out
+
+
+@pytest.mark.parametrize("where,code,shown", python_examples(), ids=[w for w, _, _ in python_examples()])
+def test_python_example_runs_and_prints_what_the_page_shows(where, code, shown, capsys):
+    exec(compile(code, where, "exec"), {"__name__": "__docs__"})
+    printed = capsys.readouterr().out
+    if shown is not None:
+        assert printed.rstrip("\n") == shown.rstrip("\n"), f"{where}: output differs from the page"
 
 
 # ----------------------------------------------------------------------------------------- tests
