@@ -372,12 +372,15 @@ done()
 # %% [markdown]
 # ## Training with the Python API
 #
-# The lecture's assignment trains a small CNN with convolution, max pooling, batch normalization
-# and dropout. The cells below train LeNet-5 on the bundled handwritten digits for a few epochs
-# with kerascnn's Python API, then show the training curve and evaluate it on the held-out split.
+# The lecture's assignment trains a small CNN with convolution, max pooling and batch
+# normalization. The cells below train LeNet-5 in its modern form (ReLU, max pooling, BatchNorm
+# after each convolution) on the bundled handwritten digits for a few epochs with kerascnn's
+# Python API, then show the training curves and evaluate it on the held-out split (about 96%
+# after 5 epochs here).
 
 # %% tags=["train-api"]
-run = kerascnn.train("lenet5", epochs=5, run_dir=str(WORK / "lenet5"), seed=1, quiet=True)
+run = kerascnn.train("lenet5", model_options={"variant": "modern", "batch_norm": True}, epochs=5,
+                     run_dir=str(WORK / "lenet5"), seed=1, quiet=True)
 last = run.history[-1]
 print(f"validation accuracy after {len(run.history)} epochs: {last.val_accuracy:.3f}")
 
@@ -389,4 +392,4 @@ Image(filename=str(Path(run.dir) / "curves.png"))
 # %% tags=["train-api"]
 ev = kerascnn.evaluate(run)
 print(f"test accuracy {ev.accuracy:.3f}")
-assert ev.accuracy > 0.5
+assert ev.accuracy > 0.8

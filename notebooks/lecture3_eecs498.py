@@ -229,11 +229,19 @@ done()
 # %% [markdown]
 # ## Training with the Python API
 #
-# LeNet-5 trained on the bundled handwritten digits for a few epochs, with its curves.
+# LeNet-5 with the notes' [conv, ReLU, pool] pattern (`variant=modern`) trained on the bundled
+# handwritten digits for 8 epochs, with its curves and its accuracy on the held-out split (about
+# 98% here; the paper's sigmoid version learns far more slowly at this budget).
 
 # %% tags=["train-api"]
-run = kerascnn.train("lenet5", epochs=8, run_dir=str(WORK / "lenet5"), seed=1, quiet=True)
+run = kerascnn.train("lenet5", model_options={"variant": "modern"}, epochs=8, run_dir=str(WORK / "lenet5"),
+                     seed=1, quiet=True)
 print(f"validation accuracy: {run.history[-1].val_accuracy:.3f}")
 
 # %% tags=["train-api"]
 Image(filename=str(Path(run.dir) / "curves.png"))
+
+# %% tags=["train-api"]
+ev = kerascnn.evaluate(run)
+print(f"test accuracy {ev.accuracy:.3f}")
+assert ev.accuracy > 0.8
