@@ -97,10 +97,10 @@ class Report:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     @property
-    def receptive_field(self) -> int:
-        """Receptive field of the last layer that still has a spatial grid."""
+    def receptive_field(self):
+        """Receptive field of the last layer that still has a spatial grid (None without one: an MLP)."""
         spatial = [l for l in self.layers if len(l.output_shape) == 3 and l.cls not in ("Flatten",)]
-        return spatial[-1].receptive_field if spatial else 1
+        return spatial[-1].receptive_field if spatial else None
 
     @property
     def activation_bytes(self) -> int:
@@ -173,6 +173,17 @@ def _hw(v):
     return v[0] if v[0] == v[1] else v
 
 
+def _whole(x):
+    """A receptive field in whole input pixels (after up-sampling the formula can give a fraction:
+    rounded up); a jump as an int, or a float below one pixel after up-sampling."""
+    return x if isinstance(x, int) else int(x) if x == int(x) else float(x)
+
+
+def _field_row(rf, jump) -> tuple:
+    """The (receptive field, jump) a row shows: per axis, ``HxW`` pairs only where they differ."""
+    return (_hw(math.ceil(r) if not isinstance(r, int) else r for r in rf), _hw(_whole(j) for j in jump))
+
+
 @dataclass
 class _State:
     shape: tuple   # (H, W, C) or (N,)
@@ -198,7 +209,7 @@ def analyze_spec(spec: S.Spec, st: _State, bpe: int = 4) -> tuple:
             for sub in branch:
                 row, bst = analyze_spec(sub, bst, bpe)
                 children.append(row)
-    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, _hw(rf), _hw(jump),
+    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, *_field_row(rf, jump),
                      math.prod(shape) * bpe, note, children)
     return row, _State(shape, rf, jump, start)
 

@@ -61,7 +61,8 @@ def totals(report: Report) -> str:
         f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
         f"non-trainable {report.non_trainable_params:,}; {human_bytes(report.param_bytes)} as float32)",
         f"Multiply-adds per image: {report.macs:,} ({human(report.macs, 'MAC')})",
-        f"Receptive field of the last spatial layer: {_hw(report.receptive_field)} px",
+        (f"Receptive field of the last spatial layer: {_hw(report.receptive_field)} px"
+         if report.receptive_field is not None else "Receptive field: none (no layer sees a spatial grid)"),
         f"Activation memory per image (forward, float32): {human_bytes(report.activation_bytes)}",
     ]
     for w in report.warnings():

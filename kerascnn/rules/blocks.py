@@ -11,7 +11,13 @@ from kerascnn.rules.base import Rule, as_pairs, register
 
 
 class BlockRule(Rule):
+    """A block's Keras layer (``InceptionBlock``, ``ResidualBlock``, ``BranchBlock``) is built from its
+    branches by ``kerascnn.layers.spec_layers``: the rules never import the Keras blocks (no import cycle)."""
+
     is_block = True
+
+    def keras_layers(self, dtype=None):
+        raise TypeError(f"{self.name}: a block's Keras layer is built by kerascnn.layers.spec_layers")
 
     def branch_rules(self):
         """[(rule, in_shape) ...] per branch (validated end to end)."""
@@ -76,12 +82,6 @@ class InceptionRule(BlockRule):
     keywords = ("inception",)
     _RE = re.compile(r"^inception(\d+)-(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
 
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import InceptionBlock
-
-        sp = self.spec
-        return [InceptionBlock(sp.c1, sp.c2, sp.c3, sp.c4, **self._kw(dtype))]
-
     def token(self):
         sp = self.spec
         return f"inception{sp.c1}-{sp.c2[0]}-{sp.c2[1]}-{sp.c3[0]}-{sp.c3[1]}-{sp.c4}"
@@ -104,13 +104,6 @@ class ResidualRule(BlockRule):
 
     keywords = ("resblock", "bottleneck")
     _RE = re.compile(r"^(resblock|bottleneck)(\d+)(?:s(\d+))?(proj)?(v1)?$")
-
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import ResidualBlock
-
-        sp = self.spec
-        return [ResidualBlock(sp.filters, sp.stride, sp.bottleneck, sp.projection, sp.fused, v1=sp.v1,
-                              **self._kw(dtype))]
 
     def token(self):
         sp = self.spec
@@ -143,11 +136,6 @@ class BranchesRule(BlockRule):
         if not self.spec.paths:
             raise ConfigError(f"{self.name}: a block needs at least one path")
         return super().output_shape(in_shape)
-
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import BranchBlock
-
-        return [BranchBlock(self.spec.paths, self.spec.merge, **self._kw(dtype))]
 
     def token(self):
         from kerascnn.rules import rule_for
