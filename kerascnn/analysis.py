@@ -117,6 +117,17 @@ class Report:
                 out.append(f"{l.name}: {l.note}")
         return out
 
+    def __str__(self) -> str:
+        from kerascnn.report import render
+
+        return render(self, None, depth=2, title="Lecture arithmetic")
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a report as an HTML table."""
+        from kerascnn.report import render_html
+
+        return render_html(self, None, depth=2, title="Lecture arithmetic")
+
     def to_dict(self) -> dict:
         return {
             "input_shape": list(self.input_shape),

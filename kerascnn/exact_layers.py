@@ -9,6 +9,8 @@
   followed by keeping every S-th row and column (the same numbers: output (i, j) of a strided layer is
   output (S i, S j) of the stride-1 one). Their weights are those of the stock layer (same names and
   shapes); ``kerascnn values`` builds them, training does not (they do S^2 times the work);
+* ``SpreadConv2DTranspose``: a transposed convolution with stride > 1 and dilation > 1 (Keras refuses
+  it too), as the input spread out with zeros and a stride-1 dilated transposed convolution;
 * ``LayerScale``: per-channel learned scale (ConvNeXt; ``keras.applications``' own is not public API).
 
 Only the backend-neutral ``keras.ops`` API is used. Every layer serializes under ``kerascnn>``.
@@ -164,6 +166,44 @@ class SubsampledDepthwiseConv2D(_Subsampled, keras.layers.DepthwiseConv2D):
 @keras.saving.register_keras_serializable(package="kerascnn")
 class SubsampledSeparableConv2D(_Subsampled, keras.layers.SeparableConv2D):
     """SeparableConv2D with stride > 1 and dilation > 1 (the pointwise 1x1 commutes with subsampling)."""
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class SpreadConv2DTranspose(keras.layers.Conv2DTranspose):
+    """Conv2DTranspose with stride > 1 and dilation > 1, which Keras refuses: the input spread out with
+    S-1 zeros between pixels (and ``output_padding`` zero rows/columns at the end), then the stride-1
+    dilated transposed convolution; PyTorch's conv_transpose2d numbers. Weights as the stock layer's."""
+
+    def __init__(self, *args, strides=(1, 1), output_padding=None, **kwargs):
+        self.spread = (strides, strides) if isinstance(strides, int) else tuple(int(s) for s in strides)
+        op = (0, 0) if output_padding is None else output_padding
+        self.extra = (op, op) if isinstance(op, int) else tuple(int(v) for v in op)
+        super().__init__(*args, strides=1, **kwargs)
+
+    def _spread(self, x):
+        for axis, s, op in ((1, self.spread[0], self.extra[0]), (2, self.spread[1], self.extra[1])):
+            n = x.shape[axis]
+            if s > 1:
+                y = keras.ops.stack([x] + [keras.ops.zeros_like(x)] * (s - 1), axis=axis + 1)
+                shape = list(x.shape)
+                shape[0], shape[axis] = -1, n * s
+                x = keras.ops.reshape(y, shape)
+                x = x[:, :(n - 1) * s + 1] if axis == 1 else x[:, :, :(n - 1) * s + 1]
+            if op:
+                pad = [[0, 0], [0, op if axis == 1 else 0], [0, op if axis == 2 else 0], [0, 0]]
+                x = keras.ops.pad(x, pad)
+        return x
+
+    def call(self, inputs):
+        return super().call(self._spread(inputs))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        grown = [None if v is None else (v - 1) * s + 1 + op for v, s, op in zip((h, w), self.spread, self.extra)]
+        return super().compute_output_shape((n, *grown, c))
+
+    def get_config(self):
+        return {**super().get_config(), "strides": list(self.spread), "output_padding": list(self.extra)}
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")

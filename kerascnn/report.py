@@ -27,8 +27,9 @@ def table(headers: list, rows: list, align: str | None = None) -> str:
     return "\n".join([fmt(headers), rule] + [fmt(r) for r in rows])
 
 
-def analysis_table(report: Report, keras_params: dict | None = None, depth: int = 1) -> str:
-    """The lecture-arithmetic table; ``keras_params`` maps layer name -> Keras count_params()."""
+def analysis_rows(report: Report, keras_params: dict | None = None, depth: int = 1) -> tuple:
+    """(headers, rows, align) of the lecture-arithmetic table; ``keras_params`` maps layer name ->
+    Keras count_params()."""
     headers = ["Layer", "Type", "Output", "Params"]
     if keras_params is not None:
         headers.append("Keras")
@@ -52,10 +53,31 @@ def analysis_table(report: Report, keras_params: dict | None = None, depth: int 
     for layer in report.layers:
         add(layer, 0)
     align = "lllr" + ("r" if keras_params is not None else "") + "rrrr"
-    return table(headers, rows, align)
+    return headers, rows, align
+
+
+def analysis_table(report: Report, keras_params: dict | None = None, depth: int = 1) -> str:
+    """The lecture-arithmetic table as fixed-width text."""
+    return table(*analysis_rows(report, keras_params, depth))
+
+
+def html_table(headers: list, rows: list, align: str | None = None) -> str:
+    """The same table as HTML (what Jupyter shows for a report or a value grid)."""
+    from html import escape
+
+    align = align or "l" * len(headers)
+    style = {"l": "text-align:left", "r": "text-align:right"}
+    head = "".join(f'<th style="{style[a]}">{escape(str(h))}</th>' for h, a in zip(headers, align))
+    body = "".join("<tr>" + "".join(f'<td style="{style[a]}">{escape(str(c))}</td>' for c, a in zip(row, align))
+                   + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def totals(report: Report) -> str:
+    return "\n".join(totals_lines(report))
+
+
+def totals_lines(report: Report) -> list:
     lines = [
         f"Input: {_shape(report.input_shape)}    Output: {_shape(report.output_shape)}",
         f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
@@ -67,22 +89,19 @@ def totals(report: Report) -> str:
     ]
     for w in report.warnings():
         lines.append(f"* {w}")
-    return "\n".join(lines)
+    return lines
 
 
 def not_analysed(report) -> str:
-    """The layers of a Keras model that no rule covers (their params and MACs are not counted)."""
+    """The layers of a Keras model that no rule covers (their params are Keras's own count, their
+    multiply-adds are not counted, the receptive field after them is unknown)."""
     unknown = getattr(report, "unknown", None) or []
     if not unknown:
         return ""
     names = ", ".join(f"{n} ({c})" for n, c in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20
                                                                else "")
-    text = f"Not analysed ({len(unknown)} layers without a rule; their params and MACs are not counted): {names}"
-    keras_total = getattr(report, "keras_total", None)
-    if keras_total and keras_total != report.total_params:
-        text += (f"\nKeras counts {keras_total:,} params in all: {keras_total - report.total_params:,} "
-                 f"of them in the layers not analysed")
-    return text
+    return (f"Not analysed ({len(unknown)} layers without a rule; params from Keras's count_params(), "
+            f"MACs not counted): {names}")
 
 
 def render(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
@@ -93,3 +112,13 @@ def render(report: Report, keras_params: dict | None = None, depth: int = 2, tit
     if extra:
         parts.append(extra)
     return "\n".join(parts)
+
+
+def render_html(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
+    """``render`` as HTML: the title, the per-layer table, then the totals (Jupyter's view of a report)."""
+    from html import escape
+
+    lines = totals_lines(report) + ([not_analysed(report)] if not_analysed(report) else [])
+    return ((f"<p><b>{escape(title)} at {_shape(report.input_shape)}</b></p>" if title else "")
+            + html_table(*analysis_rows(report, keras_params, depth))
+            + "<p>" + "<br>".join(escape(line) for line in lines) + "</p>")

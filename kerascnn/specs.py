@@ -177,7 +177,7 @@ class ZeroPad(Spec):
 class Pool(Spec):
     """MaxPooling2D / AveragePooling2D; ``stride`` defaults to ``size``. As PyTorch's pools:
     ``dilation`` (max pooling), ``ceil_mode`` (the output size rounds up; an average divides by the
-    window clipped to the padded input), padding at most half the (effective) window."""
+    window clipped to the padded input), padding at most half the pool size."""
 
     kind: str = "max"
     size: Size = 2

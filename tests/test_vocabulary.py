@@ -159,11 +159,11 @@ def test_bad_specs_raise_one_line(text, message):
 
 
 @pytest.mark.parametrize("text,ok", [("maxpool2p2", False), ("avgpool2p2", False), ("maxpool3p2", False),
-                                     ("maxpool2p1", True), ("avgpool3p1", True), ("maxpool3p2d2", True),
+                                     ("maxpool2p1", True), ("avgpool3p1", True), ("maxpool3p2d2", False),
                                      ("maxpool3p3d2", False), ("maxpool4p0:2", True), ("avgpool3p0:2", False)])
 def test_pool_padding_at_most_half_the_window_as_pytorch(text, ok):
-    """PyTorch refuses pool padding above half the (dilated) window ("pad should be at most half of
-    effective kernel size"): 2P <= F_eff, on every side; kerascnn does the same for both kinds."""
+    """PyTorch refuses pool padding above half the pool size ("pad should be smaller than or equal to half
+    of kernel size", dilated or not): 2P <= F on every side; kerascnn does the same for both kinds."""
     if ok:
         analysis.analyze(parse(text), (8, 8, 1))
     else:

@@ -278,7 +278,7 @@ class SeparableConvRule(WindowRule):
 @register(S.Pool)
 class PoolRule(WindowRule):
     """Max / average pooling (stride defaults to the size); no parameters, no multiply-adds. As PyTorch's:
-    ``d2`` dilation (max pooling), ``ceil`` (ceil_mode), padding at most half the (effective) window."""
+    ``d2`` dilation (max pooling), ``ceil`` (ceil_mode), padding at most half the pool size."""
 
     keywords = ("maxpool", "avgpool", "pool")
     _RE = re.compile(rf"^(max|avg)?pool{_HW}(.*)$")
@@ -296,7 +296,7 @@ class PoolRule(WindowRule):
         if self.spec.kind == "avg" and self.dilation() != (1, 1):
             raise ConfigError(f"{self.name}: average pooling has no dilation (PyTorch's avg_pool2d neither); "
                               f"dilate a max pool or a convolution")
-        for pp, f in zip(p, self.effective_kernel()):
+        for pp, f in zip(p, self.kernel()):  # PyTorch compares with the pool size, dilated or not
             if 2 * max(pp) > f:
                 raise ConfigError(f"{self.name}: pool padding {max(pp)} is more than half the window {f} "
                                   f"(PyTorch refuses it too: a window could hold padding only); use P <= {f // 2}")
@@ -432,9 +432,17 @@ class ConvTransposeRule(WindowRule):
         import keras
 
         sp = self.spec
-        return keras.layers.Conv2DTranspose(sp.filters, self.kernel(), strides=self.stride(), padding="valid",
-                                            output_padding=self.output_padding(), dilation_rate=self.dilation(),
-                                            activation=activation, use_bias=sp.use_bias, **kw)
+        cls = keras.layers.Conv2DTranspose
+        if max(self.stride()) > 1 and max(self.dilation()) > 1:
+            if not exact_mode():
+                raise ConfigError(
+                    f"{self.name}: Keras cannot build a transposed convolution with stride > 1 and dilation > 1; "
+                    f"the arithmetic holds, and `kerascnn values` computes the layer exactly (the input spread "
+                    f"out with zeros, then a stride-1 dilated transposed convolution)")
+            from kerascnn.exact_layers import SpreadConv2DTranspose as cls
+        return cls(sp.filters, self.kernel(), strides=self.stride(), padding="valid",
+                   output_padding=self.output_padding(), dilation_rate=self.dilation(),
+                   activation=activation, use_bias=sp.use_bias, **kw)
 
     def token(self) -> str:
         sp = self.spec
