@@ -26,6 +26,7 @@ from typing import Optional
 
 from kerascnn import specs as S
 from kerascnn.errors import ConfigError, GeometryError
+from kerascnn.report import human, human_bytes  # noqa: F401  (formatting lives with the tables)
 
 
 @dataclass
@@ -248,18 +249,3 @@ def smallest_square_input(specs: list, channels: int, limit: int = 2048) -> Opti
         except GeometryError:
             continue
     return None
-
-
-def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (SI prefixes)."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {p}{unit}"
-    return f"{n:.0f} {unit}".rstrip()
-
-
-def human_bytes(n: float) -> str:
-    for div, p in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= div:
-            return f"{n / div:.2f} {p}"
-    return f"{int(n)} B"

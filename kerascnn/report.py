@@ -1,7 +1,21 @@
-"""Plain-text tables for the analysis (pure Python): per-layer rows next to Keras's counts."""
+"""Tables for the analysis (pure Python): per-layer rows next to Keras's counts, as text or HTML;
+``report`` arguments are ``kerascnn.analysis.Report``s (this module imports nothing of kerascnn)."""
 from __future__ import annotations
 
-from kerascnn.analysis import Report, human, human_bytes
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M' (SI prefixes)."""
+    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {p}{unit}"
+    return f"{n:.0f} {unit}".rstrip()
+
+
+def human_bytes(n: float) -> str:
+    for div, p in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= div:
+            return f"{n / div:.2f} {p}"
+    return f"{int(n)} B"
 
 
 def _hw(v) -> str:
@@ -27,7 +41,7 @@ def table(headers: list, rows: list, align: str | None = None) -> str:
     return "\n".join([fmt(headers), rule] + [fmt(r) for r in rows])
 
 
-def analysis_rows(report: Report, keras_params: dict | None = None, depth: int = 1) -> tuple:
+def analysis_rows(report, keras_params: dict | None = None, depth: int = 1) -> tuple:
     """(headers, rows, align) of the lecture-arithmetic table; ``keras_params`` maps layer name ->
     Keras count_params()."""
     headers = ["Layer", "Type", "Output", "Params"]
@@ -56,28 +70,33 @@ def analysis_rows(report: Report, keras_params: dict | None = None, depth: int =
     return headers, rows, align
 
 
-def analysis_table(report: Report, keras_params: dict | None = None, depth: int = 1) -> str:
+def analysis_table(report, keras_params: dict | None = None, depth: int = 1) -> str:
     """The lecture-arithmetic table as fixed-width text."""
     return table(*analysis_rows(report, keras_params, depth))
 
 
-def html_table(headers: list, rows: list, align: str | None = None) -> str:
-    """The same table as HTML (what Jupyter shows for a report or a value grid)."""
+def html_table(headers: list | None, rows: list, align: str | None = None) -> str:
+    """The same table as HTML (what Jupyter shows for a report or a value grid; no header row
+    without ``headers``)."""
     from html import escape
 
-    align = align or "l" * len(headers)
+    align = align or "l" * len(headers or rows[0])
     style = {"l": "text-align:left", "r": "text-align:right"}
+    if headers is None:
+        body = "".join("<tr>" + "".join(f'<td style="{style[a]}">{escape(str(c))}</td>' for c, a in zip(row, align))
+                       + "</tr>" for row in rows)
+        return f"<table><tbody>{body}</tbody></table>"
     head = "".join(f'<th style="{style[a]}">{escape(str(h))}</th>' for h, a in zip(headers, align))
     body = "".join("<tr>" + "".join(f'<td style="{style[a]}">{escape(str(c))}</td>' for c, a in zip(row, align))
                    + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def totals(report: Report) -> str:
+def totals(report) -> str:
     return "\n".join(totals_lines(report))
 
 
-def totals_lines(report: Report) -> list:
+def totals_lines(report) -> list:
     lines = [
         f"Input: {_shape(report.input_shape)}    Output: {_shape(report.output_shape)}",
         f"Total params: {report.total_params:,} (trainable {report.trainable_params:,}, "
@@ -104,7 +123,7 @@ def not_analysed(report) -> str:
             f"MACs not counted): {names}")
 
 
-def render(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
+def render(report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
     """Title, the per-layer table, the totals and any layers not analysed, as one text."""
     parts = [f"{title} at {_shape(report.input_shape)}:"] if title else []
     parts += [analysis_table(report, keras_params, depth), "", totals(report)]
@@ -114,7 +133,7 @@ def render(report: Report, keras_params: dict | None = None, depth: int = 2, tit
     return "\n".join(parts)
 
 
-def render_html(report: Report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
+def render_html(report, keras_params: dict | None = None, depth: int = 2, title: str | None = None) -> str:
     """``render`` as HTML: the title, the per-layer table, then the totals (Jupyter's view of a report)."""
     from html import escape
 

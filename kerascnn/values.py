@@ -357,7 +357,7 @@ def html_output(name: str, cls: str, y: np.ndarray) -> str:
         if len(grids) > 1:
             parts.append(f"<p>channel {c}:</p>")
         cells = np.array(_fmt(np.atleast_2d(g)), dtype=object).reshape(np.atleast_2d(g).shape)
-        parts.append(html_table([""] * cells.shape[1], cells.tolist(), "r" * cells.shape[1]))
+        parts.append(html_table(None, cells.tolist(), "r" * cells.shape[1]))
     return "".join(parts)
 
 

@@ -23,19 +23,8 @@ rest, ``blocks.py`` for branches) with its formulas, Keras layers, ``keywords``,
 """
 from __future__ import annotations
 
-from kerascnn.rules.base import Rule, pair, pads, axis_out  # noqa: F401
+from kerascnn.rules.base import RULES, Rule, axis_out, pads, pair, rule_for  # noqa: F401
 from kerascnn.rules import conv as _conv, simple as _simple, blocks as _blocks  # noqa: F401
-from kerascnn.rules.base import RULES
-
-
-def rule_for(spec) -> Rule:
-    """The rule for one spec (raises ``ConfigError`` for an unknown spec type)."""
-    from kerascnn.errors import ConfigError
-
-    cls = RULES.get(type(spec))
-    if cls is None:
-        raise ConfigError(f"unknown layer spec {spec!r}")
-    return cls(spec)
 
 
 __all__ = ["Rule", "RULES", "rule_for", "pair", "pads", "axis_out"]

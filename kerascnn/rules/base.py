@@ -21,6 +21,14 @@ def register(spec_cls):
     return deco
 
 
+def rule_for(spec) -> "Rule":
+    """The rule for one spec (raises ``ConfigError`` for an unknown spec type)."""
+    cls = RULES.get(type(spec))
+    if cls is None:
+        raise ConfigError(f"unknown layer spec {spec!r}")
+    return cls(spec)
+
+
 def pair(v, what: str = "size", name: str = "layer") -> tuple:
     """``3`` -> (3, 3); ``(1, 7)`` -> (1, 7)."""
     if isinstance(v, (list, tuple)):

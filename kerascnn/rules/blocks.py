@@ -7,7 +7,7 @@ import re
 
 from kerascnn import specs as S
 from kerascnn.errors import ConfigError, GeometryError
-from kerascnn.rules.base import Rule, as_pairs, register
+from kerascnn.rules.base import Rule, as_pairs, register, rule_for
 
 
 class BlockRule(Rule):
@@ -24,8 +24,6 @@ class BlockRule(Rule):
         raise NotImplementedError
 
     def _walk(self, in_shape):
-        from kerascnn.rules import rule_for
-
         out = []
         for branch in self.spec.branches():
             shape, steps = tuple(in_shape), []
@@ -62,8 +60,6 @@ class BlockRule(Rule):
         return sum(r.macs(shape) for steps, _ in self._walk(in_shape) for r, shape in steps)
 
     def field(self, rf, jump, start, in_shape=None):
-        from kerascnn.rules import rule_for
-
         rf, jump, start = as_pairs(rf, jump, start)
         ends = []
         for branch in self.spec.branches():
@@ -138,8 +134,6 @@ class BranchesRule(BlockRule):
         return super().output_shape(in_shape)
 
     def token(self):
-        from kerascnn.rules import rule_for
-
         word = "res" if self.spec.merge == "add" else "cat"
         paths = list(self.spec.paths)
         if word == "res" and len(paths) == 2 and not paths[1]:
