@@ -277,11 +277,12 @@ def analyze_config(model_cfg: dict, input_shape=None, keras_model=None, bytes_pe
     shape = tuple(input_shape) if input_shape is not None else saved
     if shape is None:
         raise ConfigError(f"model {name!r} is not built: give it an Input (or call it once) first")
-    if len(shape) != 3 or any(v is None or v < 0 for v in shape):
+    if len(shape) not in (1, 3) or any(v is None or v < 1 for v in shape):
         if input_shape is None and len(shape) == 3 and shape[2] is not None:
             raise ConfigError(f"model {name!r} has an input of unknown size {_shown(shape)}: give one, e.g. "
                               f"--input-shape 224,224,{shape[2]} (Python: input_shape=(224, 224, {shape[2]}))")
-        raise ConfigError(f"model {name!r}: input shape must be H, W, C; received {_shown(shape)}")
+        raise ConfigError(f"model {name!r}: kerascnn analyses inputs of shape H, W, C (or a vector); "
+                          f"received {_shown(shape)}")
     if input_shape is not None and saved is not None and len(saved) == 3 and saved[2] not in (None, shape[2]):
         raise ConfigError(f"model {name!r} takes {saved[2]} input channels; --input-shape gives {shape[2]}")
     walker = _Walker(bytes_per_element, keras_model)

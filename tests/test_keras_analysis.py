@@ -238,3 +238,19 @@ def test_a_keras_file_at_another_input_size_with_keras_side_by_side(saved_applic
     big, _ = analyze_file(str(path), (224, 224, 3))
     assert small.total_params == big.total_params and small.macs < big.macs
     assert small.layers[-1].output_shape == (1000,)
+
+
+def test_a_vector_input_model_file_and_its_values_from_one_row(invoke, tmp_path):
+    """An MLP saved with a vector input: analysed from its config (no receptive field), and `values`
+    reads a one-row grid as the vector it takes."""
+    import keras
+
+    m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, name="d")], name="mlp")
+    m.get_layer("d").set_weights([np.arange(10, dtype=np.float32).reshape(5, 2), np.zeros(2, np.float32)])
+    m.save(tmp_path / "mlp.keras")
+    r = _saved_and_read(m, tmp_path)
+    assert (r.input_shape, r.total_params, r.macs, r.receptive_field) == ((5,), 12, 10, None)
+    out = invoke("values", tmp_path / "mlp.keras", "--input", "1,2,-1,1,-3", "--format", "json")
+    d = json.loads(out.output)
+    x = np.array([1, 2, -1, 1, -3])
+    assert d["input_shape"] == [5] and d["layers"][-1]["values"] == (x @ np.arange(10).reshape(5, 2)).tolist()
