@@ -241,22 +241,8 @@ def _to_spec(layer_cfg, in_shape):
     block = _kerascnn_block(cls, c, name)
     if block is not None:
         return block
-    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
-        k, s, d = _hw2(c["kernel_size"]), _hw2(c.get("strides", 1)), _hw2(c.get("dilation_rate", 1))
-        pad, bias = _padding(c, in_shape, k, s, d), bool(c.get("use_bias", True))
-        if cls == "Conv2D":
-            return S.Conv(int(c["filters"]), k, s, pad, use_bias=bias, groups=int(c.get("groups", 1)), dilation=d,
-                          name=name)
-        if cls == "DepthwiseConv2D":
-            return S.DepthwiseConv(k, s, pad, depth_multiplier=int(c.get("depth_multiplier", 1)), dilation=d,
-                                   use_bias=bias, name=name)
-        return S.SeparableConv(int(c["filters"]), k, s, pad, depth_multiplier=int(c.get("depth_multiplier", 1)),
-                               dilation=d, use_bias=bias, name=name)
-    if cls == "Conv2DTranspose":
-        k, s, d = _hw2(c["kernel_size"]), _hw2(c.get("strides", 1)), _hw2(c.get("dilation_rate", 1))
-        crops, extra = _transpose_pads(c, in_shape, k, s, d)
-        return S.ConvTranspose(int(c["filters"]), k, s, crops, extra, d, use_bias=bool(c.get("use_bias", True)),
-                               name=name)
+    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"):
+        return _conv_spec(cls, c, in_shape, name)
     if cls in ("MaxPooling2D", "AveragePooling2D"):
         k = _hw2(c["pool_size"])
         s = _hw2(c.get("strides") or k)
@@ -296,6 +282,23 @@ def _to_spec(layer_cfg, in_shape):
         return S.Normalize(None if mean is None else tuple(_flat(mean)),
                            None if var is None else tuple(_flat(var)), name=name)
     return None
+
+
+def _conv_spec(cls: str, c: dict, in_shape, name: str):
+    k, s, d = _hw2(c["kernel_size"]), _hw2(c.get("strides", 1)), _hw2(c.get("dilation_rate", 1))
+    bias = bool(c.get("use_bias", True))
+    if cls == "Conv2DTranspose":
+        crops, extra = _transpose_pads(c, in_shape, k, s, d)
+        return S.ConvTranspose(int(c["filters"]), k, s, crops, extra, d, use_bias=bias, name=name)
+    pad = _padding(c, in_shape, k, s, d)
+    if cls == "Conv2D":
+        return S.Conv(int(c["filters"]), k, s, pad, use_bias=bias, groups=int(c.get("groups", 1)), dilation=d,
+                      name=name)
+    if cls == "DepthwiseConv2D":
+        return S.DepthwiseConv(k, s, pad, depth_multiplier=int(c.get("depth_multiplier", 1)), dilation=d,
+                               use_bias=bias, name=name)
+    return S.SeparableConv(int(c["filters"]), k, s, pad, depth_multiplier=int(c.get("depth_multiplier", 1)),
+                           dilation=d, use_bias=bias, name=name)
 
 
 def _flat(v) -> list:
