@@ -6,7 +6,7 @@ that is a whole command (no placeholder such as RUN, FILE or ``…``). Each docu
 fresh copy of one sandbox directory in which the files the commands name exist as tiny stand-ins:
 ``../shared/data/mnist.npz`` (80 random 28x28 images), ``mnist.npz``, ``fashion_mnist.npz``,
 ``runs/quickstart`` (a 1-epoch run on the bundled digits), ``cat.jpg``, ``photos/``,
-``imagenet_val/``, ``model.keras``, ``docs/samples/``, empty weight files (and, after a parse-only
+``imagenet_val/``, ``model.keras`` (also as ``ResNet50.keras``), ``docs/samples/``, empty weight files (and, after a parse-only
 ``train --run-dir D``, a copy of the stand-in run at D). The commands then run
 in the order the page shows them, in-process (click's test runner), so one TensorFlow import
 serves them all; ``saved_model_cli`` runs in a shell.
@@ -214,6 +214,7 @@ def sandbox(tmp_path_factory):
     model.save(work / "model.keras")
     (work / "path" / "to").mkdir(parents=True)
     shutil.copy(work / "model.keras", work / "path" / "to" / "model.keras")
+    shutil.copy(work / "model.keras", work / "ResNet50.keras")   # stands in for the 98 MB keras.applications file
     r = _run_cli(["train", "convnet", "--epochs", "1", "--run-dir", "runs/quickstart", "-q"], work)
     assert r.exit_code == 0, r.output
     return root
