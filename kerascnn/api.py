@@ -50,11 +50,11 @@ def _pretrained_options(ref: str, weights, options, others: str = "a run or .ker
     if not (weights or options):
         return None
     from kerascnn.errors import ConfigError
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
 
     if not is_model(ref):
         raise ConfigError(f"--weights and -o apply to a registered model name ({others} has its own)")
-    return resolve(ref, options).options
+    return model_ref(ref, options).options
 
 
 # --------------------------------------------------------------------------- train

@@ -121,7 +121,7 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
         if (p.parent / CONFIG_FILE).is_file():
             return model, dataclasses.replace(RunRecord.load(p.parent), model_path=p)
         return model, RunRecord.for_model(model.name, model.input_shape[1:], model.output_shape[-1], model_path=p)
-    from kerascnn.registry import resolve
+    from kerascnn.registry import model_ref
 
-    model = resolve(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
+    model = model_ref(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
     return model, RunRecord.for_model(ref, model.input_shape[1:], model.output_shape[-1], options)

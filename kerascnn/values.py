@@ -116,7 +116,7 @@ def _is_kernel(name: str) -> bool:
 
 def build_for_values(model_or_spec: str, in_shape: tuple):
     """A spec (``"conv3-1"``), a registered model or a ``.keras`` file -> a Keras model for ``in_shape``."""
-    from kerascnn.registry import resolve
+    from kerascnn.registry import model_ref
 
     if model_or_spec.endswith(".keras"):
         import keras
@@ -134,7 +134,7 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
     if len(in_shape) != 3:
         raise ConfigError(f"a layer spec needs an (H, W) or (H, W, C) input; received shape {in_shape}")
     # a size that collapses: one GeometryError naming the layer, before Keras builds anything
-    return resolve(model_or_spec, None, in_shape, spec=True).build(), True
+    return model_ref(model_or_spec, None, in_shape, spec=True).build(), True
 
 
 def set_weights(model, kernel=None, bias=None, weights=None, ones=True) -> list:

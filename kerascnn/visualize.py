@@ -234,13 +234,13 @@ def _geometry_to(specs, input_size: int, layer_name, sizes=None):
 
 
 def receptive_field(model, info, out, layer, x, shown, label):
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
 
     plt = _plt()
     name = info.config.model or model.name
     if not is_model(name):
         raise ConfigError("receptive-field needs a kerascnn model (a run directory or a registered name)")
-    ref = resolve(name, dict(info.config.model_options),
+    ref = model_ref(name, dict(info.config.model_options),
                   tuple(int(v) for v in model.input_shape[1:]), int(model.output_shape[-1]))
     shape, specs, report = ref.input_shape, ref.specs(), ref.analyze()
     names = [s.name for s in specs]

@@ -47,9 +47,9 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
           fuse_bn, backend, fmt):
     """Median images/s and ms/step over repeated windows, MACs per image, achieved GFLOP/s and,
     on a known GPU, the fraction of its peak."""
-    from kerascnn.registry import resolve
+    from kerascnn.registry import model_ref
 
-    ref = resolve(model, options, input_shape, num_classes or 10)
+    ref = model_ref(model, options, input_shape, num_classes or 10)
     ref.analyze()  # geometry errors before any framework loads
     from kerascnn.engines import use_backend
 

@@ -416,7 +416,7 @@ def resolve_config(given: dict, config_file=None, resume=None) -> TrainConfig:
     if merged.get("backend") is None:
         merged["backend"] = "jax" if os.environ.get("KERAS_BACKEND") == "jax" else "tensorflow"
     config = TrainConfig(**merged)
-    entry.resolve(None, None, config.model_options)  # unknown model options fail here
+    entry.arguments(None, None, config.model_options)  # unknown model options fail here
     _check_engine(config, typed, resume)
     return config
 
