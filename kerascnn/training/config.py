@@ -358,8 +358,8 @@ def read_mapping(path) -> dict:
 
 
 def load_config_file(path) -> dict:
-    """The options of ``--config FILE``: a YAML/JSON mapping, or a run's config.json (read as a
-    ``RunRecord``: its results are not options; its engine is the ``backend``)."""
+    """The options of ``--config FILE``: a YAML/JSON mapping of options, or a run's config.json
+    (read by ``RunRecord``: its results are not options, its engine is the ``backend``)."""
     from kerascnn.training.record import RunRecord
 
     cfg = read_mapping(path)
@@ -367,9 +367,11 @@ def load_config_file(path) -> dict:
     unknown = set(cfg) - set(known) - set(RunRecord.RESULT_KEYS)
     if unknown:
         raise unknown_option(sorted(unknown)[0], f"--config {path}")
-    out = {k: v for k, v in cfg.items() if k in known}
-    if cfg.get("engine") is not None and "backend" not in out:
-        out["backend"] = cfg["engine"]
+    if set(cfg) & {"input_shape", "num_classes", "engine"}:       # a run's record: the options it holds
+        recorded = RunRecord.from_dict(cfg, strict=True, source=path).options()
+        out = {k: v for k, v in recorded.items() if k in cfg or (k == "backend" and "engine" in cfg)}
+    else:
+        out = {k: v for k, v in cfg.items() if k in known}
     out.pop("run_dir", None)   # a reproduced run gets a fresh directory
     return out
 

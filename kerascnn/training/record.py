@@ -91,6 +91,11 @@ class RunRecord:
     def model_name(self) -> str:
         return self.config.model or "model"
 
+    def options(self) -> dict:
+        """The run's options as a layer of ``resolve_config`` (``--resume RUN``, ``--config
+        RUN/config.json``): the recorded options, the class names among them, and the engine."""
+        return dict(self.config.to_dict(), backend=self.config.backend)
+
     @property
     def preprocessing(self) -> dict:
         """What a model of this run expects: images resized to ``input_shape`` and multiplied by ``pixel_scale``."""

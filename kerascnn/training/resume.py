@@ -43,7 +43,7 @@ def start(run_dir, given: dict, config_file=None) -> dict:
     if not is_run_dir(run_dir):
         raise ConfigError(f"--resume {run_dir}: not a kerascnn run directory (no config.json)")
     record = RunRecord.load(run_dir, strict=True)      # the run record: the only reader of config.json
-    recorded = dict(record.config.to_dict(), class_names=record.class_names, backend=record.config.backend)
+    recorded = record.options()
     model = given.get("model")
     if model and model != recorded.get("model"):
         raise ConfigError(f"--resume {run_dir} is a {recorded.get('model')} run, not {model}")
