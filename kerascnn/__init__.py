@@ -2,8 +2,26 @@
 
 Importing this package is cheap: TensorFlow and Keras are imported only by the
 modules that build, train or export models.
+
+``build`` and ``analyze`` are defined here; the workflow -- ``train``, ``evaluate``, ``predict``,
+``export``, ``load_run`` -- lives in ``kerascnn.api`` (imported on first use), the same code the
+``kerascnn`` commands run.
 """
 __version__ = "0.1.0"
+
+_API = ("train", "evaluate", "predict", "export", "load_run")
+
+
+def __getattr__(name):
+    if name in _API:
+        from kerascnn import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))
 
 
 def build(name: str, input_shape=None, num_classes=None, **options):

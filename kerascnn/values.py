@@ -120,7 +120,7 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
     whether kerascnn built it). Layers that stock Keras cannot build exactly (a convolution with stride
     > 1 and dilation > 1) are built as their exact equivalents (``kerascnn.exact_layers``)."""
     from kerascnn.errors import GeometryError
-    from kerascnn.registry import resolve
+    from kerascnn.registry import model_ref
     from kerascnn.rules.base import exact_windows
 
     if model_or_spec.endswith(".keras"):
@@ -141,7 +141,7 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
     if len(in_shape) != 3:
         raise ConfigError(f"a layer spec needs an (H, W) or (H, W, C) input; received shape {in_shape}")
     # a size that collapses: one GeometryError naming the layer, before Keras builds anything
-    ref = resolve(model_or_spec, None, in_shape, spec=True)
+    ref = model_ref(model_or_spec, None, in_shape, spec=True)
     try:
         ref.analyze()
     except GeometryError as e:

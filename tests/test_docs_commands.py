@@ -205,7 +205,8 @@ def sandbox(tmp_path_factory):
     Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(work / "cat.jpg")
     shutil.copytree(ROOT / "docs" / "samples", work / "docs" / "samples")
     for name in ("resnet18.safetensors", "alexnet.safetensors", "googlenet-1378be20.pth",
-                 "home/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+                 *(f"home/.keras/models/{m}_weights_tf_dim_ordering_tf_kernels{top}.h5"
+                   for m in ("vgg16", "vgg19", "resnet50") for top in ("", "_notop"))):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(b"")   # parse-only commands check that the file exists
     import kerascnn
@@ -226,8 +227,9 @@ def _run_cli(args, cwd, env=None):
     from kerascnn.cli import cli
 
     old = os.getcwd()
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
+    env = {"KERAS_HOME": str(Path(cwd) / "home" / ".keras"), **(env or {})}   # the stand-in download cache
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         os.chdir(cwd)
         return CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -255,12 +257,14 @@ def _argv(c: Command, work: Path) -> list:
 
 
 def _parse_only(c: Command, work: Path, monkeypatch):
-    import kerascnn.commands.bench as bench
     import kerascnn.commands.common as common
+    import kerascnn.engines as engines
+    import kerascnn.tfquiet as tfquiet
 
     with monkeypatch.context() as m:
         m.setattr(common, "load_tensorflow", _stop)
-        m.setattr(bench, "_select_backend", _stop)   # the JAX engine would re-execute the process
+        m.setattr(tfquiet, "import_tensorflow_if_installed", _stop)   # the Python API's way in
+        m.setattr(engines, "use_backend", _stop)   # the backend is chosen where TensorFlow/JAX would load
         try:
             r = _run_cli(_argv(c, work), work, c.env)
         except _ReachedTensorFlow:
@@ -303,13 +307,16 @@ def python_examples() -> list:
     for page in PAGES:
         text = page.read_text()
         for m in re.finditer(r"^```python\n(.*?)^```\n\s*(?:^```\n(.*?)^```)?", text, re.S | re.M):
+            if text.rfind("<!-- python-api -->", 0, m.start()) > text.rfind("<!-- /python-api -->", 0, m.start()):
+                continue   # the README's workflow example: tests/test_api.py runs it (and checks its results)
             out.append((f"{page.relative_to(ROOT).as_posix()}:{text.count(chr(10), 0, m.start()) + 1}",
                         m.group(1), m.group(2)))
     return out
 
 
 @pytest.mark.parametrize("where,code,shown", python_examples(), ids=[w for w, _, _ in python_examples()])
-def test_python_example_runs_and_prints_what_the_page_shows(where, code, shown, capsys):
+def test_python_example_runs_and_prints_what_the_page_shows(where, code, shown, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # whatever an example writes lands outside the checkout
     exec(compile(code, where, "exec"), {"__name__": "__docs__"})
     printed = capsys.readouterr().out
     if shown is not None:

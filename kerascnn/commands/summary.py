@@ -114,7 +114,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     The whole vocabulary (depthwise, separable, blocks): docs/spec-language.md, "Spec language".
     """
     from kerascnn import analysis
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
 
     is_file = model_or_spec.endswith((".keras", ".h5"))
     if use_keras is None:  # the default: Keras's side for zoo models and specs; a file's config.json alone
@@ -123,7 +123,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         raise ConfigError("--weights applies to registered models with the Keras model (not --no-keras)")
     if is_file:
         return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
-    ref = resolve(model_or_spec, options, input_shape, num_classes, spec=True)
+    ref = model_ref(model_or_spec, options, input_shape, num_classes, spec=True)
     if ref.is_spec and input_shape is None:
         raise click.UsageError("a layer spec needs --input-shape H,W,C (e.g. --input-shape 32,32,3)")
     if ref.is_spec and num_classes is not None:
