@@ -9,7 +9,7 @@ source) lives in one frozen ``ModelCfg`` record. Building a Keras model goes thr
 ``build_model(name, ...)`` (also ``kerascnn.build``). Registering needs no TensorFlow.
 
 A command's MODEL argument (a registered name, or a layer spec where the command takes one)
-with its ``-o`` options, input shape and classes is resolved once, by ``resolve``, into a
+with its ``-o`` options, input shape and classes is resolved once, by ``model_ref``, into a
 ``ModelRef``: the record every command analyses and builds from.
 """
 from __future__ import annotations
@@ -88,7 +88,8 @@ class ModelEntry:
     def __repr__(self):
         return f"ModelEntry({self.cfg!r})"
 
-    def resolve(self, input_shape=None, num_classes=None, options=None):
+    def arguments(self, input_shape=None, num_classes=None, options=None):
+        """(input shape, classes, options) with the defaults filled in and the options checked."""
         input_shape = tuple(int(v) for v in (input_shape or self.default_input))
         num_classes = int(num_classes or self.num_classes)
         if num_classes < 1:
@@ -101,7 +102,7 @@ class ModelEntry:
         return input_shape, num_classes, options
 
     def specs(self, input_shape=None, num_classes=None, **options) -> list:
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         from kerascnn.specs import auto_name
         return auto_name(self.spec_fn(input_shape=input_shape, num_classes=num_classes, **options))
 
@@ -109,7 +110,7 @@ class ModelEntry:
         """Lecture arithmetic for this model; a collapsing input raises one clear GeometryError."""
         from kerascnn import analysis
 
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         specs = self.specs(input_shape, num_classes, **options)
         try:
             return analysis.analyze(specs, input_shape)
@@ -122,7 +123,7 @@ class ModelEntry:
 
     def build(self, input_shape=None, num_classes=None, **options):
         """Check the geometry in pure Python, then build the ``keras.Sequential``."""
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         self.analyze(input_shape, num_classes, **options)
         from kerascnn.keras_build import build_sequential
 
@@ -262,14 +263,14 @@ class ModelRef:
         return build_sequential(list(self.layer_specs), self.input_shape, name="spec")
 
 
-def resolve(ref: str, options=None, input_shape=None, num_classes=None, spec: bool = False) -> ModelRef:
+def model_ref(ref: str, options=None, input_shape=None, num_classes=None, spec: bool = False) -> ModelRef:
     """MODEL (a registered name; with ``spec`` also a layer spec such as "conv3-8, relu") and its
     options (``-o KEY=VALUE`` strings, or a dict of typed options) -> a ``ModelRef``. An unknown
     name is one ModelNotFound with suggestions, an unknown option one ConfigError."""
     if is_model(ref):
         entry = get_entry(ref)
         opts = dict(options) if isinstance(options, dict) else parse_options(entry, options)
-        shape, k, opts = entry.resolve(input_shape, num_classes, opts)
+        shape, k, opts = entry.arguments(input_shape, num_classes, opts)
         return ModelRef(entry.name, entry, shape, k, opts)
     if not spec:
         get_entry(ref)   # raises ModelNotFound with suggestions

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kerascnn.train import rundir
+from kerascnn.training import rundir
 
 
 def _error_lines(output: str) -> list:
@@ -176,7 +176,7 @@ _CHILD = """
 import os, signal, sys
 from pathlib import Path
 from kerascnn import fsutil
-from kerascnn.export import not_replaceable
+from kerascnn.exporter import not_replaceable
 mode, staging, target = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 if mode == "fallback":                      # a platform without renameat2: crash between the two renames
@@ -198,7 +198,7 @@ def _new_export(export_dir, tmp_path):
     import json
 
     from kerascnn import fsutil
-    from kerascnn.export import manifest
+    from kerascnn.exporter import manifest
 
     import subprocess
 
@@ -284,7 +284,7 @@ def test_commit_dir_puts_the_old_tree_back_when_a_file_appeared_during_the_swap(
 
 # --------------------------------------------------------------------------- ONNX / LiteRT files
 def test_onnx_force_refuses_a_file_kerascnn_did_not_write(invoke, export_dir, tmp_path, monkeypatch):
-    from kerascnn import export as E
+    from kerascnn import exporter as E
 
     monkeypatch.setattr(E, "EXTRAS", {})                  # as if onnxruntime/tf2onnx were installed
     users = tmp_path / "model.onnx"
@@ -295,7 +295,7 @@ def test_onnx_force_refuses_a_file_kerascnn_did_not_write(invoke, export_dir, tm
 
 
 def test_single_file_exports_are_replaced_only_when_their_sidecar_proves_them(tmp_path):
-    from kerascnn import export as E
+    from kerascnn import exporter as E
     from kerascnn.errors import ConfigError
 
     path = tmp_path / "m.tflite"
