@@ -62,7 +62,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     k = int(model.output_shape[-1])
     from kerascnn.data import stream
 
-    if stream.wants_stream(cfg.get("stream", "auto"), data, shape[:2], shape[2], strict=False):
+    if data and stream.file_source(data):   # decoded in parallel from the split's own files only
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
     else:
         d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
@@ -103,18 +103,15 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
 
 
 def _streamed_split(path: Path, cfg: dict, split: str, shape: tuple, class_names):
-    """(ImageData of FileImages, the split's FileImages at the model's input, its labels)."""
+    """(ImageData naming the data, the split's FileImages at the model's input, its labels): only the
+    split's files are read (``stream.scan_split``), the other split is listed, never opened."""
     import dataclasses
 
     from kerascnn.data import stream
 
-    x_tr, y_tr, x_te, y_te, names = stream.scan(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"))
-    k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
+    x, y, names, k = stream.scan_split(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"), split)
     names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
-    d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), stream.source_name(path))
-    x, y = (x_te, y_te) if split == "test" else (x_tr, y_tr)
-    if not len(x):
-        raise DataError(f"{path}: the {split} split is empty")
+    d = D.ImageData(x, y, x, y, list(names), stream.source_name(path))
     return d, dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y
 
 

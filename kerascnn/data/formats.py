@@ -276,7 +276,10 @@ def read_manifest(path: Path, seed: int):
 
     files, y, names = manifest_files(path)
     data._check_headers(path, files)
-    x = data._stack([data._read_image(f) for f in files], files)
+    from kerascnn.guard import available_bytes
+
+    have = available_bytes()   # once, not per file
+    x = data._stack([data._read_image(f, have) for f in files], files)
     x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
     return x_tr, y_tr, x_te, y_te, names
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data.arrays import ImageData, _check_fits, _validated
-from kerascnn.data.prepare import prepare_images
 from kerascnn.data.splits import split_validation
 from kerascnn.errors import DataError
 
@@ -63,13 +62,15 @@ def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) ->
         raise DataError(f"{path}: empty {what} file (0 bytes)")
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, have: int | None = None) -> np.ndarray:
+    """One image file -> uint8 (H, W) gray or (H, W, 3) RGB. ``have``: the available memory for the
+    bomb check, when the caller reads many files (read once per pass, not per file)."""
     from PIL import Image, UnidentifiedImageError
 
     _regular_file(path)
     try:
         with _open_header(path) as im:
-            _check_image_header(path, im)
+            _check_image_header(path, im, have)
             return _decode(im)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
@@ -125,6 +126,35 @@ def _warn_skipped(skipped: list) -> None:
                                   f"{', '.join(map(str, skipped[:3]))}{more}"), stacklevel=3)
 
 
+def walk_files(root: Path) -> list:
+    """Every file under ``root`` (symbolic links to files too; symbolically linked folders are not
+    entered), as ``sorted(root.rglob("*"))`` filtered by ``is_file()`` gives them -- sorted by path
+    components -- but from ``os.scandir`` (file types from the directory entries: no stat per
+    file; 20x faster on 25,000 files)."""
+    import os
+
+    found, stack = [], [(root, ())]
+    while stack:
+        folder, parts = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except PermissionError:
+            continue
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not e.is_symlink():
+                    stack.append((Path(e.path), parts + (e.name,)))
+            elif e.is_file():
+                found.append((parts + (e.name,), e.path))
+    found.sort()
+    return [Path(p) for _, p in found]
+
+
 def _scan_folder(root: Path) -> tuple:
     """root/CLASS/**/image files -> (sorted class names, files, labels); non-images skipped with a warning."""
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -133,8 +163,8 @@ def _scan_folder(root: Path) -> tuple:
     files, labels, skipped = [], [], []
     for i, cls in enumerate(classes):
         images = []
-        for f in sorted(cls.rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
+        for f in walk_files(cls):
+            if f.name.startswith("."):
                 continue
             (images if f.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(f)
         if not images:
@@ -209,19 +239,23 @@ def _check_headers(root: Path, files: list) -> None:
 
 
 def _load_folder(root: Path, seed: int) -> ImageData:
+    from kerascnn.guard import available_bytes
+
     if (root / "train").is_dir() and (root / "test").is_dir():
         names, f_tr, y_tr = _scan_folder(root / "train")
         names_te, f_te, y_te = _scan_folder(root / "test")
         if names_te != names:
             raise DataError(f"{root}: train/ and test/ have different class folders")
         _check_headers(root, f_tr + f_te)
-        imgs = [_read_image(f) for f in f_tr + f_te]
+        have = available_bytes()   # once per folder, not per file (it reads /proc and the cgroup files)
+        imgs = [_read_image(f, have) for f in f_tr + f_te]
         x = _stack(imgs, f_tr + f_te)
         x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
     else:
         names, files, y = _scan_folder(root)
         _check_headers(root, files)
-        x = _stack([_read_image(f) for f in files], files)
+        have = available_bytes()
+        x = _stack([_read_image(f, have) for f in files], files)
         x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
     return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
 
@@ -231,7 +265,7 @@ def image_files(paths) -> list:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = [f for f in walk_files(p) if f.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
                 raise DataError(f"{p}: no image files")
             files += found
@@ -245,25 +279,28 @@ def image_files(paths) -> list:
 
 def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
     """Image files -> float32 batch ready for the model, each image resized from its own size."""
-    raw = [_read_image(f) for f in files]
-    return np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
-                           for im, f in zip(raw, files)])
+    return load_image_files(files, image_size, channels, pixel_scale)[0]
 
 
 def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
     """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
-    by one batch whatever the number of files. Every file's header is checked first (a bad file is
-    named before any batch is decoded). Yields (float32 batch, [file names])."""
-    from kerascnn.data.stream import header_pass
+    by a few batches whatever the number of files, decoded in parallel (``stream.file_batches``).
+    Every file's header is checked first (a bad file is named before any batch is decoded).
+    Yields (float32 batch, [file names])."""
+    from kerascnn.data import headers, stream
 
-    files = image_files(paths)
-    header_pass(files, "stop")
-    for i in range(0, len(files), batch):
-        part = files[i:i + batch]
-        yield load_image_batch(part, image_size, channels, pixel_scale), [str(f) for f in part]
+    files = [str(f) for f in image_files(paths)]
+    _, shapes, _ = headers.header_pass(files, "stop")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    _check_fits(files[0], (batch,) + size + (channels,), 4 * 3,
+                f"batches of {batch} images at {size[0]}x{size[1]}x{channels} in float32")
+    i = 0
+    for xb in stream.file_batches(files, shapes, size, channels, pixel_scale, batch).as_numpy_iterator():
+        yield xb, files[i:i + len(xb)]
+        i += len(xb)
 
 
 def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
     """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
-    files = image_files(paths)
-    return load_image_batch(files, image_size, channels, pixel_scale), [str(f) for f in files]
+    parts = list(iter_image_batches(paths, image_size, channels, pixel_scale))
+    return np.concatenate([x for x, _ in parts]), sum((f for _, f in parts), [])
