@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, tf_cause
 
 TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -275,11 +275,7 @@ def read_manifest(path: Path, seed: int):
     from kerascnn import data
 
     files, y, names = manifest_files(path)
-    data._check_headers(path, files)
-    from kerascnn.guard import available_bytes
-
-    have = available_bytes()   # once, not per file
-    x = data._stack([data._read_image(f, have) for f in files], files)
+    x = data._decode_stack(path, files)
     x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
     return x_tr, y_tr, x_te, y_te, names
 
@@ -355,10 +351,8 @@ def _read_shards(files: list):
                     ex = tf.io.parse_single_example(rec, spec)
                     img = tf.io.decode_image(ex["image/encoded"], expand_animations=False).numpy()
                 except (tf.errors.InvalidArgumentError, ValueError) as e:
-                    from kerascnn.data import _short
-
                     raise DataError(f"{f}: record {i}: no readable image/encoded + image/class/label "
-                                    f"({_short(e, 70)})") from None
+                                    f"({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
                 if img.dtype != np.uint8:
                     img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
                 img = img[..., :3] if img.shape[-1] == 4 else img
@@ -368,9 +362,9 @@ def _read_shards(files: list):
                 if ex["image/class/text"].numpy():
                     texts[label] = ex["image/class/text"].numpy().decode("utf-8", "replace")
         except tf.errors.DataLossError as e:
-            raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+            raise DataError(f"{f}: corrupt TFRecord file ({tf_cause(e)[:80]})") from None
         except tf.errors.OpError as e:
-            raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+            raise DataError(f"{f}: cannot read ({tf_cause(e)[:80]})") from None
     if not images:
         raise DataError(f"{files[0]}: no records")
     names = None

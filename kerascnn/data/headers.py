@@ -34,27 +34,27 @@ def _jpeg(head: bytes):
         if head[pos] != 0xFF:
             return None
         marker, length = head[pos + 1], (head[pos + 2] << 8) | head[pos + 3]
-        if length < 2 or pos + 2 + length > n:
+        start, end = pos + 4, pos + 2 + length
+        if length < 2 or end > n:
             return None
-        seg = head[pos + 4:pos + 2 + length]
         if marker == 0xDA:                                   # start of scan: PIL stops here
             return found
         if marker in _JPEG_SOF:
-            if len(seg) < 6 or seg[0] != 8 or seg[5] not in (1, 3):
+            if length < 8 or head[start] != 8 or head[start + 5] not in (1, 3):
                 return None
-            found = ((seg[3] << 8) | seg[4], (seg[1] << 8) | seg[2], "L" if seg[5] == 1 else "RGB")
+            found = ((head[start + 3] << 8) | head[start + 4], (head[start + 1] << 8) | head[start + 2],
+                     "L" if head[start + 5] == 1 else "RGB")
         elif marker == 0xDB:                                 # quantization tables: PIL checks their lengths
-            while seg:
-                size = 1 + 64 * (1 if seg[0] // 16 == 0 else 2)
-                if len(seg) < size:
-                    return None
-                seg = seg[size:]
+            while start < end:
+                start += 65 if head[start] < 16 else 129
+            if start > end:
+                return None
         elif marker == 0xE0:
-            if seg.startswith(b"JFIF") and len(seg) < 7:
+            if length < 9 and head.startswith(b"JFIF", start):
                 return None
         elif marker not in _JPEG_SKIP:                       # EXIF, ICC, MPF, Adobe, ...: PIL reads them
             return None
-        pos += 2 + length
+        pos = end
     return None
 
 
@@ -83,23 +83,26 @@ def _png(head: bytes):
 
 
 def _fast(path: str):
-    """(width, height, mode, format) from the file's first bytes, or None when PIL must look."""
-    try:   # stat first: a device, pipe or socket is never opened
-        st = os.stat(path)
+    """(width, height, mode, format) from the file's first bytes, or None when PIL must look. One
+    open, fstat, read (the callers listed the file as a regular one; O_NONBLOCK: a pipe swapped in
+    meanwhile is refused, not waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError:
+        return None     # PIL's open names it, as before
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file (a device, pipe or socket); expected an image file")
-    if st.st_size == 0:
-        raise DataError(f"{path}: empty image file (0 bytes)")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        try:
-            head = os.read(fd, HEAD_BYTES)
-        finally:
-            os.close(fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"{path}: not a regular file (a device, pipe or socket); expected an image file")
+        if st.st_size == 0:
+            raise DataError(f"{path}: empty image file (0 bytes)")
+        head = os.read(fd, HEAD_BYTES)
     except OSError:
-        return None     # PIL's open names the problem as before
+        return None
+    finally:
+        os.close(fd)
     if head.startswith(b"\xff\xd8\xff"):
         got = _jpeg(head)
         return (got + ("JPEG",)) if got else None

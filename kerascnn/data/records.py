@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, tf_cause
 
 SHUFFLE_BYTES = 64 << 20      # serialized records held per shuffle window
 MIN_WINDOW, MAX_WINDOW = 256, 65536
@@ -131,9 +131,9 @@ def _label_pass(f: Path):
                     texts[int(k)] = t.decode("utf-8", "replace")
             sizes.extend(zip(ex["image/height"].tolist(), ex["image/width"].tolist()))
     except tf.errors.DataLossError as e:
-        raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: corrupt TFRecord file ({tf_cause(e)[:80]})") from None
     except tf.errors.OpError as e:
-        raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: cannot read ({tf_cause(e)[:80]})") from None
     return (np.concatenate(labels) if labels else np.zeros(0, np.int64)), texts, sizes
 
 
@@ -149,9 +149,7 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
                 img = tf.io.decode_image(tf.io.parse_single_example(rec, spec)["image/encoded"],
                                          expand_animations=False)
             except (tf.errors.InvalidArgumentError, ValueError) as e:
-                from kerascnn.data import _short
-
-                raise DataError(f"{f}: no readable image/encoded ({_short(e, 70)})") from None
+                raise DataError(f"{f}: no readable image/encoded ({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
             h, w, c = img.shape
             out.append((h, w, 3 if c >= 3 else 1))
     return out

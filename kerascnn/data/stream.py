@@ -97,17 +97,16 @@ def header_pass(files: list, policy: str) -> tuple:
 def _listing(path: Path) -> tuple:
     """(class names or None, train files, train labels, test files, test labels) of a class folder
     (``train/`` + ``test/`` aware) or a manifest, from the directory entries alone: no file opened."""
-    from kerascnn import data as D
-    from kerascnn.data import formats
+    from kerascnn.data import formats, images
 
     if path.is_dir():
         if (path / "train").is_dir() and (path / "test").is_dir():
-            names, f_tr, y_tr = D._scan_folder(path / "train")
-            names_te, f_te, y_te = D._scan_folder(path / "test")
+            names, f_tr, y_tr = images._scan_names(path / "train")
+            names_te, f_te, y_te = images._scan_names(path / "test")
             if names_te != names:
                 raise DataError(f"{path}: train/ and test/ have different class folders")
         else:
-            names, f_tr, y_tr = D._scan_folder(path)
+            names, f_tr, y_tr = images._scan_names(path)
             f_te, y_te = [], np.zeros(0, np.int64)
     else:
         f_tr, y_tr, names = formats.manifest_files(path)
@@ -115,10 +114,10 @@ def _listing(path: Path) -> tuple:
     return names, [str(f) for f in f_tr], np.asarray(y_tr, np.int64), [str(f) for f in f_te], np.asarray(y_te, np.int64)
 
 
-def _file_images(path, files: list, policy: str):
+def _file_images(path, files: list, policy: str, shapes: list | None = None):
     """Header pass over ``files`` -> (FileImages of the readable ones at their most common size and
-    channel count, kept indices); ``bad`` lists the skipped ones."""
-    keep, shapes, bad = header_pass(files, policy)
+    channel count, kept indices); ``bad`` lists the skipped ones. ``shapes``: the pass already made."""
+    keep, shapes, bad = header_pass(files, policy) if shapes is None else (list(range(len(files))), shapes, [])
     if not keep:
         raise DataError(f"{path}: no readable images ({len(bad)} bad)")
     size = Counter(s[:2] for s in shapes).most_common(1)[0][0]
@@ -276,8 +275,7 @@ def count_files(path: Path) -> int:
         return records.count_all(path)
     if not path.is_dir():
         return sum(1 for ln in path.read_text(errors="replace").splitlines() if ln.strip())
-    exts = D.IMAGE_EXTENSIONS
-    return sum(1 for f in D.walk_files(path) if f.suffix.lower() in exts)
+    return D.count_image_files(path)
 
 
 def worker_share(order, batch_size: int, worker: tuple = (0, 1)):
@@ -620,3 +618,62 @@ def file_batches(files: list, shapes: list, size: tuple, channels: int, pixel_sc
 
     ds = tf.data.Dataset.range(len(files)).map(one, num_parallel_calls=parallel, deterministic=True)
     return ds.batch(batch).prefetch(1)
+
+
+def decode_raw(x: FileImages, batch: int = 256) -> np.ndarray:
+    """Every file of ``x`` -> uint8 (N, raw_h, raw_w, raw_channels), in file order, decoded in
+    parallel: JPEG/PNG already at the raw size and mode by TensorFlow (PIL's pixels), the others
+    through PIL + ``images._conform`` (as ``images._stack`` does). The in-memory path's decode."""
+    import tensorflow as tf
+
+    from kerascnn.data import images
+
+    raw, c = tuple(x.raw_size), x.raw_channels
+    native = np.asarray(x.native if x.native else [False] * len(x), bool)
+    paths, flags, have = tf.constant(list(x.files)), tf.constant(native), x._memory()
+
+    def pil(k):
+        def read(i):
+            return images._conform(images._read_image(Path(x.files[int(i)]), have), raw, c)
+
+        return tf.numpy_function(read, [k], tf.uint8, stateful=False)
+
+    def item(k):
+        img = tf.cond(flags[k], lambda: decode_native(tf.io.read_file(paths[k]), c, x.codec), lambda: pil(k))
+        img.set_shape(raw + (c,))
+        return img
+
+    spec = tf.TensorSpec(raw + (c,), tf.uint8)
+    ds = tf.data.Dataset.range(len(x)).batch(batch).map(
+        lambda ks: tf.map_fn(item, ks, fn_output_signature=spec, parallel_iterations=PARALLEL_FILES),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(1)
+    out, i = np.empty((len(x),) + raw + (c,), np.uint8), 0
+    for xb in named_errors(ds.as_numpy_iterator(), x.files, batch):
+        out[i:i + len(xb)] = xb
+        i += len(xb)
+    return out
+
+
+def named_errors(batches, files: list, batch: int):
+    """Iterate ``batches`` (of ``batch`` files each, in ``files`` order); a file TensorFlow cannot
+    decode (a JPEG cut short, a corrupt PNG body: the header pass reads headers only) becomes the
+    one-line DataError PIL's decode gives for it, naming the file, instead of TensorFlow's text."""
+    import tensorflow as tf
+
+    from kerascnn.data import images
+
+    i, it = 0, iter(batches)
+    while True:
+        try:
+            xb = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            part = files[i:i + batch]
+            for f in part:   # PIL names the file (and why) as the in-memory path always did
+                images._read_image(Path(f))
+            from kerascnn.errors import tf_cause
+
+            raise DataError(f"{part[0]}: one of these {len(part)} files cannot be decoded ({tf_cause(e)})") from None
+        yield xb
+        i += len(xb)
