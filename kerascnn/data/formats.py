@@ -349,7 +349,9 @@ def _read_shards(files: list):
             for i, rec in enumerate(tf.data.TFRecordDataset(str(f))):
                 try:
                     ex = tf.io.parse_single_example(rec, spec)
-                    img = tf.io.decode_image(ex["image/encoded"], expand_animations=False).numpy()
+                    enc = ex["image/encoded"]   # JPEG: the accurate IDCT, PIL's pixels (as the streams decode)
+                    img = (tf.io.decode_jpeg(enc, dct_method="INTEGER_ACCURATE") if tf.io.is_jpeg(enc)
+                           else tf.io.decode_image(enc, expand_animations=False)).numpy()
                 except (tf.errors.InvalidArgumentError, ValueError) as e:
                     raise DataError(f"{f}: record {i}: no readable image/encoded + image/class/label "
                                     f"({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
