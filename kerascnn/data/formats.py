@@ -227,6 +227,18 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, np.uint8).reshape(dims)
 
 
+def idx_dims(path: Path, name: str) -> list:
+    """The dimensions an IDX file's header declares (its first bytes only; .gz read that far)."""
+    f = path / name if (path / name).is_file() else path / (name + ".gz")
+    opener = gzip.open if f.suffix == ".gz" else open
+    with opener(f, "rb") as fh:
+        head = fh.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08":
+            raise DataError(f"{f}: not an IDX file of unsigned bytes")
+        raw = fh.read(4 * head[3])
+    return [int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(head[3])]
+
+
 def read_idx_dir(path: Path):
     out = []
     for name in IDX_FILES:

@@ -228,8 +228,9 @@ def streamable(path) -> bool:
 
 
 def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
-    """True to stream: ``on``; ``off``; ``auto``: when the prepared float32 images (N*H*W*C*4)
-    would take more than half the available memory."""
+    """True to stream: ``on``; ``off``; ``auto``: when an in-memory run of these N images would not
+    fit in the available memory (``guard.in_memory_bytes``: about 4 x the prepared float32 images
+    N*H*W*C*4 plus the runtime, as measured; the raw images counted at the model's size)."""
     if mode == "on":
         if path is None or not streamable(path):
             raise ConfigError("--stream on needs --data DIR (class folders), a manifest (.csv/.txt) "
@@ -237,7 +238,7 @@ def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
         return True
     if mode == "off" or path is None:
         return False
-    from kerascnn.guard import available_bytes
+    from kerascnn.guard import available_bytes, in_memory_bytes
 
     p = Path(path)
     if not streamable(p):
@@ -246,22 +247,32 @@ def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
 
     if p.is_dir() and formats.detect(p) not in (None, "tfrecord-dir"):
         return False
-    return n * size[0] * size[1] * channels * 4 > available_bytes() // 2
+    return in_memory_bytes(n * size[0] * size[1] * channels, n, size, channels) > available_bytes()
 
 
 def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = True) -> bool:
     """``choose`` for ``--data PATH`` as given (None, missing, or a format other than a folder or
     manifest: in memory). ``strict`` False (evaluate, predict) reads ``on`` as ``auto`` where it
-    does not apply instead of refusing."""
+    does not apply instead of refusing. ``strict`` (train): data going into memory whose run would
+    not fit is refused here, in one line, before anything is loaded (``guard.check_in_memory``)."""
     if mode not in ("auto", "on", "off"):
         mode = "auto"
-    if mode == "off" or not path or not (Path(path).exists() or is_tfrecord(path)):
+    if not path or not (Path(path).exists() or is_tfrecord(path)):
         return False
     p = Path(path)
-    if not strict and mode == "on" and not streamable(p):
-        return False
-    n = count_files(p) if mode == "auto" and streamable(p) else 0
-    return choose(mode, n, size, channels, p)
+    if mode == "off" or (not strict and mode == "on" and not streamable(p)):
+        streaming = False
+    else:
+        n = count_files(p) if mode == "auto" and streamable(p) else 0
+        streaming = choose(mode, n, size, channels, p)
+    if not streaming and strict:
+        from kerascnn.data.loading import memory_plan
+        from kerascnn.guard import check_in_memory
+
+        plan = memory_plan(p, size, channels)
+        if plan is not None:
+            check_in_memory(p, plan[0], plan[1], size, channels, plan[2], plan[3])
+    return streaming
 
 
 def count_files(path: Path) -> int:
