@@ -1,6 +1,7 @@
 """Issue 25: data from disk as fast as Keras's pipeline and honest about memory -- the behaviour
 behind the speed (speed itself: benchmarks/data_speed.py). Small data, in-process where possible."""
 
+
 import numpy as np
 import pytest
 from PIL import Image
