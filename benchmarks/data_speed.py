@@ -279,11 +279,20 @@ def keras_predict(run_dir: Path, test: Path) -> dict:
             "wall": time.perf_counter() - t0}
 
 
-def kerascnn_evaluate(run_dir: Path, folder: Path, out: Path) -> dict:
+def kerascnn_evaluate(run_dir: Path, folder: Path, out: Path, plot: bool = True) -> dict:
+    """``evaluate`` on the test split; ``plot`` False: without rendering confusion.png (matplotlib,
+    about a second, which ``model.evaluate`` does not do)."""
+    from kerascnn import plots
     from kerascnn.evaluation import evaluate
 
+    real = plots.plot_confusion
+    if not plot:
+        plots.plot_confusion = lambda *a, **k: None
     c0, t0 = time.process_time(), time.perf_counter()
-    r = evaluate(str(run_dir), data=str(folder), split="test", out_dir=str(out))
+    try:
+        r = evaluate(str(run_dir), data=str(folder), split="test", out_dir=str(out))
+    finally:
+        plots.plot_confusion = real
     return {"ips": r["images"] / (time.perf_counter() - t0), "cpu_per_image": (time.process_time() - c0) / r["images"],
             "accuracy": r["accuracy"], "wall": time.perf_counter() - t0}
 
@@ -372,6 +381,8 @@ def main(argv=None) -> None:
             add("predict-keras", keras_predict(work / "run", paths["gray"]["test"]))
         if "evaluate" not in skip:
             add("evaluate-kerascnn", kerascnn_evaluate(work / "run", paths["gray"]["folder"], work / f"eval{r}"))
+            add("evaluate-kerascnn-noplot", kerascnn_evaluate(work / "run", paths["gray"]["folder"], work / f"ev{r}",
+                                                              plot=False))
             add("evaluate-keras", keras_evaluate(work / "run", paths["gray"]["test"]))
     load_after = load_average()
 
@@ -415,7 +426,9 @@ def main(argv=None) -> None:
             ("train-keras", "`model.fit` on `image_dataset_from_directory` (epoch 2)"),
             ("predict-kerascnn", f"`kerascnn predict RUN test/` ({n_te:,} files, model load included)"),
             ("predict-keras", "`image_dataset_from_directory` + `model.predict` (model load included)"),
-            ("evaluate-kerascnn", "`kerascnn evaluate RUN --data DIR` (test split, model load included)"),
+            ("evaluate-kerascnn", "`kerascnn evaluate RUN --data DIR` (test split, model load and confusion.png "
+                                  "included)"),
+            ("evaluate-kerascnn-noplot", "the same without rendering confusion.png"),
             ("evaluate-keras", "`image_dataset_from_directory(test/)` + `model.evaluate` (model load included)")]
     if any(k in res for k, _ in rows):
         lines += ["", "Training (convnet, 32x32 gray, Adam, float32, fresh process each), predict and evaluate "

@@ -14,10 +14,19 @@ from kerascnn import fsutil
 from kerascnn.errors import DataError
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    out = [np.asarray(model(x[i:i + batch_size], training=False), dtype=np.float32)
-           for i in range(0, len(x), batch_size)]
+def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
+    """Probabilities for ``x`` (an array, cut into ``batch_size`` batches, or an iterable of batches),
+    through Keras's compiled predict function (``predict_on_batch``: one traced graph, the
+    convolution + bias + activation fused) rather than one eager op at a time (2x slower on a CPU)."""
+    batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size)) if isinstance(x, np.ndarray) else x
+    out = [np.asarray(forward(model, xb), dtype=np.float32) for xb in batches]
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
+
+
+def forward(model, xb):
+    """One batch through ``model`` in inference mode: ``predict_on_batch`` where Keras offers it."""
+    run = getattr(model, "predict_on_batch", None)
+    return run(xb) if run is not None else model(xb, training=False)
 
 
 def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: list) -> dict:
@@ -75,8 +84,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         x = D.prepare_images(x, shape[:2], shape[2], d.pixel_scale)
         probs = predict_probabilities(model, x, batch_size)
     else:  # streamed from disk (stream.FileImages), decoded batch by batch
-        probs = np.concatenate([np.asarray(model(xb, training=False), np.float32)
-                                for xb, _ in stream.eval_dataset(x, y, batch_size)])
+        probs = predict_probabilities(model, (xb for xb, _ in stream.eval_dataset(x, y, batch_size)))
     names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
     result = metrics_from_probabilities(probs, y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})

@@ -157,7 +157,7 @@ def header_pass(files: list, policy: str, threads: int | None = None) -> tuple:
     from kerascnn.guard import available_bytes
 
     have = available_bytes()
-    threads = threads or min(8, 2 * (os.cpu_count() or 1))
+    threads = threads or min(8, os.cpu_count() or 1)
     chunk = 512
 
     def run(lo):

@@ -134,8 +134,9 @@ def walk_files(root: Path) -> list:
     return [Path(p) for p in _walk(root)]
 
 
-def _walk(root) -> list:
-    """``walk_files`` as path strings (no ``Path`` objects: a third of the listing's time)."""
+def _walk(root, names: bool = False) -> list:
+    """``walk_files`` as path strings (no ``Path`` objects: a third of the listing's time);
+    ``names``: (file name, path) pairs."""
     import os
 
     found, stack = [], [(str(root), ())]
@@ -157,7 +158,7 @@ def _walk(root) -> list:
             elif e.is_file():
                 found.append((parts + (e.name,), e.path))
     found.sort()
-    return [p for _, p in found]
+    return [(parts[-1], p) for parts, p in found] if names else [p for _, p in found]
 
 
 def count_image_files(root: Path) -> int:
@@ -198,8 +199,7 @@ def _scan_names(root: Path) -> tuple:
     files, labels, skipped = [], [], []
     for i, cls in enumerate(classes):
         images = []
-        for f in _walk(cls):
-            name = os.path.basename(f)
+        for name, f in _walk(cls, names=True):
             if name.startswith("."):
                 continue
             (images if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else skipped).append(f)
@@ -346,6 +346,8 @@ def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 
     from kerascnn.data import headers, stream
 
     files = [str(f) for f in image_files(paths)]
+    if not files:
+        return
     _, shapes, _ = headers.header_pass(files, "stop")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
     _check_fits(files[0], (batch,) + size + (channels,), 4 * 3,
@@ -360,4 +362,7 @@ def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 
 def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
     """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
     parts = list(iter_image_batches(paths, image_size, channels, pixel_scale))
+    if not parts:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+        return np.zeros((0,) + size + (channels,), np.float32), []
     return np.concatenate([x for x, _ in parts]), sum((f for _, f in parts), [])
