@@ -2,8 +2,9 @@
 
 ``count_records`` counts a shard's records from their length headers alone (seeks, reads 12 bytes
 per record: what ``--stream auto`` needs to estimate the decoded size). ``scan`` then makes one
-label pass (only ``image/class/label``, ``image/class/text`` and ``image/height``/``width`` are
-parsed, nothing is decoded; a corrupt shard is named here) and returns a ``RecordImages`` per
+label pass over every shard at once (only ``image/class/label``, ``image/class/text`` and
+``image/height``/``width`` are parsed, nothing is decoded; a corrupt shard is then named by a pass
+per shard) and returns a ``RecordImages`` per
 split: the shards, their record counts and the GLOBAL record indices (train shards first, in
 name order) of the split. The train / test / validation splits are the in-memory path's own
 (``split_validation`` over record indices), applied in the stream by a boolean mask.
@@ -16,6 +17,11 @@ keyed by (seed, e, window). Everything is a function of (seed, e) only -- no RNG
 global seed -- so a resumed run sees exactly the batches an uninterrupted one would. Records
 move only within their window: a weaker shuffle than the folder stream's full permutation
 (write the shards in a shuffled order, as ``kerascnn shards`` does).
+
+The stream cuts its batches from the permuted windows (``epoch_batches``: ``rebatch``, no
+``tf.data`` element per record) and decodes a batch at a time (``parse_example`` + ``tf.map_fn``),
+then converts it as the folder stream does (``_decoder``); ``epoch_records`` gives the same order
+record by record.
 
 Several workers (``worker=(i, n)``): with at least as many shards as workers each worker reads
 only shard files i, i+n, ... of the epoch's shard order (``AutoShardPolicy.FILE``; it repeats its

@@ -1,21 +1,26 @@
 """Streaming from disk: class folders and manifests too big to decode into memory.
 
-``scan`` lists the files (``data._scan_folder`` / a manifest), runs one quick header pass (PIL's
-lazy open: size, mode, readable; nothing decoded) that names each bad file, and returns a
-``FileImages`` per split: the file list, labels, the common raw size (the most frequent, as the
-in-memory path picks) and the model's input size. ``stream_dataset`` then decodes, converts and
-resizes images in parallel with ``tf.data`` (the same PIL decode + conversion as the in-memory
-path, through ``tf.numpy_function``), in the order ``data.epoch_order(n, seed, e)`` over file
-indices, so a resumed run sees exactly the batches an uninterrupted one would.
+``scan`` lists the files (``images._scan_names`` / a manifest: directory entries only), runs one
+header pass (``headers.header_pass``: size, mode, readable, from each file's first bytes; nothing
+decoded) that names each bad file, and returns a ``FileImages`` per split: the file list, labels,
+the common raw size (the most frequent, as the in-memory path picks) and the model's input size.
+``scan_split`` does the same for one split, opening only its files (``evaluate``).
+``stream_dataset`` then yields one ``tf.data`` element per batch: the batch's files decoded in
+parallel (``tf.map_fn``; JPEG/PNG already at the common size and mode by TensorFlow with PIL's
+pixels, the others through PIL + ``images._conform``), then converted as one batch (luminance,
+resize -- the antialiased shrink as two matrix products --, scale), in the order
+``data.epoch_order(n, seed, e)`` over file indices, so a resumed run sees exactly the batches an
+uninterrupted one would. The same decoders serve ``eval_dataset``, ``decode_raw`` (the in-memory
+load of a folder) and ``file_batches`` (``predict``).
 
-``choose`` decides in-memory vs streaming from the size the prepared float32 images would take
-(N*H*W*C*4) against half the available memory (``--stream auto``; ``guard.available_bytes``,
-which honours a memory cgroup), or as told (``on``/``off``).
+``choose`` decides in-memory vs streaming from what an in-memory run would hold
+(``guard.in_memory_bytes``, calibrated on peak RSS) against the available memory (``--stream
+auto``; ``guard.available_bytes``, which honours a memory cgroup), or as told (``on``/``off``);
+``wants_stream`` refuses, in one line, in-memory data whose run would not fit.
 
-JPEG/PNG files already at the common size are decoded by TensorFlow (without the GIL; RGB -> gray
-by the same luminance in the graph); the others through PIL. Under MultiWorkerMirroredStrategy
-``distribute_train`` gives each worker only its slice of every global batch (``worker_share``,
-by file index, before decoding), so the workers together see exactly one process's batches.
+Under MultiWorkerMirroredStrategy ``distribute_train`` gives each worker only its slice of every
+global batch (``worker_share``, by file index, before decoding), so the workers together see
+exactly one process's batches.
 
 TFRecord shards (``is_tfrecord``: one, a folder, or a glob) go through the same entry points
 (``scan``, ``choose``, ``stream_dataset``, ``eval_dataset``), which hand them to ``records``.
