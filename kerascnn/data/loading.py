@@ -152,8 +152,8 @@ def memory_plan(path, size: tuple, channels: int):
             from kerascnn.data.arrays import _npz_members
 
             m = _npz_members(path)
-            if "x_train" not in m:
-                return None
+            if "x_train" not in m or not m["x_train"][0] or any(not m[k][0] for k in ("x_test",) if k in m):
+                return None   # no images or 0-d arrays: load_data names what is wrong
             shape, dtype = m["x_train"]
             raw = sum(int(np.prod(m[k][0], dtype=object)) * m[k][1].itemsize for k in ("x_train", "x_test") if k in m)
             n = int(shape[0]) if "x_test" in m else int(shape[0]) - int(round(0.2 * int(shape[0])))
@@ -166,8 +166,8 @@ def memory_plan(path, size: tuple, channels: int):
             dims = [formats.idx_dims(path, name) for name in (formats.IDX_FILES[0], formats.IDX_FILES[2])]
             raw = sum(int(np.prod(d, dtype=object)) for d in dims)
             return raw, int(dims[0][0]), 3.0, f"{more} (IDX files load whole)"
-    except (OSError, DataError, ValueError, EOFError):
-        return None
+    except (OSError, DataError, ValueError, EOFError, IndexError, KeyError, TypeError):
+        return None   # whatever is wrong with the file, load_data says it in one line
     return None
 
 
