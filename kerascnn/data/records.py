@@ -2,8 +2,9 @@
 
 ``count_records`` counts a shard's records from their length headers alone (seeks, reads 12 bytes
 per record: what ``--stream auto`` needs to estimate the decoded size). ``scan`` then makes one
-label pass (only ``image/class/label``, ``image/class/text`` and ``image/height``/``width`` are
-parsed, nothing is decoded; a corrupt shard is named here) and returns a ``RecordImages`` per
+label pass over every shard at once (only ``image/class/label``, ``image/class/text`` and
+``image/height``/``width`` are parsed, nothing is decoded; a corrupt shard is then named by a pass
+per shard) and returns a ``RecordImages`` per
 split: the shards, their record counts and the GLOBAL record indices (train shards first, in
 name order) of the split. The train / test / validation splits are the in-memory path's own
 (``split_validation`` over record indices), applied in the stream by a boolean mask.
@@ -16,6 +17,11 @@ keyed by (seed, e, window). Everything is a function of (seed, e) only -- no RNG
 global seed -- so a resumed run sees exactly the batches an uninterrupted one would. Records
 move only within their window: a weaker shuffle than the folder stream's full permutation
 (write the shards in a shuffled order, as ``kerascnn shards`` does).
+
+The stream cuts its batches from the permuted windows (``epoch_batches``: ``rebatch``, no
+``tf.data`` element per record) and decodes a batch at a time (``parse_example`` + ``tf.map_fn``),
+then converts it as the folder stream does (``_decoder``); ``epoch_records`` gives the same order
+record by record.
 
 Several workers (``worker=(i, n)``): with at least as many shards as workers each worker reads
 only shard files i, i+n, ... of the epoch's shard order (``AutoShardPolicy.FILE``; it repeats its
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, tf_cause
 
 SHUFFLE_BYTES = 64 << 20      # serialized records held per shuffle window
 MIN_WINDOW, MAX_WINDOW = 256, 65536
@@ -131,10 +137,54 @@ def _label_pass(f: Path):
                     texts[int(k)] = t.decode("utf-8", "replace")
             sizes.extend(zip(ex["image/height"].tolist(), ex["image/width"].tolist()))
     except tf.errors.DataLossError as e:
-        raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: corrupt TFRecord file ({tf_cause(e)[:80]})") from None
     except tf.errors.OpError as e:
-        raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: cannot read ({tf_cause(e)[:80]})") from None
     return (np.concatenate(labels) if labels else np.zeros(0, np.int64)), texts, sizes
+
+
+def _label_pass_all(shards: list):
+    """([labels per shard], {label: text}, [(h, w)], [records per shard]) of every shard in ONE
+    ``tf.data`` pass (one traced parse function, not one per shard: a quarter of the start-up on 32
+    shards); the record counts from the length headers (``count_records``) cut it back into shards.
+    A shard that does not read is then named by the per-shard pass (``_label_pass``)."""
+    import tensorflow as tf
+
+    try:
+        counts = [count_records(f) for f in shards]
+    except DataError:
+        counts = None
+    if counts is not None and sum(counts):
+        spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+                "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+                "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+                "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+        try:
+            ds = tf.data.TFRecordDataset([str(f) for f in shards]).batch(4096).map(lambda r: tf.io.parse_example(r, spec))
+            parts = list(ds.as_numpy_iterator())
+        except tf.errors.OpError:
+            parts = None
+        if parts is not None:
+            lab = np.concatenate([p["image/class/label"] for p in parts]).astype(np.int64)
+            if len(lab) == sum(counts) and not (lab < 0).any():
+                text = np.concatenate([p["image/class/text"] for p in parts])
+                texts = {}
+                for k, j in zip(*np.unique(lab, return_index=True)):   # the first text of each label
+                    if text[j]:
+                        texts[int(k)] = text[j].decode("utf-8", "replace")
+                sizes = list(zip(np.concatenate([p["image/height"] for p in parts]).tolist(),
+                                 np.concatenate([p["image/width"] for p in parts]).tolist()))
+                ys = np.split(lab, np.cumsum(counts)[:-1])
+                return ys, texts, sizes, counts
+    ys, texts, sizes, counts = [], {}, [], []    # something is wrong: the per-shard pass names the shard
+    for f in shards:
+        y, t, s = _label_pass(f)
+        ys.append(y)
+        counts.append(len(y))
+        sizes.extend(s)
+        for k, v in t.items():
+            texts.setdefault(k, v)
+    return ys, texts, sizes, counts
 
 
 def _sample_shapes(files: list, per_file: int = 2) -> list:
@@ -149,9 +199,7 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
                 img = tf.io.decode_image(tf.io.parse_single_example(rec, spec)["image/encoded"],
                                          expand_animations=False)
             except (tf.errors.InvalidArgumentError, ValueError) as e:
-                from kerascnn.data import _short
-
-                raise DataError(f"{f}: no readable image/encoded ({_short(e, 70)})") from None
+                raise DataError(f"{f}: no readable image/encoded ({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
             h, w, c = img.shape
             out.append((h, w, 3 if c >= 3 else 1))
     return out
@@ -165,14 +213,7 @@ def scan(path: Path, seed: int):
 
     train, test = formats.tfrecord_files(path)
     shards = train + test
-    ys, texts, sizes, counts = [], {}, [], []
-    for f in shards:
-        y, t, s = _label_pass(f)
-        ys.append(y)
-        counts.append(len(y))
-        sizes.extend(s)
-        for k, v in t.items():
-            texts.setdefault(k, v)
+    ys, texts, sizes, counts = _label_pass_all(shards)
     n_tr = sum(counts[:len(train)])
     if n_tr == 0:
         raise DataError(f"{train[0]}: no records")
@@ -216,19 +257,25 @@ def file_shares(order, count: int) -> list:
 
 # --------------------------------------------------------------------------- decoding
 def _decoder(x: RecordImages):
-    """tf function: serialized record -> (float32 (h, w, channels) scaled as ``prepare_images``, label)."""
+    """tf function: a batch of serialized records -> (float32 (B, h, w, channels) scaled as
+    ``prepare_images``, int64 labels). Each image is decoded (JPEG with PIL's accurate IDCT, as the
+    folder stream) and brought to the raw size and channel count as the in-memory ``_stack`` does,
+    in parallel within the batch (``tf.map_fn``); then the batch is converted at once
+    (``stream._decoder``'s conversions: luminance, resize, scale, gray -> RGB)."""
     import tensorflow as tf
 
     from kerascnn import data as D
+    from kerascnn.data import stream
+    from kerascnn.data.prepare import resize
 
     h, w = x.size
     raw_h, raw_w = x.raw_size
-    c_mid = x.channels if (x.raw_channels != x.channels and x.channels == 1) else x.raw_channels
+    gray = x.raw_channels == 3 and x.channels == 1
+    c_mid = 1 if gray else x.raw_channels
     shrink = bool(raw_h > h or raw_w > w)
     spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
     luma64 = tf.constant([0.299, 0.587, 0.114], tf.float64)
-    luma = tf.constant([0.299, 0.587, 0.114], tf.float32)
 
     def conform_size(img):  # PIL bilinear, as the in-memory _stack does for odd sizes
         out = tf.numpy_function(lambda a: D._conform(a, (raw_h, raw_w), x.raw_channels), [img], tf.uint8,
@@ -236,9 +283,10 @@ def _decoder(x: RecordImages):
         out.set_shape((raw_h, raw_w, x.raw_channels))
         return out
 
-    def decode(rec):
-        ex = tf.io.parse_single_example(rec, spec)
-        img = tf.io.decode_image(ex["image/encoded"], expand_animations=False)   # uint8 (16-bit scaled)
+    def one(encoded):   # uint8 (raw_h, raw_w, raw_channels), as formats._read_shards + _stack make it
+        img = tf.cond(tf.io.is_jpeg(encoded),
+                      lambda: tf.io.decode_jpeg(encoded, dct_method="INTEGER_ACCURATE"),
+                      lambda: tf.io.decode_image(encoded, expand_animations=False))   # uint8 (16-bit scaled)
         c = tf.shape(img)[-1]
         if x.raw_channels == 3:
             img = tf.cond(c >= 3, lambda: img[..., :3], lambda: tf.repeat(img[..., :1], 3, axis=-1))
@@ -247,23 +295,32 @@ def _decoder(x: RecordImages):
                 tf.tensordot(tf.cast(img[..., :3], tf.float64), luma64, 1)), 0, 255), tf.uint8)[..., None],
                 lambda: img[..., :1])
         same = tf.logical_and(tf.equal(tf.shape(img)[0], raw_h), tf.equal(tf.shape(img)[1], raw_w))
-        img = tf.cond(same, lambda: tf.ensure_shape(img, (raw_h, raw_w, x.raw_channels)), lambda: conform_size(img))
-        img = tf.cast(img, tf.float32)
-        if c_mid != x.raw_channels:   # RGB -> gray before resizing (as prepare_images)
-            img = tf.tensordot(img, luma, 1)[..., None]
+        return tf.cond(same, lambda: tf.ensure_shape(img, (raw_h, raw_w, x.raw_channels)), lambda: conform_size(img))
+
+    out_spec = tf.TensorSpec((raw_h, raw_w, x.raw_channels), tf.uint8)
+
+    def decode(recs):
+        ex = tf.io.parse_example(recs, spec)
+        xb = tf.map_fn(one, ex["image/encoded"], fn_output_signature=out_spec,
+                       parallel_iterations=stream.PARALLEL_FILES)
+        xb = tf.cast(xb, tf.float32)
+        if gray:   # RGB -> gray before resizing (as prepare_images)
+            xb = stream._luma(xb)
         if (raw_h, raw_w) != (h, w):
-            img = tf.image.resize(img, (h, w), method="bilinear", antialias=shrink)
-        img = img * np.float32(x.pixel_scale)
+            xb = resize(xb, (h, w), antialias=shrink)
+        xb = xb * np.float32(x.pixel_scale)
         if c_mid != x.channels:       # gray -> RGB after resizing
-            img = tf.repeat(img[..., :1], x.channels, axis=-1)
-        return img, ex["image/class/label"]
+            xb = tf.repeat(xb[..., :1], x.channels, axis=-1)
+        return xb, ex["image/class/label"]
 
     return decode
 
 
-def _records(x: RecordImages, files, cycle: int = CYCLE):
+def _records(x: RecordImages, files, cycle: int = CYCLE, with_index: bool = True):
     """(global index, serialized record) of ``files`` (a tensor of shard indices), interleaved
-    ``cycle`` shards at a time, deterministically; only the records of the split ``x``."""
+    ``cycle`` shards at a time, deterministically; only the records of the split ``x``.
+    ``with_index`` False: the records alone, and when every record of the shards holding the split
+    belongs to it (train shards beside test shards), no per-record index or filter at all."""
     import tensorflow as tf
 
     paths = tf.constant(list(x.shards))
@@ -272,25 +329,29 @@ def _records(x: RecordImages, files, cycle: int = CYCLE):
     mask = np.zeros(total, bool)
     mask[np.asarray(x.idx, np.int64)] = True
     keep = tf.constant(mask)
+    whole = int(sum(x.counts[i] for i in x.shards_holding())) == len(x)
+
+    if not with_index and whole:
+        return tf.data.Dataset.from_tensor_slices(files).interleave(
+            lambda s: tf.data.TFRecordDataset(paths[s]), cycle_length=cycle, block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def one_shard(s):
         return tf.data.TFRecordDataset(paths[s]).enumerate().map(lambda i, r: (offsets[s] + i, r))
 
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         one_shard, cycle_length=cycle, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.filter(lambda g, r: keep[g])
+    ds = ds.filter(lambda g, r: keep[g])
+    return ds if with_index else ds.map(lambda g, r: r)
 
 
-def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
-    """Epoch ``epoch``'s records for ``worker`` as (batch index in the epoch, serialized record):
-    ``steps * batch_size // count`` of them (``steps = len(x) // batch_size``), in the order the
-    module docstring describes."""
+def _windows(x: RecordImages, seed: int, epoch, worker: tuple, batch_size: int):
+    """(policy, the epoch's windows of records, each permuted by its (seed, epoch, window) shuffle)."""
     import tensorflow as tf
 
     from kerascnn import data as D
 
     index, count = worker
-    steps, share = len(x) // batch_size, batch_size // count
     holding = np.asarray(x.shards_holding(), np.int64)
     how, _ = policy(len(holding), count)
     order = tf.gather(tf.constant(holding), D.epoch_order(len(holding), seed, epoch))
@@ -302,8 +363,19 @@ def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
         p = tf.random.experimental.stateless_shuffle(tf.range(n), seed=key * [1, 1 << 32] + [0, j])
         return tf.gather(recs, p)
 
-    ds = _records(x, files).map(lambda g, r: r)
-    ds = ds.batch(x.window).enumerate().map(permute).unbatch()
+    return how, _records(x, files, with_index=False).batch(x.window).enumerate().map(permute)
+
+
+def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
+    """Epoch ``epoch``'s records for ``worker`` as (batch index in the epoch, serialized record):
+    ``steps * batch_size // count`` of them (``steps = len(x) // batch_size``), in the order the
+    module docstring describes."""
+    import tensorflow as tf
+
+    index, count = worker
+    steps, share = len(x) // batch_size, batch_size // count
+    how, ds = _windows(x, seed, epoch, worker, batch_size)
+    ds = ds.unbatch()
     if how == "file":
         ds = ds.repeat().take(steps * share).enumerate().map(lambda p, r: (p // share, r))
     else:   # every worker the whole epoch, each keeps its slice of every global batch (before decoding)
@@ -312,6 +384,20 @@ def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
             ds = ds.filter(lambda p, r: tf.equal((p % batch_size) // share, index))
         ds = ds.map(lambda p, r: (p // batch_size, r))
     return ds
+
+
+def epoch_batches(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
+    """``epoch_records`` as (batch index, the ``batch_size // count`` records of that batch), cut
+    from the permuted windows by ``rebatch`` (no ``tf.data`` element per record: the first batch
+    comes after one window is read, and a third sooner)."""
+    index, count = worker
+    steps, share = len(x) // batch_size, batch_size // count
+    if count > 1 and policy(len(x.shards_holding()), count)[0] == "data":
+        return epoch_records(x, seed, epoch, worker, batch_size).batch(share, drop_remainder=True).map(
+            lambda i, r: (i[0], r))
+    how, ds = _windows(x, seed, epoch, worker, batch_size)
+    ds = ds.repeat() if how == "file" else ds
+    return ds.rebatch(share, drop_remainder=True).take(steps).enumerate()
 
 
 def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int, epochs: int,
@@ -328,24 +414,18 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
     if worker[1] > 1 and batch_size % worker[1]:
         raise ConfigError(f"batch size {batch_size} must be divisible by the {worker[1]} workers")
-    share = batch_size // worker[1]
     decode = _decoder(x)
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
 
     def per_epoch(epoch):
-        return epoch_records(x, seed, epoch, worker, batch_size).map(lambda i, r: (epoch, i, r))
+        return epoch_batches(x, seed, epoch, worker, batch_size).map(lambda i, r: (epoch, i, r))
 
-    def item(epoch, i, r):
-        img, label = decode(r)
-        return epoch, i, img, label
-
-    def finish(epoch, i, xb, yb):
-        return (augmenter(epoch[0], i[0], xb), yb) if augmenter else (xb, yb)
+    def batch(epoch, i, recs):
+        xb, yb = decode(recs)
+        return (augmenter(epoch, i, xb) if augmenter else xb), yb
 
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch)
-    ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(share, drop_remainder=True)
-    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(x: RecordImages, batch_size: int):
@@ -354,8 +434,8 @@ def eval_dataset(x: RecordImages, batch_size: int):
 
     holding = tf.constant(np.asarray(x.shards_holding(), np.int64))
     decode = _decoder(x)
-    ds = _records(x, holding, cycle=1).map(lambda g, r: decode(r), num_parallel_calls=tf.data.AUTOTUNE,
-                                           deterministic=True)
+    ds = _records(x, holding, cycle=1, with_index=False).batch(batch_size)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     opts = tf.data.Options()   # distributed evaluation: split by batch as for every other source, never by file
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(opts)
