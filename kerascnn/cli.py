@@ -41,11 +41,11 @@ def one_line(exc: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = lines[0] if lines else exc.__class__.__name__
-    if msg.startswith("Graph execution error"):   # TensorFlow: the cause is further down, after the node
-        causes = [ln for ln in lines[1:] if not ln.startswith(("Detected at node", "<stack", "[[", "File "))]
-        if causes:
-            cause = re.sub(r"^.*Iterator::\S+: ", "", causes[-1])
-            msg = ("while reading the data: " if "Iterator::" in causes[-1] else "") + cause
+    if msg.startswith("Graph execution error") or "{{function_node " in msg:
+        # TensorFlow: the cause after its internal node names (cut to 80 characters, they were all one saw)
+        from kerascnn.errors import tf_cause
+
+        msg = ("while reading the data: " if "Iterator::" in text else "") + tf_cause(text)
     return msg if len(msg) <= 400 else msg[:397] + "..."
 
 

@@ -55,3 +55,25 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signal_name: str = "SIGTERM"):
         super().__init__(f"stopped ({signal_name})")
         self.signal_name = signal_name
+
+
+def tf_cause(exc) -> str:
+    """The cause in a TensorFlow error's text, one line, without TensorFlow's internal names:
+    ``{{function_node __wrapped__IteratorGetNext_output_types_1_device_/job:localhost/...}} Error in
+    user-defined function passed to MapDataset:1 transformation with iterator: Iterator::Root::
+    ParallelMapV2: jpeg::Uncompress failed. Invalid JPEG data or crop window. [[{{node DecodeJpeg}}]]
+    [Op:IteratorGetNext] name:`` -> ``jpeg::Uncompress failed. Invalid JPEG data or crop window.``
+    (so that a message cut to 80 characters still says what went wrong). Pure text: no TensorFlow."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(exc, "message", None) or exc))
+    text = re.sub(r"\{\{function_node [^}]*\}\}", " ", text)
+    lines = []
+    for ln in text.splitlines():
+        ln = re.sub(r"\s*\[\[.*?\]\]", "", ln)                      # [[{{node DecodeJpeg}}]]
+        ln = re.sub(r"\s*\[Op:[^\]]*\](\s*name:.*)?$", "", ln).strip()   # [Op:IteratorGetNext] name:
+        if ln and not ln.startswith(("Graph execution error", "Detected at node", "<stack", "File ")):
+            lines.append(ln)
+    cause = lines[-1] if lines else exc.__class__.__name__
+    return re.sub(r"^.*Iterator::\S+: ", "", re.sub(r"^Error in user-defined function passed to .*? transformation "
+                                                    r"with iterator: ", "", cause)).strip() or exc.__class__.__name__

@@ -15,12 +15,20 @@ from kerascnn.errors import DataError
 
 
 def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for images in memory or on disk (a ``kerascnn.data.source.DataSource``)."""
+    """Class probabilities for images in memory or on disk (a ``kerascnn.data.source.DataSource``),
+    batch by batch through Keras's compiled predict function (``predict_on_batch``: one traced graph,
+    the convolution + bias + activation fused) rather than one eager op at a time (2x slower on a CPU)."""
     from kerascnn.data.source import as_source
 
-    out = [np.asarray(model(xb, training=False), dtype=np.float32)   # strict: matched to the labels by position
+    out = [np.asarray(forward(model, xb), dtype=np.float32)   # strict: matched to the labels by position
            for xb, _ in as_source(x).batches(batch_size, strict=True)]
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
+
+
+def forward(model, xb):
+    """One batch through ``model`` in inference mode: ``predict_on_batch`` where Keras offers it."""
+    run = getattr(model, "predict_on_batch", None)
+    return run(xb) if run is not None else model(xb, training=False)
 
 
 def metrics_from_probabilities(probs: np.ndarray, y: np.ndarray, class_names: list) -> dict:
@@ -65,7 +73,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     k = int(model.output_shape[-1])
     from kerascnn.data import stream
 
-    if stream.wants_stream(cfg.stream, data, shape[:2], shape[2], strict=False):
+    if data and stream.file_source(data):   # streamed: only the split's own files are read
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
     else:
         d = D.load_data(dataset, data, seed=cfg.seed, class_names=class_names)
@@ -102,19 +110,16 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
 
 
 def _streamed_split(path: Path, cfg, split: str, shape: tuple, class_names):
-    """(ImageData of FileImages, the split's images on disk at the model's input, its labels)."""
+    """(ImageData naming the data, the split's images on disk at the model's input, its labels): only the
+    split's files are read (``stream.scan_split``), the other split is listed, never opened."""
     import dataclasses
 
     from kerascnn.data import stream
     from kerascnn.data.source import as_source
 
-    x_tr, y_tr, x_te, y_te, names = stream.scan(path, cfg.seed, cfg.bad_files)
-    k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
+    x, y, names, k = stream.scan_split(path, cfg.seed, cfg.bad_files, split)
     names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
-    d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), stream.source_name(path))
-    x, y = (x_te, y_te) if split == "test" else (x_tr, y_tr)
-    if not len(x):
-        raise DataError(f"{path}: the {split} split is empty")
+    d = D.ImageData(x, y, x, y, list(names), stream.source_name(path))
     return d, as_source(dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y), y
 
 

@@ -158,3 +158,52 @@ def check(report: Report, batch_size: int, mode: str = "train", optimizer: str =
             f"({report.total_params:,} params, {human_bytes(report.activation_bytes)} of activations per image) "
             f"but only {human_bytes(have)} is available; use a smaller --batch-size or --image-size")
     return need
+
+
+# --------------------------------------------------------------------------- in-memory data
+# Calibrated on peak RSS (benchmarks/memory_honesty.py; RESULTS.md "Memory honesty"): kerascnn train on a
+# 60,000-image .npz (176 MiB of uint8) in memory, at 16/24/32/48 pixels, gray and RGB models, peaked at
+# the runtime (~0.87-0.89 GiB with a small model and tiny data) + 1.13 x the raw images + 3.74 x the
+# prepared float32 training images (the prepared array, the tensor the pipeline gathers batches
+# from, the copy TensorFlow makes when the dataset is built), within 5 %. Rounded up below.
+RUNTIME_PEAK = 900 << 20     # peak RSS of a tiny in-memory run: TensorFlow, Keras, a small model
+RAW_COPIES = 1.25            # x raw image bytes held at the peak (measured 1.13)
+FLOAT_COPIES = 4.0           # x prepared float32 training images (measured 3.74)
+
+
+def resident_bytes() -> int:
+    """This process's resident set now (VmRSS; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def in_memory_bytes(raw_bytes: int, images: int, size: tuple, channels: int, load_copies: float = 2.0) -> int:
+    """Bytes an in-memory training run still has to allocate for its data and runtime: the larger of
+    the load's transient peak (``load_copies`` x the raw bytes: file buffers, unpickled arrays,
+    their validated copies) and what training holds (``RAW_COPIES`` x raw + ``FLOAT_COPIES`` x the
+    ``images`` prepared as float32 at ``size`` x ``channels``), plus what the runtime grows by from
+    now to its peak (``RUNTIME_PEAK`` less what this process already holds)."""
+    prepared = images * int(size[0]) * int(size[1]) * int(channels) * 4
+    data = max(load_copies * raw_bytes, RAW_COPIES * raw_bytes + FLOAT_COPIES * prepared)
+    return int(data + max(0, RUNTIME_PEAK - resident_bytes()))
+
+
+def check_in_memory(src, raw_bytes: int, images: int, size: tuple, channels: int, load_copies: float,
+                    hint: str) -> int:
+    """Refuse, in one line and before anything is loaded, in-memory data whose run would not fit
+    (``in_memory_bytes`` against ``available_bytes``): without it the kernel ends the run with no
+    message (resnet18 on a CIFAR-10 archive under 2 GiB: 3.0 GiB at the peak for 0.69 GiB of images)."""
+    from kerascnn.errors import DataError
+
+    need, have = in_memory_bytes(raw_bytes, images, size, channels, load_copies), available_bytes()
+    if need > have:
+        raise DataError(f"{src}: in memory this run needs about {human_bytes(need)} ({images:,} images at "
+                        f"{size[0]}x{size[1]}x{channels} as float32, {human_bytes(raw_bytes)} raw, and the "
+                        f"runtime) but only {human_bytes(have)} is available; {hint}")
+    return need

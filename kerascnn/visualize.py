@@ -146,7 +146,7 @@ def activations(model, out, x, shown, label, max_maps=16, max_layers=10):
     cols = max_maps + 1
     fig, axes = plt.subplots(len(wanted), cols, figsize=(1.15 * cols, 1.35 * len(wanted) + 1), squeeze=False)
     for r, (layer, m) in enumerate(zip(wanted, maps)):
-        m = np.asarray(m)[0]
+        m = np.asarray(m).astype(np.float32)[0]   # a mixed-precision model's maps are bfloat16/float16
         if r == 0:
             _show(axes[r, 0], shown, "input")
         else:

@@ -334,18 +334,32 @@ def test_iter_image_batches_bounded_same_order_and_values(tmp_path, monkeypatch)
     for i in range(7):
         _png(tmp_path / "p" / f"{i}.png", size=(8 + i, 8), mode="RGB" if i % 2 else "L", value=30 * i)
     whole, names = D.load_image_files([str(tmp_path / "p")], (12, 12), 3, 1 / 255)
+    # each image prepared from its own size as prepare_images prepares it alone (decoded in parallel,
+    # converted in TF: the luminance's 3 terms summed in another order at most, a few ulps of 1.0)
+    from pathlib import Path
+
+    alone = [D.prepare_images(D._read_image(Path(f))[None], (12, 12), 3, 1 / 255) for f in names]
+    np.testing.assert_allclose(whole, np.concatenate(alone), rtol=0, atol=4 * np.finfo(np.float32).eps)
+    parts = list(D.iter_image_batches([str(tmp_path / "p")], (12, 12), 3, 1 / 255, batch=3))
+    assert [len(f) for _, f in parts] == [3, 3, 1] and sum((f for _, f in parts), []) == names
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), whole)
+    # memory bounded by a few batches: 48 palette PNGs (decoded through PIL, counted), batch 2
     from kerascnn.data import images
 
+    for i in range(48):
+        _png(tmp_path / "q" / f"{i:02d}.png", size=(8 + i % 3, 8), mode="P", value=i)
     reads = []
     real = images._read_image
-    monkeypatch.setattr(images, "_read_image", lambda f: reads.append(f) or real(f))
-    it = D.iter_image_batches([str(tmp_path / "p")], (12, 12), 3, 1 / 255, batch=3)
+    monkeypatch.setattr(images, "_read_image", lambda f, have=None: reads.append(f) or real(f, have))
+    it = D.iter_image_batches([str(tmp_path / "q")], (12, 12), 1, 1 / 255, batch=2)
     x0, f0 = next(it)
-    assert x0.shape == (3, 12, 12, 3) and len(reads) == 3   # one batch decoded, not the folder
-    parts = [(x0, f0)] + list(it)
-    assert [len(f) for _, f in parts] == [3, 3, 1] and len(reads) == 7
-    assert sum((f for _, f in parts), []) == names
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in parts]), whole)  # same per-image path
+    import time
+
+    time.sleep(0.5)   # let the reader run ahead as far as it goes
+    assert x0.shape == (2, 12, 12, 1) and len(reads) <= 3 * 2 + 8 < 48   # never the folder
+    assert [f0] + [f for _, f in it] == [[str(tmp_path / "q" / f"{i:02d}.png") for i in (j, j + 1)]
+                                         for j in range(0, 48, 2)]
+    assert len(reads) == 48
     _corrupt_png(tmp_path / "p" / "9.png")   # sorted last: still named before the first batch
     reads.clear()
     with pytest.raises(DataError, match="9.png: not a readable image"):

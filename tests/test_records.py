@@ -131,12 +131,16 @@ def test_fewer_shards_than_workers_shard_by_record_into_the_one_worker_batches(s
 def test_auto_streams_shards_by_their_decoded_size(shards, monkeypatch):
     from kerascnn import guard
 
-    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 72 * 28 * 28 * 4)   # exactly fits half
+    monkeypatch.setattr(guard, "resident_bytes", lambda: guard.RUNTIME_PEAK)   # the runtime is resident
+    need = int(guard.RAW_COPIES * 72 * 28 * 28 + guard.FLOAT_COPIES * 72 * 28 * 28 * 4)   # in memory, calibrated
+    monkeypatch.setattr(guard, "available_bytes", lambda: need)   # exactly fits
     assert not stream.wants_stream("auto", str(shards), (28, 28), 1)
-    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 72 * 28 * 28 * 4 - 2)
+    assert not stream.wants_stream("off", str(shards), (28, 28), 1)
+    monkeypatch.setattr(guard, "available_bytes", lambda: need - 1)
     assert stream.wants_stream("auto", str(shards), (28, 28), 1)
     assert stream.wants_stream("on", str(shards / "train-*"), (28, 28), 1)
-    assert not stream.wants_stream("off", str(shards), (28, 28), 1)
+    with pytest.raises(DataError, match="in memory this run needs about .* stream it from disk"):
+        stream.wants_stream("off", str(shards), (28, 28), 1)   # refused in one line before loading
 
 
 def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards, tmp_path):

@@ -106,9 +106,13 @@ def test_auto_choice_from_decoded_size(tmp_path, monkeypatch):
     assert stream.count_files(root) == 9
     from kerascnn import guard
 
-    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 9 * 28 * 28 * 4)  # exactly fits half: in memory
+    # an in-memory run holds ~4x its prepared float32 images (calibrated on peak RSS) + raw copies +
+    # the runtime's growth (none here: the runtime is resident already)
+    monkeypatch.setattr(guard, "resident_bytes", lambda: guard.RUNTIME_PEAK)
+    need = int(guard.RAW_COPIES * 9 * 28 * 28 + guard.FLOAT_COPIES * 9 * 28 * 28 * 4)
+    monkeypatch.setattr(guard, "available_bytes", lambda: need)  # exactly fits: in memory
     assert not stream.choose("auto", 9, (28, 28), 1, root)
-    monkeypatch.setattr(guard, "available_bytes", lambda: 2 * 9 * 28 * 28 * 4 - 2)
+    monkeypatch.setattr(guard, "available_bytes", lambda: need - 1)
     assert stream.choose("auto", 9, (28, 28), 1, root)
     assert not stream.choose("off", 9, (28, 28), 1, root) and stream.choose("on", 9, (28, 28), 1, root)
 

@@ -23,10 +23,11 @@ One module per concern (this package re-exports their names, so ``from kerascnn 
 from kerascnn.data.arrays import (NPZ_KEYS, ImageData, _as_nhwc, _check_fits, _check_pair, _class_names, _labels,
                                   _load_npz, _npz_members, _pixel_scale, _short, _unit_range, _validated,
                                   check_labels, check_npz_headers)
-from kerascnn.data.images import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, DataWarning, _check_headers,
+from kerascnn.data.images import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, DataWarning, _check_headers, _decode_stack,
                                   _check_image_header, _conform, _decode, _load_folder, _open_header, _read_image,
                                   _regular_file, _scan_folder, _stack, _warn_skipped, echo_warnings, image_files,
-                                  iter_image_batches, load_image_batch, load_image_files)
+                                  iter_image_batches, load_image_batch, load_image_files, walk_files,
+                                  count_image_files)
 from kerascnn.data.loading import (BUILTIN, CLASS_NAMES, _keras_cache_dir, _load_digits, _load_keras, load_data,
                                    parse_class_names)
 from kerascnn.data.pipeline import _augmenter, epoch_order, eval_dataset, train_dataset
@@ -35,8 +36,8 @@ from kerascnn.data.splits import split_validation
 
 __all__ = ["BUILTIN", "CLASS_NAMES", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "NPZ_KEYS", "DataWarning", "ImageData",
            "check_labels", "check_npz_headers", "echo_warnings", "epoch_order", "eval_dataset", "load_data",
-           "image_files", "iter_image_batches", "load_image_batch", "load_image_files", "parse_class_names", "prepare_images", "split_validation", "train_dataset",
+           "image_files", "iter_image_batches", "walk_files", "count_image_files", "load_image_batch", "load_image_files", "parse_class_names", "prepare_images", "split_validation", "train_dataset",
            "_as_nhwc", "_augmenter", "_check_fits", "_check_headers", "_check_image_header", "_check_pair",
-           "_class_names", "_conform", "_decode", "_keras_cache_dir", "_labels", "_load_digits", "_load_folder",
+           "_class_names", "_conform", "_decode", "_decode_stack", "_keras_cache_dir", "_labels", "_load_digits", "_load_folder",
            "_load_keras", "_load_npz", "_npz_members", "_open_header", "_pixel_scale", "_read_image",
            "_regular_file", "_scan_folder", "_short", "_stack", "_unit_range", "_validated", "_warn_skipped"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import safe_read
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, tf_cause
 
 TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -253,6 +253,18 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(body, np.uint8).reshape(dims)
 
 
+def idx_dims(path: Path, name: str) -> list:
+    """The dimensions an IDX file's header declares (its first bytes only; .gz read that far)."""
+    f = path / name if (path / name).is_file() else path / (name + ".gz")
+    opener = gzip.open if f.suffix == ".gz" else open
+    with opener(f, "rb") as fh:
+        head = fh.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08":
+            raise DataError(f"{f}: not an IDX file of unsigned bytes")
+        raw = fh.read(4 * head[3])
+    return [int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(head[3])]
+
+
 def read_idx_dir(path: Path):
     out = []
     for name in IDX_FILES:
@@ -302,8 +314,7 @@ def read_manifest(path: Path, seed: int):
 
     files, y, names = manifest_files(path)
     data.check_labels(path, {"labels": y}, names)     # before any image is decoded
-    data._check_headers(path, files)
-    x = data._stack([data._read_image(f) for f in files], files)
+    x = data._decode_stack(path, files)
     x_tr, y_tr, x_te, y_te = data.split_validation(x, y, 0.2, seed)
     return x_tr, y_tr, x_te, y_te, names
 
@@ -397,13 +408,13 @@ def _read_shards(files: list):
             for i, rec in enumerate(tf.data.TFRecordDataset(str(f))):
                 try:
                     ex = tf.io.parse_single_example(rec, spec)
-                    safe_read.check_encoded(ex["image/encoded"].numpy(), f"{f}: record {i}")
-                    img = tf.io.decode_image(ex["image/encoded"], expand_animations=False).numpy()
+                    enc = ex["image/encoded"]   # JPEG: the accurate IDCT, PIL's pixels (as the streams decode)
+                    safe_read.check_encoded(enc.numpy(), f"{f}: record {i}")    # no bomb is decoded
+                    img = (tf.io.decode_jpeg(enc, dct_method="INTEGER_ACCURATE") if tf.io.is_jpeg(enc)
+                           else tf.io.decode_image(enc, expand_animations=False)).numpy()
                 except (tf.errors.InvalidArgumentError, ValueError) as e:
-                    from kerascnn.data import _short
-
                     raise DataError(f"{f}: record {i}: no readable image/encoded + image/class/label "
-                                    f"({_short(e, 70)})") from None
+                                    f"({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
                 if img.dtype != np.uint8:
                     img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
                 img = img[..., :3] if img.shape[-1] == 4 else img
@@ -413,9 +424,9 @@ def _read_shards(files: list):
                 if ex["image/class/text"].numpy():
                     texts[label] = ex["image/class/text"].numpy().decode("utf-8", "replace")
         except tf.errors.DataLossError as e:
-            raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+            raise DataError(f"{f}: corrupt TFRecord file ({tf_cause(e)[:80]})") from None
         except tf.errors.OpError as e:
-            raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+            raise DataError(f"{f}: cannot read ({tf_cause(e)[:80]})") from None
     if not images:
         raise DataError(f"{files[0]}: no records")
     names = safe_read.names_from_texts(texts)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data.arrays import ImageData, _check_fits, _validated
-from kerascnn.data.prepare import prepare_images
 from kerascnn.data.splits import split_validation
 from kerascnn.errors import DataError
 
@@ -70,8 +69,10 @@ def _regular_file(path: Path, what: str = "image", allow_empty: bool = False) ->
         raise DataError(f"{path}: empty {what} file (0 bytes)")
 
 
-def _read_image(path: Path, raw: bytes | None = None) -> np.ndarray:
-    """One image file (or its bytes ``raw``, already read) -> uint8 (H, W) gray or (H, W, 3) RGB."""
+def _read_image(path: Path, have: int | None = None, raw: bytes | None = None) -> np.ndarray:
+    """One image file (or its bytes ``raw``, already read) -> uint8 (H, W) gray or (H, W, 3) RGB.
+    ``have``: the available memory for the bomb check, when the caller reads many files (read
+    once per pass, not per file)."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -80,7 +81,7 @@ def _read_image(path: Path, raw: bytes | None = None) -> np.ndarray:
         _regular_file(path)
     try:
         with _open_header(path if raw is None else io.BytesIO(raw)) as im:
-            _check_image_header(path, im)
+            _check_image_header(path, im, have)
             return _decode(im)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
@@ -136,18 +137,83 @@ def _warn_skipped(skipped: list) -> None:
                                   f"{', '.join(map(str, skipped[:3]))}{more}"), stacklevel=3)
 
 
+def walk_files(root: Path) -> list:
+    """Every file under ``root`` (symbolic links to files too; symbolically linked folders are not
+    entered), as ``sorted(root.rglob("*"))`` filtered by ``is_file()`` gives them -- sorted by path
+    components -- but from ``os.scandir`` (file types from the directory entries: no stat per
+    file; 20x faster on 25,000 files)."""
+    return [Path(p) for p in _walk(root)]
+
+
+def _walk(root, names: bool = False) -> list:
+    """``walk_files`` as path strings (no ``Path`` objects: a third of the listing's time);
+    ``names``: (file name, path) pairs."""
+    import os
+
+    found, stack = [], [(str(root), ())]
+    while stack:
+        folder, parts = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except PermissionError:
+            continue
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not e.is_symlink():
+                    stack.append((e.path, parts + (e.name,)))
+            elif e.is_file():
+                found.append((parts + (e.name,), e.path))
+    found.sort()
+    return [(parts[-1], p) for parts, p in found] if names else [p for _, p in found]
+
+
+def count_image_files(root: Path) -> int:
+    """How many files under ``root`` have an image extension (``walk_files``'s folders; nothing
+    sorted, no path objects: what ``--stream auto`` needs, at the cost of reading the directories)."""
+    import os
+
+    n, stack = 0, [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    try:
+                        if e.is_dir() and not e.is_symlink():
+                            stack.append(e.path)
+                        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+                            n += 1
+                    except OSError:
+                        pass
+        except PermissionError:
+            pass
+    return n
+
+
 def _scan_folder(root: Path) -> tuple:
     """root/CLASS/**/image files -> (sorted class names, files, labels); non-images skipped with a warning."""
+    names, files, labels = _scan_names(root)
+    return names, [Path(f) for f in files], labels
+
+
+def _scan_names(root: Path) -> tuple:
+    """``_scan_folder`` with the files as path strings."""
+    import os
+
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: no class sub-folders; expected one sub-folder of images per class")
     files, labels, skipped = [], [], []
     for i, cls in enumerate(classes):
         images = []
-        for f in sorted(cls.rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
+        for name, f in _walk(cls, names=True):
+            if name.startswith("."):
                 continue
-            (images if f.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(f)
+            (images if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else skipped).append(f)
         if not images:
             _warn_skipped(skipped)
             raise DataError(f"{cls}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
@@ -219,20 +285,44 @@ def _check_headers(root: Path, files: list) -> None:
                 "; stream them from disk instead (--stream on)")
 
 
+def _decode_stack(src, files: list) -> np.ndarray:
+    """Image files -> one uint8 (N, H, W, C) array at the most common size and channel count, with
+    the pixels of PIL + ``_stack`` (JPEG/PNG already at that size and mode decoded by TensorFlow,
+    JPEG with PIL's IDCT; the rest through PIL and ``_conform``), decoded in parallel straight into
+    the array (``stream.decode_raw``). The header pass first: a bad file is named before anything
+    is decoded, and a folder whose decoded images would not fit twice is refused."""
+    from kerascnn.data import headers, stream
+
+    names = [str(f) for f in files]
+    _, shapes, _ = headers.header_pass(names, "stop")
+    total = sum(h * w * c for h, w, c, _, _ in shapes)
+    _check_fits(src, (2 * total,), 1, f"{len(files):,} images decoded and stacked in memory",
+                "; stream them from disk instead (--stream on)")
+    x, _ = stream._file_images(src, names, "stop", shapes=shapes)
+    size, channels = tuple(x.raw_size), x.raw_channels
+    _check_fits(Path(names[0]).parent if names else "images", (len(names),) + size + (channels,), 1,
+                f"{len(names):,} images at {size[0]}x{size[1]}x{channels}")
+    out = stream.decode_raw(x)
+    converted = sum(1 for s in shapes if s[2] != channels)
+    resized = sum(1 for s in shapes if s[:2] != size)
+    if converted or resized:
+        mode = "gray" if channels == 1 else "RGB"
+        warnings.warn(DataWarning(f"{len(names)} images of mixed modes/sizes: {converted} converted to {mode}, "
+                                  f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=3)
+    return out
+
+
 def _load_folder(root: Path, seed: int) -> ImageData:
     if (root / "train").is_dir() and (root / "test").is_dir():
         names, f_tr, y_tr = _scan_folder(root / "train")
         names_te, f_te, y_te = _scan_folder(root / "test")
         if names_te != names:
             raise DataError(f"{root}: train/ and test/ have different class folders")
-        _check_headers(root, f_tr + f_te)
-        imgs = [_read_image(f) for f in f_tr + f_te]
-        x = _stack(imgs, f_tr + f_te)
+        x = _decode_stack(root, f_tr + f_te)
         x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
     else:
         names, files, y = _scan_folder(root)
-        _check_headers(root, files)
-        x = _stack([_read_image(f) for f in files], files)
+        x = _decode_stack(root, files)
         x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
     return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
 
@@ -242,7 +332,7 @@ def image_files(paths) -> list:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = [f for f in walk_files(p) if f.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
                 raise DataError(f"{p}: no image files")
             files += found
@@ -256,25 +346,34 @@ def image_files(paths) -> list:
 
 def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
     """Image files -> float32 batch ready for the model, each image resized from its own size."""
-    raw = [_read_image(f) for f in files]
-    return np.concatenate([prepare_images(_stack([im], [f], note=False), image_size, channels, pixel_scale)
-                           for im, f in zip(raw, files)])
+    return load_image_files(files, image_size, channels, pixel_scale)[0]
 
 
 def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
     """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
-    by one batch whatever the number of files. Every file's header is checked first (a bad file is
-    named before any batch is decoded). Yields (float32 batch, [file names])."""
-    from kerascnn.data.stream import header_pass
+    by a few batches whatever the number of files, decoded in parallel (``stream.file_batches``).
+    Every file's header is checked first (a bad file is named before any batch is decoded).
+    Yields (float32 batch, [file names])."""
+    from kerascnn.data import headers, stream
 
-    files = image_files(paths)
-    header_pass(files, "stop")
-    for i in range(0, len(files), batch):
-        part = files[i:i + batch]
-        yield load_image_batch(part, image_size, channels, pixel_scale), [str(f) for f in part]
+    files = [str(f) for f in image_files(paths)]
+    if not files:
+        return
+    _, shapes, _ = headers.header_pass(files, "stop")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    _check_fits(files[0], (batch,) + size + (channels,), 4 * 3,
+                f"batches of {batch} images at {size[0]}x{size[1]}x{channels} in float32")
+    i = 0
+    batches = stream.file_batches(files, shapes, size, channels, pixel_scale, batch).as_numpy_iterator()
+    for xb in stream.named_errors(batches, files, batch):
+        yield xb, files[i:i + len(xb)]
+        i += len(xb)
 
 
 def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
     """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
-    files = image_files(paths)
-    return load_image_batch(files, image_size, channels, pixel_scale), [str(f) for f in files]
+    parts = list(iter_image_batches(paths, image_size, channels, pixel_scale))
+    if not parts:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+        return np.zeros((0,) + size + (channels,), np.float32), []
+    return np.concatenate([x for x, _ in parts]), sum((f for _, f in parts), [])

@@ -133,3 +133,52 @@ def _load_keras(name: str) -> ImageData:
                         f"instead") from None
     names = CLASS_NAMES.get(name) or [str(i) for i in range(int(max(y_tr.max(), y_te.max())) + 1)]
     return _validated(x_tr, y_tr, x_te, y_te, names, name, name)
+
+
+def memory_plan(path, size: tuple, channels: int):
+    """(raw image bytes, images prepared for training, load copies, hint) of ``--data PATH`` from
+    headers, sizes and counts only (nothing decoded), for ``guard.check_in_memory``; None when the
+    format is not known here (``load_data`` then says what is wrong)."""
+    from kerascnn.data import formats, stream
+
+    path = Path(path)
+    try:
+        kind = formats.detect(path)
+        if stream.file_source(path):   # folders, manifests, shards: raw size taken at the model's input
+            n = stream.count_files(path)
+            return n * int(size[0]) * int(size[1]) * int(channels), n, 2.0, "stream it from disk (--stream on)"
+        more = "use a smaller --image-size or a machine with more memory"
+        if kind is None and path.suffix.lower() == ".npz":
+            from kerascnn.data.arrays import _npz_members
+
+            m = _npz_members(path)
+            if "x_train" not in m or not m["x_train"][0] or any(not m[k][0] for k in ("x_test",) if k in m):
+                return None   # no images or 0-d arrays: load_data names what is wrong
+            shape, dtype = m["x_train"]
+            raw = sum(int(np.prod(m[k][0], dtype=object)) * m[k][1].itemsize for k in ("x_train", "x_test") if k in m)
+            n = int(shape[0]) if "x_test" in m else int(shape[0]) - int(round(0.2 * int(shape[0])))
+            return raw, n, 2.0 + (4.0 / dtype.itemsize if dtype.kind == "f" else 0.0), f"{more} (an .npz loads whole)"
+        if kind in ("cifar-archive", "cifar-dir"):
+            sizes = _cifar_member_sizes(path, kind)
+            train = sum(v for k, v in sizes.items() if k.startswith("data_batch_") or k == "train")
+            return sum(sizes.values()), train // 3073, 4.0, f"{more} (a CIFAR archive loads whole)"
+        if kind == "idx-dir":
+            dims = [formats.idx_dims(path, name) for name in (formats.IDX_FILES[0], formats.IDX_FILES[2])]
+            raw = sum(int(np.prod(d, dtype=object)) for d in dims)
+            return raw, int(dims[0][0]), 3.0, f"{more} (IDX files load whole)"
+    except (OSError, DataError, ValueError, EOFError, IndexError, KeyError, TypeError):
+        return None   # whatever is wrong with the file, load_data says it in one line
+    return None
+
+
+def _cifar_member_sizes(path: Path, kind: str) -> dict:
+    """{batch name: bytes} of a CIFAR archive (its tar index) or extracted folder."""
+    names = ("batches.meta", "test_batch", "meta", "train", "test")
+    if kind == "cifar-dir":
+        return {f.name: f.stat().st_size for f in path.iterdir()
+                if f.is_file() and (f.name in names or f.name.startswith("data_batch_"))}
+    import tarfile
+
+    with tarfile.open(path, "r:*") as tar:
+        return {i.name.rsplit("/", 1)[-1]: i.size for i in tar.getmembers()
+                if i.isfile() and (i.name.rsplit("/", 1)[-1] in names or i.name.rsplit("/", 1)[-1].startswith("data_batch_"))}

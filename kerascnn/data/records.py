@@ -2,8 +2,9 @@
 
 ``count_records`` counts a shard's records from their length headers alone (seeks, reads 12 bytes
 per record: what ``--stream auto`` needs to estimate the decoded size). ``scan`` then makes one
-label pass (only ``image/class/label``, ``image/class/text`` and ``image/height``/``width`` are
-parsed, nothing is decoded; a corrupt shard is named here) and returns a ``RecordImages`` per
+label pass over every shard at once (only ``image/class/label``, ``image/class/text`` and
+``image/height``/``width`` are parsed, nothing is decoded; a corrupt shard is then named by a pass
+per shard) and returns a ``RecordImages`` per
 split: the shards, their record counts and the GLOBAL record indices (train shards first, in
 name order) of the split. The train / test / validation splits are the in-memory path's own
 (``split_validation`` over record indices), applied in the stream by a boolean mask.
@@ -16,6 +17,11 @@ keyed by (seed, e, window). Everything is a function of (seed, e) only -- no RNG
 global seed -- so a resumed run sees exactly the batches an uninterrupted one would. Records
 move only within their window: a weaker shuffle than the folder stream's full permutation
 (write the shards in a shuffled order, as ``kerascnn shards`` does).
+
+The stream cuts its batches from the permuted windows (``epoch_batches``: ``rebatch``, no
+``tf.data`` element per record) and decodes a batch at a time (``parse_example`` + ``tf.map_fn``),
+then converts it as the folder stream does (``_decoder``); ``epoch_records`` gives the same order
+record by record.
 
 Several workers (``worker=(i, n)``): with at least as many shards as workers each worker reads
 only shard files i, i+n, ... of the epoch's shard order (``AutoShardPolicy.FILE``; it repeats its
@@ -34,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import safe_read
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, tf_cause
 
 SHUFFLE_BYTES = 64 << 20      # serialized records held per shuffle window
 MIN_WINDOW, MAX_WINDOW = 256, 65536
@@ -110,12 +116,14 @@ def count_all(path: Path) -> int:
     return sum(count_records(f) for f in train + test)
 
 
+MISSING_LABEL = np.iinfo(np.int64).min    # a record without image/class/label (told apart from a negative one)
+
+
 def _label_pass(f: Path):
     """(labels, {label: text}, [(h, w)]) of one shard; nothing decoded."""
     import tensorflow as tf
 
-    missing = np.iinfo(np.int64).min
-    spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=missing),
+    spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING_LABEL),
             "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b""),
             "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
             "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
@@ -125,7 +133,7 @@ def _label_pass(f: Path):
         for ex in ds.as_numpy_iterator():
             lab = ex["image/class/label"]
             first = sum(len(x) for x in labels)
-            safe_read.check_record_fields(f, first, lab, ex["image/height"], ex["image/width"], missing)
+            safe_read.check_record_fields(f, first, lab, ex["image/height"], ex["image/width"], MISSING_LABEL)
             labels.append(lab)
             for k, j in zip(*np.unique(lab, return_index=True)):   # the first text of each label
                 t = ex["image/class/text"][j]
@@ -133,10 +141,60 @@ def _label_pass(f: Path):
                     texts[int(k)] = t.decode("utf-8", "replace")
             sizes.extend(zip(ex["image/height"].tolist(), ex["image/width"].tolist()))
     except tf.errors.DataLossError as e:
-        raise DataError(f"{f}: corrupt TFRecord file ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: corrupt TFRecord file ({tf_cause(e)[:80]})") from None
     except tf.errors.OpError as e:
-        raise DataError(f"{f}: cannot read ({str(e).splitlines()[0][:80]})") from None
+        raise DataError(f"{f}: cannot read ({tf_cause(e)[:80]})") from None
     return (np.concatenate(labels) if labels else np.zeros(0, np.int64)), texts, sizes
+
+
+def _label_pass_all(shards: list):
+    """([labels per shard], {label: text}, [(h, w)], [records per shard]) of every shard in ONE
+    ``tf.data`` pass (one traced parse function, not one per shard: a quarter of the start-up on 32
+    shards); the record counts from the length headers (``count_records``) cut it back into shards.
+    A shard that does not read is then named by the per-shard pass (``_label_pass``)."""
+    import tensorflow as tf
+
+    try:
+        counts = [count_records(f) for f in shards]
+    except DataError:
+        counts = None
+    if counts is not None and sum(counts):
+        spec = {"image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+                "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+                "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+                "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+        try:
+            ds = tf.data.TFRecordDataset([str(f) for f in shards]).batch(4096).map(lambda r: tf.io.parse_example(r, spec))
+            parts = list(ds.as_numpy_iterator())
+        except tf.errors.OpError:
+            parts = None
+        if parts is not None:
+            lab = np.concatenate([p["image/class/label"] for p in parts]).astype(np.int64)
+            heights = np.concatenate([p["image/height"] for p in parts])
+            widths = np.concatenate([p["image/width"] for p in parts])
+            from kerascnn.data.images import MAX_IMAGE_PIXELS
+
+            sane = (heights >= 0).all() and (widths >= 0).all() and \
+                (heights.astype(object) * widths.astype(object) <= MAX_IMAGE_PIXELS).all()
+            if len(lab) == sum(counts) and not (lab < 0).any() and sane:   # else the per-shard pass names it
+                text = np.concatenate([p["image/class/text"] for p in parts])
+                texts = {}
+                for k, j in zip(*np.unique(lab, return_index=True)):   # the first text of each label
+                    if text[j]:
+                        texts[int(k)] = text[j].decode("utf-8", "replace")
+                sizes = list(zip(np.concatenate([p["image/height"] for p in parts]).tolist(),
+                                 np.concatenate([p["image/width"] for p in parts]).tolist()))
+                ys = np.split(lab, np.cumsum(counts)[:-1])
+                return ys, texts, sizes, counts
+    ys, texts, sizes, counts = [], {}, [], []    # something is wrong: the per-shard pass names the shard
+    for f in shards:
+        y, t, s = _label_pass(f)
+        ys.append(y)
+        counts.append(len(y))
+        sizes.extend(s)
+        for k, v in t.items():
+            texts.setdefault(k, v)
+    return ys, texts, sizes, counts
 
 
 def _sample_shapes(files: list, per_file: int = 2) -> list:
@@ -152,9 +210,7 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
                 safe_read.check_encoded(encoded.numpy(), f"{f}: record {i}")    # no bomb is decoded
                 img = tf.io.decode_image(encoded, expand_animations=False)
             except (tf.errors.InvalidArgumentError, ValueError) as e:
-                from kerascnn.data import _short
-
-                raise DataError(f"{f}: no readable image/encoded ({_short(e, 70)})") from None
+                raise DataError(f"{f}: no readable image/encoded ({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
             h, w, c = img.shape
             out.append((h, w, 3 if c >= 3 else 1))
     return out
@@ -169,14 +225,7 @@ def scan(path: Path, seed: int, policy: str = "stop"):
     train, test = formats.tfrecord_files(path)
     shards = train + test
     safe_read.check_shards(shards)      # every record's claimed length, before TensorFlow reads one
-    ys, texts, sizes, counts = [], {}, [], []
-    for f in shards:
-        y, t, s = _label_pass(f)
-        ys.append(y)
-        counts.append(len(y))
-        sizes.extend(s)
-        for k, v in t.items():
-            texts.setdefault(k, v)
+    ys, texts, sizes, counts = _label_pass_all(shards)
     n_tr = sum(counts[:len(train)])
     if n_tr == 0:
         raise DataError(f"{train[0]}: no records")
@@ -219,19 +268,25 @@ def file_shares(order, count: int) -> list:
 
 # --------------------------------------------------------------------------- decoding
 def _decoder(x: RecordImages):
-    """tf function: serialized record -> (float32 (h, w, channels) scaled as ``prepare_images``, label)."""
+    """tf function: a batch of serialized records -> (float32 (B, h, w, channels) scaled as
+    ``prepare_images``, int64 labels). Each image is decoded (JPEG with PIL's accurate IDCT, as the
+    folder stream) and brought to the raw size and channel count as the in-memory ``_stack`` does,
+    in parallel within the batch (``tf.map_fn``); then the batch is converted at once
+    (``stream._decoder``'s conversions: luminance, resize, scale, gray -> RGB)."""
     import tensorflow as tf
 
     from kerascnn import data as D
+    from kerascnn.data import stream
+    from kerascnn.data.prepare import resize
 
     h, w = x.size
     raw_h, raw_w = x.raw_size
-    c_mid = x.channels if (x.raw_channels != x.channels and x.channels == 1) else x.raw_channels
+    gray = x.raw_channels == 3 and x.channels == 1
+    c_mid = 1 if gray else x.raw_channels
     shrink = bool(raw_h > h or raw_w > w)
     spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
     luma64 = tf.constant([0.299, 0.587, 0.114], tf.float64)
-    luma = tf.constant([0.299, 0.587, 0.114], tf.float32)
 
     def conform_size(img):  # PIL bilinear, as the in-memory _stack does for odd sizes
         out = tf.numpy_function(lambda a: D._conform(a, (raw_h, raw_w), x.raw_channels), [img], tf.uint8,
@@ -239,12 +294,10 @@ def _decoder(x: RecordImages):
         out.set_shape((raw_h, raw_w, x.raw_channels))
         return out
 
-    def decode(rec):
-        ex = tf.io.parse_single_example(rec, spec)
-        return decode_image(ex["image/encoded"]), ex["image/class/label"]
-
-    def decode_image(encoded):
-        img = tf.io.decode_image(encoded, expand_animations=False)   # uint8 (16-bit scaled)
+    def one(encoded):   # uint8 (raw_h, raw_w, raw_channels), as formats._read_shards + _stack make it
+        img = tf.cond(tf.io.is_jpeg(encoded),
+                      lambda: tf.io.decode_jpeg(encoded, dct_method="INTEGER_ACCURATE"),
+                      lambda: tf.io.decode_image(encoded, expand_animations=False))   # uint8 (16-bit scaled)
         c = tf.shape(img)[-1]
         if x.raw_channels == 3:
             img = tf.cond(c >= 3, lambda: img[..., :3], lambda: tf.repeat(img[..., :1], 3, axis=-1))
@@ -253,24 +306,34 @@ def _decoder(x: RecordImages):
                 tf.tensordot(tf.cast(img[..., :3], tf.float64), luma64, 1)), 0, 255), tf.uint8)[..., None],
                 lambda: img[..., :1])
         same = tf.logical_and(tf.equal(tf.shape(img)[0], raw_h), tf.equal(tf.shape(img)[1], raw_w))
-        img = tf.cond(same, lambda: tf.ensure_shape(img, (raw_h, raw_w, x.raw_channels)), lambda: conform_size(img))
-        img = tf.cast(img, tf.float32)
-        if c_mid != x.raw_channels:   # RGB -> gray before resizing (as prepare_images)
-            img = tf.tensordot(img, luma, 1)[..., None]
-        if (raw_h, raw_w) != (h, w):
-            img = tf.image.resize(img, (h, w), method="bilinear", antialias=shrink)
-        img = img * np.float32(x.pixel_scale)
-        if c_mid != x.channels:       # gray -> RGB after resizing
-            img = tf.repeat(img[..., :1], x.channels, axis=-1)
-        return img
+        return tf.cond(same, lambda: tf.ensure_shape(img, (raw_h, raw_w, x.raw_channels)), lambda: conform_size(img))
 
-    decode.image = decode_image     # encoded image -> float32 image (the stream parses records in batches)
+    out_spec = tf.TensorSpec((raw_h, raw_w, x.raw_channels), tf.uint8)
+
+    def decode(recs):
+        ex = tf.io.parse_example(recs, spec)
+        ok = tf.numpy_function(safe_read.headers_ok, [ex["image/encoded"]], tf.bool, stateful=False)
+        with tf.control_dependencies([tf.debugging.assert_equal(ok, True, message="refused")]):   # no bomb
+            xb = tf.map_fn(one, ex["image/encoded"], fn_output_signature=out_spec,
+                           parallel_iterations=stream.PARALLEL_FILES)
+        xb = tf.cast(xb, tf.float32)
+        if gray:   # RGB -> gray before resizing (as prepare_images)
+            xb = stream._luma(xb)
+        if (raw_h, raw_w) != (h, w):
+            xb = resize(xb, (h, w), antialias=shrink)
+        xb = xb * np.float32(x.pixel_scale)
+        if c_mid != x.channels:       # gray -> RGB after resizing
+            xb = tf.repeat(xb[..., :1], x.channels, axis=-1)
+        return xb, ex["image/class/label"]
+
     return decode
 
 
-def _records(x: RecordImages, files, cycle: int = CYCLE):
+def _records(x: RecordImages, files, cycle: int = CYCLE, with_index: bool = True):
     """(global index, serialized record) of ``files`` (a tensor of shard indices), interleaved
-    ``cycle`` shards at a time, deterministically; only the records of the split ``x``."""
+    ``cycle`` shards at a time, deterministically; only the records of the split ``x``.
+    ``with_index`` False: the records alone, and when every record of the shards holding the split
+    belongs to it (train shards beside test shards), no per-record index or filter at all."""
     import tensorflow as tf
 
     paths = tf.constant(list(x.shards))
@@ -279,26 +342,30 @@ def _records(x: RecordImages, files, cycle: int = CYCLE):
     mask = np.zeros(total, bool)
     mask[np.asarray(x.idx, np.int64)] = True
     keep = tf.constant(mask)
+    whole = int(sum(x.counts[i] for i in x.shards_holding())) == len(x)
 
-    def one_shard(s):   # the shard is checked again when it is opened (still the file the scan checked)
+    if not with_index and whole:
+        return tf.data.Dataset.from_tensor_slices(files).interleave(
+            lambda s: tf.data.TFRecordDataset(safe_read.verified_path(paths[s])), cycle_length=cycle, block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def one_shard(s):   # opened only if still the file the scan checked (a shard replaced mid-run is never read)
         return tf.data.TFRecordDataset(safe_read.verified_path(paths[s])).enumerate().map(
             lambda i, r: (offsets[s] + i, r))
 
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         one_shard, cycle_length=cycle, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.filter(lambda g, r: keep[g])
+    ds = ds.filter(lambda g, r: keep[g])
+    return ds if with_index else ds.map(lambda g, r: r)
 
 
-def _epoch_stream(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
-    """(ds of (global index, serialized record), how many the epoch uses, "file" | "data"): epoch
-    ``epoch``'s records for ``worker`` in the order the module docstring describes, before the cut
-    to ``steps * batch_size // count`` (``steps = len(x) // batch_size``)."""
+def _windows(x: RecordImages, seed: int, epoch, worker: tuple, batch_size: int):
+    """(policy, the epoch's windows of records, each permuted by its (seed, epoch, window) shuffle)."""
     import tensorflow as tf
 
     from kerascnn import data as D
 
     index, count = worker
-    steps, share = len(x) // batch_size, batch_size // count
     holding = np.asarray(x.shards_holding(), np.int64)
     how, _ = policy(len(holding), count)
     order = tf.gather(tf.constant(holding), D.epoch_order(len(holding), seed, epoch))
@@ -306,78 +373,45 @@ def _epoch_stream(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
     key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64)])
 
     def permute(j, recs):
-        g, r = recs
-        n = tf.shape(r)[0]
+        n = tf.shape(recs)[0]
         p = tf.random.experimental.stateless_shuffle(tf.range(n), seed=key * [1, 1 << 32] + [0, j])
-        return tf.gather(g, p), tf.gather(r, p)
+        return tf.gather(recs, p)
 
-    ds = _records(x, files).batch(x.window).enumerate().map(permute).unbatch()
-    if how == "data":   # every worker the whole epoch, each keeps its slice of every global batch (before decoding)
-        ds = ds.take(steps * batch_size).enumerate()
-        if count > 1:
-            ds = ds.filter(lambda p, e: tf.equal((p % batch_size) // share, index))
-        ds = ds.map(lambda p, e: e)
-    return ds, steps * share, how
+    return how, _records(x, files, with_index=False).batch(x.window).enumerate().map(permute)
 
 
 def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
     """Epoch ``epoch``'s records for ``worker`` as (batch index in the epoch, serialized record):
     ``steps * batch_size // count`` of them (``steps = len(x) // batch_size``), in the order the
-    module docstring describes (by file: a worker repeats its own records if its files hold fewer
-    than its share)."""
-    ds, n, how = _epoch_stream(x, seed, epoch, worker, batch_size)
-    share = batch_size // worker[1]
-    ds = ds.map(lambda g, r: r)
-    return (ds.repeat() if how == "file" else ds).take(n).enumerate().map(lambda p, r: (p // share, r))
-
-
-def _guard(x: RecordImages, on_bad: str | None = None):
-    """Names a dropped record by shard and record index (``safe_read.Guard``)."""
-    offsets = np.concatenate([[0], np.cumsum(x.counts)]).astype(np.int64)
-
-    def describe(g: int) -> str:
-        s = int(np.searchsorted(offsets, g, side="right") - 1)
-        name = f"{x.shards[s]}: record {g - offsets[s]}"
-        try:
-            from tensorflow.core.example import example_pb2
-
-            ex = example_pb2.Example.FromString(safe_read.read_record(x.shards[s], int(g - offsets[s])))
-            return safe_read.diagnose_image(ex.features.feature["image/encoded"].bytes_list.value[0], name)
-        except DataError as e:
-            return str(e)
-        except Exception as e:  # noqa: BLE001  (a record that no longer parses)
-            return f"{name}: no readable image/encoded ({e.__class__.__name__})"
-
-    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad, fatal=lambda: safe_read.changed(x.shards),
-                           name=str(x.shards[0]) if x.shards else "the stream")
-
-
-def _decoded(x: RecordImages, recs, epoch, guard, positions: bool = False):
-    """(global index, image, label) of the records ``recs`` ((global index, record) pairs) in that
-    order, records whose image fails to decode (or whose header claims more than
-    ``MAX_IMAGE_PIXELS``) named by ``guard`` (stop) or left out (skip). ``positions``: instead
-    (position in ``recs``, global index, image, label), the gaps left for ``guard.check_batches``."""
+    module docstring describes."""
     import tensorflow as tf
 
-    image = _decoder(x).image
-    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-            "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+    index, count = worker
+    steps, share = len(x) // batch_size, batch_size // count
+    how, ds = _windows(x, seed, epoch, worker, batch_size)
+    ds = ds.unbatch()
+    if how == "file":
+        ds = ds.repeat().take(steps * share).enumerate().map(lambda p, r: (p // share, r))
+    else:   # every worker the whole epoch, each keeps its slice of every global batch (before decoding)
+        ds = ds.take(steps * batch_size).enumerate()
+        if count > 1:
+            ds = ds.filter(lambda p, r: tf.equal((p % batch_size) // share, index))
+        ds = ds.map(lambda p, r: (p // batch_size, r))
+    return ds
 
-    def parse(p, g, r):    # a batch of records at once
-        ex = tf.io.parse_example(r, spec)
-        return p, g, ex["image/encoded"], ex["image/class/label"]
 
-    def decode(p, g, encoded, label, ok):
-        with tf.control_dependencies([tf.debugging.assert_equal(ok, True, message="refused")]):
-            return p, g, image(encoded), label
-
-    ds = recs.enumerate().map(lambda p, e: (p, e[0], e[1]))
-    ds = guard.chunked(ds, epoch, parse, lambda ids, encoded, label: (safe_read.headers_ok(encoded),), (tf.bool,))
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
-    if positions:
-        return ds
-    empty = (tf.zeros(tuple(x.size) + (x.channels,), tf.float32), tf.constant(0, tf.int64))
-    return guard.survivors(ds, epoch, empty)
+def epoch_batches(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), batch_size: int = 1):
+    """``epoch_records`` as (batch index, the ``batch_size // count`` records of that batch), cut
+    from the permuted windows by ``rebatch`` (no ``tf.data`` element per record: the first batch
+    comes after one window is read, and a third sooner)."""
+    index, count = worker
+    steps, share = len(x) // batch_size, batch_size // count
+    if count > 1 and policy(len(x.shards_holding()), count)[0] == "data":
+        return epoch_records(x, seed, epoch, worker, batch_size).batch(share, drop_remainder=True).map(
+            lambda i, r: (i[0], r))
+    how, ds = _windows(x, seed, epoch, worker, batch_size)
+    ds = ds.repeat() if how == "file" else ds
+    return ds.rebatch(share, drop_remainder=True).take(steps).enumerate()
 
 
 def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int, epochs: int,
@@ -394,22 +428,46 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
     if worker[1] > 1 and batch_size % worker[1]:
         raise ConfigError(f"batch size {batch_size} must be divisible by the {worker[1]} workers")
-    share = batch_size // worker[1]
+    decode, guard = _decoder(x), _guard(x)
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
-    guard = _guard(x)
 
-    def per_epoch(epoch):   # steps batches of share decoded records; a worker short of them repeats its own
-        recs, n, _ = _epoch_stream(x, seed, epoch, worker, batch_size)
-        good = _decoded(x, recs, epoch, guard, positions=True).repeat(n).take(n)
-        good = guard.check_batches(good.batch(share, drop_remainder=True, **safe_read.PARALLEL_BATCH),
-                                   epoch, n // share)   # (indices, images, labels)
-        return good.enumerate().map(lambda i, b: (epoch, i, b[1], b[2]))
+    def per_epoch(epoch):
+        return epoch_batches(x, seed, epoch, worker, batch_size).map(lambda i, r: (epoch, i, r))
 
-    def finish(epoch, i, xb, yb):
-        return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
+    def fast(epoch, i, recs):
+        return (epoch, i) + tuple(decode(recs))
 
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch)
-    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    def slow(epoch, i, recs):   # a batch with a record that does not decode: its other images fill its place
+        return guard.salvage(recs, lambda r: tuple(t[0] for t in decode(r[None])), _specs(x), epoch, fill=True).map(
+            lambda used, xb, yb: (epoch, i, xb, yb))
+
+    def batch(epoch, i, xb, yb):
+        return (augmenter(epoch, i, xb) if augmenter else xb), yb
+
+    ds = safe_read.guarded_batches(tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch), fast, slow)
+    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _specs(x: RecordImages) -> list:
+    import tensorflow as tf
+
+    return [tf.TensorSpec(tuple(x.size) + (x.channels,), tf.float32), tf.TensorSpec((), tf.int64)]
+
+
+def _guard(x: RecordImages, on_bad: str | None = None):
+    """Names a record that fails to decode by shard and record index (found by its bytes)."""
+    def describe(rec) -> str:
+        found = safe_read.locate_record(x.shards, rec)
+        name = f"{found[0]}: record {found[1]}" if found else f"{x.shards[0]} (or another shard): a record"
+        try:
+            from tensorflow.core.example import example_pb2
+
+            ex = example_pb2.Example.FromString(bytes(rec))
+            return safe_read.diagnose_image(ex.features.feature["image/encoded"].bytes_list.value[0], name)
+        except Exception as e:  # noqa: BLE001  (a record that does not parse)
+            return f"{name}: no readable image/encoded ({e.__class__.__name__})"
+
+    return safe_read.Guard(describe, on_bad or x.on_bad, x.bad, name=str(x.shards[0]) if x.shards else "the stream")
 
 
 def eval_dataset(x: RecordImages, batch_size: int, strict: bool = False):
@@ -419,8 +477,14 @@ def eval_dataset(x: RecordImages, batch_size: int, strict: bool = False):
     import tensorflow as tf
 
     holding = tf.constant(np.asarray(x.shards_holding(), np.int64))
-    guard = _guard(x, "stop" if strict else None)
-    ds = _decoded(x, _records(x, holding, cycle=1), -1, guard).map(lambda g, img, label: (img, label))
+    decode, guard = _decoder(x), _guard(x, "stop" if strict else None)
+
+    def slow(recs):
+        return guard.salvage(recs, lambda r: tuple(t[0] for t in decode(r[None])), _specs(x), -1, fill=False).map(
+            lambda used, xb, yb: (xb, yb))
+
+    ds = _records(x, holding, cycle=1, with_index=False).batch(batch_size)
+    ds = safe_read.guarded_batches(ds, decode, slow)
     opts = tf.data.Options()   # distributed evaluation: split by batch as for every other source, never by file
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.batch(batch_size, **safe_read.PARALLEL_BATCH).prefetch(tf.data.AUTOTUNE).with_options(opts)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(opts)

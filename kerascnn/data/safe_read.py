@@ -12,15 +12,14 @@ file can change afterwards, and an image body can be corrupt behind a valid head
   claiming 2^60 bytes crashes TensorFlow's reader); the file's identity is remembered and
   ``verified_path`` checks it again when the stream opens the shard.
 * ``image_pixels``: the pixel count an encoded PNG / JPEG / GIF / BMP claims, from its header
-  (Python, in the same call that reads or logs a chunk of items), so nothing larger than
-  ``MAX_IMAGE_PIXELS`` is decoded.
-* ``Guard``: images whose decoding fails in ``tf.data`` (corrupt body, a file that changed, a
-  refused read) are dropped with ``ignore_errors`` and found again by their position in the
-  stream (a logged position -> id map and a ``scan`` over the survivors): ``--bad-files stop``
-  ends the run with one line naming the file (or shard and record index); ``skip`` lists it in
-  the stream's ``bad`` list (the run's ``bad_files.txt``) and the stream goes on. The decision is
-  a function of the files' contents only, so the (seed, epoch) order of the remaining images
-  and an exact resume stay deterministic.
+  (Python, in the call that reads a batch's files), so nothing larger than ``MAX_IMAGE_PIXELS``
+  is decoded.
+* ``Guard`` / ``guarded_batches``: the streams decode one batch per ``tf.data`` element; a batch
+  whose decoding fails (a corrupt body, a file that changed, a refused read) is decoded again one
+  image at a time, and the images that still fail are named: ``--bad-files stop`` ends the run
+  with one line naming the file (or shard and record index); ``skip`` lists it in the stream's
+  ``bad`` list (the run's ``bad_files.txt``) and the batch's other images fill its place. Batch
+  boundaries and the (seed, epoch) order stay as they are, so a resumed run sees the same batches.
 """
 from __future__ import annotations
 
@@ -35,10 +34,6 @@ import numpy as np
 from kerascnn.errors import DataError
 
 MAX_FILE_BYTES = 1 << 30      # one image file, or one TFRecord record, read while training (1 GiB)
-CHUNK = 64                    # items read / checked / logged per Python call in a stream (amortises the call)
-# a stream whose items may be dropped cannot use tf.data's fused map-and-batch: its batches are
-# copied together in parallel instead
-PARALLEL_BATCH = {"num_parallel_calls": -1, "deterministic": True}
 
 
 # --------------------------------------------------------------------------- files
@@ -84,6 +79,7 @@ def check_tfrecord(path, max_record: int = MAX_FILE_BYTES) -> int:
     """Records in one TFRecord file, after checking that every record's claimed length fits in
     the file and in ``max_record`` (length headers only; no payload is read). One-line
     ``DataError`` naming the file and record otherwise. Remembers the file for ``verified_path``."""
+    offsets, lengths = [], []
     with open_regular(path, limit=1 << 62, what="TFRecord") as fh:
         st = os.fstat(fh.fileno())
         size, n, pos = st.st_size, 0, 0
@@ -95,6 +91,8 @@ def check_tfrecord(path, max_record: int = MAX_FILE_BYTES) -> int:
             if length > max_record:
                 raise DataError(f"{path}: record {n} claims {length:,} bytes, more than the {max_record:,} kerascnn "
                                 f"reads for one record (a corrupt or hostile file?)")
+            offsets.append(pos + 12)
+            lengths.append(length)
             pos += 12 + length + 4
             if pos > size:
                 raise DataError(f"{path}: corrupt TFRecord file (record {n} claims {length:,} bytes, past the end "
@@ -102,7 +100,27 @@ def check_tfrecord(path, max_record: int = MAX_FILE_BYTES) -> int:
             fh.seek(pos, os.SEEK_SET)
             n += 1
     _IDENTITY[str(path)] = _identity(st)
+    _LAYOUT[str(path)] = (np.asarray(offsets, np.int64), np.asarray(lengths, np.int64))
     return n
+
+
+_LAYOUT = {}     # str(path) -> (payload offsets, payload lengths) of a checked shard's records
+
+
+def locate_record(shards, payload: bytes):
+    """(shard, record index) of the record whose payload is ``payload`` among checked ``shards``
+    (records of the same length are read and compared: for naming one that failed), else None."""
+    payload = bytes(payload)
+    for shard in shards:
+        offsets, lengths = _LAYOUT.get(str(shard), (None, None))
+        if offsets is None:
+            continue
+        for j in np.nonzero(lengths == len(payload))[0]:
+            with open_regular(shard, limit=1 << 62, what="TFRecord") as fh:
+                fh.seek(int(offsets[j]))
+                if fh.read(len(payload)) == payload:
+                    return shard, int(j)
+    return None
 
 
 def check_shards(files) -> list:
@@ -110,29 +128,15 @@ def check_shards(files) -> list:
     return [check_tfrecord(f) for f in files]
 
 
-_CHANGED = {}      # str(path) -> the one line: a shard that changed after check_tfrecord (never read then)
-
-
 def _verify(path: bytes) -> bytes:
     name = path.decode("utf-8", "surrogateescape")
-    try:
-        with open_regular(name, limit=1 << 62, what="TFRecord") as fh:
-            now = _identity(os.fstat(fh.fileno()))
-    except DataError as e:
-        _CHANGED.setdefault(name, str(e))
-        raise
+    with open_regular(name, limit=1 << 62, what="TFRecord") as fh:
+        now = _identity(os.fstat(fh.fileno()))
     known = _IDENTITY.get(name)
     if known is not None and known != now:
-        _CHANGED.setdefault(name, f"{name}: changed since kerascnn checked it (size, time or inode); stop writing "
-                                  f"shards that a run reads, or start the run again")
-        raise DataError(_CHANGED[name])
+        raise DataError(f"{name}: changed since kerascnn checked it (size, time or inode); stop writing shards "
+                        f"that a run reads, or start the run again")
     return path
-
-
-def changed(paths) -> str | None:
-    """The one line about the first of ``paths`` that ``verified_path`` refused to open, or None. (The
-    stream drops what fails to read, so this is how such a refusal still stops the run.)"""
-    return next((_CHANGED[str(p)] for p in paths if str(p) in _CHANGED), None)
 
 
 def verified_path(path):
@@ -317,150 +321,71 @@ def diagnose_file(path) -> str:
 
 
 class Guard:
-    """The items one stream dropped at decode time, named and handled by ``on_bad``.
+    """The items of one stream that fail to decode, named and handled by ``on_bad``.
 
-    ``describe(id) -> "name: reason"`` says what is wrong with item ``id``; ``bad`` (a list the
-    caller keeps, e.g. ``FileImages.bad``) receives the lines with ``skip``; with ``stop`` the
-    first one is raised (``DataError`` inside ``tf.data``: the CLI shows its one line)."""
+    ``describe(id) -> "name: reason"`` says what is wrong with item ``id`` (a file index, or a
+    serialized record); ``bad`` (a list the caller keeps, e.g. ``FileImages.bad``) receives the
+    lines with ``skip``; with ``stop`` the first one is raised (a ``DataError`` inside ``tf.data``:
+    the CLI shows its one line)."""
 
-    KEEP_EPOCHS = 4
-
-    def __init__(self, describe, on_bad: str, bad: list, fatal=None, name: str = "the stream"):
+    def __init__(self, describe, on_bad: str, bad: list, name: str = "the stream"):
         self.describe, self.on_bad, self.bad, self.name = describe, on_bad, bad, name
-        self.fatal = fatal or (lambda: None)      # -> a line that stops the stream whatever on_bad says
-        self._ids = {}       # epoch -> int64 array: position in the stream -> id
         self._lock = threading.Lock()
 
-    def log(self, epoch, positions, ids):
-        with self._lock:
-            epoch = int(epoch)
-            arr = self._ids.get(epoch)
-            top = int(positions.max()) + 1 if len(positions) else 0
-            if arr is None or len(arr) < top:
-                grown = np.full(max(top, 2 * (0 if arr is None else len(arr))), -1, np.int64)
-                if arr is not None:
-                    grown[:len(arr)] = arr
-                arr = grown
-                self._ids[epoch] = arr
-            arr[positions] = ids
-            for old in sorted(self._ids)[:-self.KEEP_EPOCHS]:
-                del self._ids[old]
-        return np.bool_(True)
-
-    def report(self, epoch, first, stop) -> np.bool_:
-        """Positions ``first``..``stop - 1`` of epoch ``epoch`` (``stop`` -1: to the last logged) were dropped."""
-        with self._lock:
-            arr = self._ids.get(int(epoch), np.zeros(0, np.int64))
-            if int(stop) < 0:
-                logged = np.nonzero(arr >= 0)[0]
-                stop = int(logged[-1]) + 1 if len(logged) else 0
-            ids = [int(i) for i in arr[int(first):int(stop)] if i >= 0]
-        for i in ids:
-            line = self.describe(i)
+    def _settle(self, epoch, ids, kept, fill) -> np.ndarray:
+        """Python: which of a batch's items to use after decoding them one by one (``kept``: the
+        positions that decoded). The others are named (stop: raised) or listed; with ``fill`` the
+        survivors are repeated, in order, to fill the batch."""
+        kept = np.asarray(kept, np.int64)
+        for p in sorted(set(range(len(ids))) - set(kept.tolist())):
+            line = self.describe(ids[p].item() if hasattr(ids[p], "item") else ids[p])
             if self.on_bad != "skip":
                 raise DataError(line)
-            if line not in self.bad:
-                self.bad.append(line)
-        return self.check()
+            with self._lock:
+                if line not in self.bad:
+                    self.bad.append(line)
+        if not fill:
+            return np.arange(len(kept), dtype=np.int64)
+        if not len(kept):
+            raise DataError(f"{self.name}: no image of a batch of epoch {int(epoch) + 1} decodes (all {len(ids)} are "
+                            f"listed as bad); too many bad files to train on")
+        return np.resize(np.arange(len(kept), dtype=np.int64), len(ids))
 
-    def report_many(self, epoch, firsts, stops) -> np.bool_:
-        for first, stop in zip(firsts, stops):
-            self.report(epoch, first, stop)
-        return self.check()
-
-    def check(self) -> np.bool_:
-        line = self.fatal()
-        if line:
-            raise DataError(line)
-        return np.bool_(True)
-
-    # ---- graph pieces
-    def chunked(self, ds, epoch, graph_fn, work, types):
-        """(position, id, *values) elements -> ``CHUNK`` at a time: ``graph_fn`` (batched values ->
-        batched values, in the graph; None: as they are), then ONE Python call ``work(ids,
-        *values)`` -> arrays of ``types`` (the last: an ok flag per item) that also logs the
-        positions -> (position, id, *values, *work's outputs) one at a time."""
+    def salvage(self, ids, load_one, specs, epoch, fill: bool):
+        """A one-element dataset: the batch ``ids`` decoded one item at a time (``load_one(id)`` ->
+        a tuple of tensors of ``specs``); the items that fail are named or listed (``_settle``) and
+        left out, the rest (repeated to the batch's size with ``fill``) as (ids, *outputs)."""
         import tensorflow as tf
 
-        def call(p, ids, *values):
-            if graph_fn is not None:
-                p, ids, *values = graph_fn(p, ids, *values)
+        items = tf.data.Dataset.from_tensor_slices(ids).enumerate().map(
+            lambda p, k: (p,) + tuple(load_one(k)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True).ignore_errors()
+        end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64),) + tuple(tf.zeros(s.shape, s.dtype)
+                                                                                for s in specs))
+        n = tf.cast(tf.shape(ids)[0], tf.int64)
 
-            def py(e, ps, ks, *vs):
-                self.log(e, ps, ks)
-                return work(ks, *vs)
+        def settle(kept, *outs):
+            kept, outs = kept[:-1], [o[:-1] for o in outs]     # without the end marker
+            pick = tf.numpy_function(self._settle, [epoch, ids, kept, fill], tf.int64, stateful=True)
+            pick.set_shape([None])
+            used = tuple(tf.gather(o, pick) for o in [tf.gather(ids, kept)] + outs)
+            if fill:
+                used = tuple(tf.ensure_shape(u, ids.shape[:1].concatenate(u.shape[1:])) for u in used)
+            return used
 
-            out = tf.numpy_function(py, [epoch, p, ids, *values], list(types), stateful=True)
-            for o in out:
-                o.set_shape(ids.shape)
-            return (p, ids, *values, *out)
+        return items.concatenate(end).batch(n + 1).take(1).map(settle)
 
-        return ds.batch(CHUNK).map(call, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
 
-    def survivors(self, ds, epoch, empty):
-        """``ds``: (position, id, *values) after a map whose errors were ignored -> (id, *values)
-        with every dropped position reported, up to the last (an end marker follows the items):
-        for streams read to the end, such as evaluation."""
-        import tensorflow as tf
+def guarded_batches(inputs, fast, slow):
+    """One ``tf.data`` element per batch, as the streams decode: ``fast(*inputs)`` (the batch at
+    once; fails as a whole when one item does), or, only for a batch whose fast decode failed,
+    ``slow(*inputs)`` (a one-element dataset that decodes it item by item: ``Guard.salvage``).
+    Batches run in parallel and come out in order."""
+    import tensorflow as tf
 
-        end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)) + tuple(empty))
+    @tf.autograph.experimental.do_not_convert
+    def one(*inp):
+        return tf.data.Dataset.from_tensors(inp).map(fast).ignore_errors().concatenate(slow(*inp)).take(1)
 
-        @tf.autograph.experimental.do_not_convert
-        def step(last, e):
-            p = e[0]
-            gap = tf.logical_or(p < 0, p > last + 1)
-            ok = tf.cond(gap, lambda: tf.numpy_function(self.report, [epoch, last + 1, p], tf.bool, stateful=True),
-                         lambda: tf.constant(True))
-            with tf.control_dependencies([ok]):      # on the id only: images pass through uncopied
-                return tf.where(p < 0, last, p), (tf.identity(e[1]),) + tuple(e[2:])
-
-        @tf.autograph.experimental.do_not_convert
-        def real(i, *values):
-            return i >= 0
-
-        return ds.concatenate(end).scan(tf.constant(-1, tf.int64), step).filter(real)
-
-    def check_batches(self, ds, epoch, steps: int):
-        """One epoch's batches (positions, *rest) -> (*rest): the positions the batch's items had
-        in the decode stream (restarting at 0 on each repeat) show which items before them were
-        dropped; they are reported here, once per batch. Items dropped after the last one the
-        epoch uses do not matter, unless the epoch comes out short of ``steps`` batches (more
-        items failed than the stream could replace): then the rest is reported and the run stops."""
-        import tensorflow as tf
-
-        end = tf.data.Dataset.from_tensors(tuple(         # an end marker shaped like a batch: positions -1
-            tf.fill(s.shape, tf.constant(-1, s.dtype)) if i == 0 else tf.zeros(s.shape, s.dtype)
-            for i, s in enumerate(ds.element_spec)))
-
-        def short(e, count, last):
-            self.report(e, last + 1, -1)          # the failures at the end (stop: raises naming the first)
-            raise DataError(f"{self.name}: epoch {int(e) + 1} has only {int(count)} of its {steps} batches of "
-                            f"images that decode; too many bad files ({len(self.bad)} listed)")
-
-        @tf.autograph.experimental.do_not_convert
-        def step(state, batch):
-            last, count = state
-            pos = batch[0]
-            marker = pos[0] < 0
-            prev = tf.concat([[last], pos[:-1]], 0)
-            prev = tf.where(pos <= prev, tf.constant(-1, tf.int64), prev)      # a repeat starts again at 0
-            gap = tf.logical_and(pos > prev + 1, tf.logical_not(marker))
-            ok = tf.cond(tf.reduce_any(gap), lambda: tf.numpy_function(
-                self.report_many, [epoch, tf.boolean_mask(prev + 1, gap), tf.boolean_mask(pos, gap)], tf.bool,
-                stateful=True), lambda: tf.numpy_function(self.check, [], tf.bool, stateful=True))
-            ok = tf.cond(tf.logical_and(marker, count < steps), lambda: tf.numpy_function(
-                short, [epoch, count, last], tf.bool, stateful=True), lambda: ok)
-            with tf.control_dependencies([ok]):      # on the ids only: images pass through uncopied
-                out = (tf.logical_not(marker), tf.identity(batch[1])) + tuple(batch[2:])
-            return (tf.where(marker, last, pos[-1]), count + 1), out
-
-        @tf.autograph.experimental.do_not_convert
-        def real(keep, *values):
-            return keep
-
-        @tf.autograph.experimental.do_not_convert
-        def strip(keep, *values):
-            return values
-
-        init = (tf.constant(-1, tf.int64), tf.constant(0, tf.int64))
-        return ds.concatenate(end).scan(init, step).filter(real).map(strip)
+    return inputs.interleave(one, cycle_length=tf.data.AUTOTUNE, block_length=1,
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
