@@ -168,7 +168,7 @@ def test_a_fifo_or_dev_zero_link_swapped_in_mid_epoch_is_named_not_read(tmp_path
     assert sorted(skip["bad"]) == sorted([f"{skip['fifo']}: not a regular file (a device, pipe or socket); expected "
                                           f"an image file", f"{skip['zero']}: not a regular file (a device, pipe or "
                                           f"socket); expected an image file"])
-    assert skip["batches"] == 4 * (25 // 4)      # 32 files, 80% train = 25 of them; 2 skipped, refilled: 6 batches
+    assert skip["batches"] == 4 * (25 // 4)      # 32 files, 80% train = 25 of them; 2 skipped, each batch full
 
 
 _SHARD_SWAP = """
@@ -258,7 +258,7 @@ def _bombs(root):
         with gzip.open(idx / (name + ".gz"), "wb") as fh:
             fh.write(b"\0\0\x08\x01" + struct.pack(">I", 1) + b"\0")
     cases["idx"] = (["train", "convnet", "--data", str(idx), "--epochs", "1", "--run-dir", str(root / "r3")],
-                    ["declares 800,000x100x100", "refused before reading"])
+                    [str(idx), "GiB", "available"])   # the in-memory estimate or the IDX header check
 
     sparse = root / "cifar-10-batches-py"                     # data_batch_1: a sparse 20 GB file
     sparse.mkdir()
@@ -267,7 +267,7 @@ def _bombs(root):
     with open(sparse / "data_batch_1", "wb") as fh:
         fh.truncate(20 << 30)
     cases["cifar-sparse"] = (["train", "convnet", "--data", str(sparse), "--epochs", "1", "--run-dir",
-                              str(root / "r4")], ["data_batch_1: 20.00 GiB", "refused before reading"])
+                              str(root / "r4")], [str(sparse), "GiB", "available"])   # the in-memory estimate or the size check
 
     import pickle
 
@@ -420,20 +420,23 @@ def test_skipping_keeps_the_epoch_order_of_the_other_images_and_resumes_exactly(
     for (a, la), (b, lb) in zip(whole[2 * steps:], resumed):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
-    # epoch e: the (seed, epoch) permutation without the bad file, its first steps * 4 images
+    # epoch e: the (seed, epoch) permutation cut into batches as always; the batch holding the bad
+    # file has its other images, repeated in order to fill its place
     from kerascnn import data as D
 
     k_bad = x.files.index(str(bad))
     images = np.concatenate([b for b, _ in stream.eval_dataset(x, y, 8).as_numpy_iterator()])
     by_file = dict(zip([k for k in range(len(x)) if k != k_bad], images))
     for e in range(3):
-        want = [k for k in D.epoch_order(len(x), 3, e).numpy() if k != k_bad][:steps * 4]
-        got = np.concatenate([b for b, _ in whole[e * steps:(e + 1) * steps]])
-        np.testing.assert_array_equal(got, np.stack([by_file[k] for k in want]))
+        order = D.epoch_order(len(x), 3, e).numpy()[:steps * 4].reshape(steps, 4)
+        for b, files in enumerate(order):
+            kept = [k for k in files if k != k_bad]
+            want = np.stack([by_file[k] for k in np.resize(kept, 4)])
+            np.testing.assert_array_equal(whole[e * steps + b][0], want)
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
-def test_an_epoch_that_cannot_be_filled_stops_in_one_line_instead_of_ending_the_stream(tmp_path, policy):
+def test_a_batch_that_cannot_be_filled_stops_in_one_line_instead_of_ending_the_stream(tmp_path, policy):
     import dataclasses
 
     root = _folder(tmp_path / "f")
@@ -449,5 +452,5 @@ def test_an_epoch_that_cannot_be_filled_stops_in_one_line_instead_of_ending_the_
     if policy == "stop":
         assert line.endswith("not a readable image (OSError: broken data stream when reading image file)"), line
     else:
-        assert f"{root}: epoch 1 has only 1 of its {len(x) // 4} batches of images that decode" in line, line
-        assert len(x.bad) == len(set(x.bad)) == len(x) - 2, x.bad
+        assert f"{root}: no image of a batch of epoch 1 decodes" in line, line
+        assert len(x.bad) == len(set(x.bad)) and len(x.bad) >= 4, x.bad
