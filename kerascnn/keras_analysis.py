@@ -22,7 +22,7 @@ from kerascnn.errors import ConfigError
 ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "ThresholdedReLU", "Dropout",
                "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                "GaussianDropout", "AlphaDropout", "Identity", "ActivityRegularization", "Rescaling",
-               "Normalization"}
+               "Normalization", "ImagenetPreprocess"}
 RESHAPING = {"Reshape", "Permute"}
 MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
           "Divide"}  # Divide/Subtract...: also keras.ops operations in functional graphs

@@ -158,7 +158,35 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
     from kerascnn.registry import resolve
 
     model = resolve(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
+    return model, registered_info(ref, model, options)
+
+
+def registered_info(name: str, model, options=None) -> RunInfo:
+    """The ``RunInfo`` of a registered model built here (untrained, or from ``--weights``)."""
     shape = tuple(model.input_shape[1:])
     k = int(model.output_shape[-1])
-    return model, RunInfo(ref, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
-                          {"model": ref, "model_options": options or {}})
+    return RunInfo(name, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
+                   {"model": name, "model_options": dict(options or {})})
+
+
+def resolve_for_inference(ref: str, which: str = "best", unsafe: bool = False, options=None, weights=None,
+                          preprocessing=None):
+    """``resolve_model`` for predict / evaluate / export -> (model, RunInfo, Preprocessing or None).
+
+    With ``weights`` (a registered name and ``--weights``) the model is built with the file's classes
+    and its source's preprocessing, and refused when the file holds no trained classifier
+    (``kerascnn.pretrained.build_pretrained``). Otherwise a model that carries an ``imagenet_preprocess``
+    layer (a run fine-tuned from pretrained weights, a keras.applications-family model) reports it:
+    its images go through kerascnn's own pipeline, the one it was trained on."""
+    from kerascnn import pretrained as P
+
+    if weights:
+        model, _, prep = P.build_pretrained(ref, options, weights, preprocessing)
+        return model, registered_info(ref, model, options), prep
+    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
+    return model, info, P.own_preprocessing(model)
+
+
+def is_untrained(info: RunInfo) -> bool:
+    """A registered model built here without weights: its outputs come from random initial weights."""
+    return info.run_dir is None and info.model_path is None

@@ -17,7 +17,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import kerascnn
-from kerascnn import weights as W
+from kerascnn import pretrained as W
 from kerascnn.registry import get_entry
 
 REL = 1e-5

@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("safetensors")
 
 import kerascnn
-from kerascnn import weights as W
+from kerascnn import pretrained as W
 from kerascnn.pretrained import torchvision as TV
 
 FIX = Path(__file__).parent / "fixtures" / "torchvision"

@@ -68,7 +68,7 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
     from kerascnn.registry import resolve
 
     ref = resolve(model, options, input_shape, num_classes or 10)
-    ref.analyze()  # geometry errors before any framework loads
+    ref.check()  # geometry errors before any framework loads
     _select_backend(backend)
     if backend == "tensorflow":
         from kerascnn.commands.common import load_tensorflow

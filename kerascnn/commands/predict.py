@@ -31,9 +31,18 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
 
         class_names = parse_class_names(class_names)
     load_tensorflow()
+    said = {}   # the preprocessing that runs (and a warning): lines first (stderr), or in every JSON row
+
+    def shown(notes):
+        said.update(notes)
+        if fmt != "json":
+            for key, text in notes.items():
+                click.echo(f"{key}: {text}", err=True)
+
     rows = iter_predictions(model_or_export, images, top_k, unsafe, class_names, weights=weights,
-                            preprocessing=preprocessing, options=model_options)
+                            preprocessing=preprocessing, options=model_options, report=shown)
     if fmt == "json":  # one row at a time (a folder of any size): the same text as echo_json(list)
+        rows = ({**row, **said} for row in rows)
         first = next(rows, None)
         if first is None:
             echo_json([])

@@ -131,13 +131,14 @@ def train(model, config_file, resume, quiet, options, backend, **opts):
 
         cli["class_names"] = parse_class_names(cli["class_names"])   # one-line error before TensorFlow loads
     if cli.get("weights"):
-        from kerascnn import weights as W
+        from kerascnn import pretrained as P
 
         if cli["weights"].lower() != "imagenet":
             if not Path(cli["weights"]).is_file():
                 raise ConfigError(f"--weights {cli['weights']}: no such file (or use --weights imagenet)")
             cli["weights"] = str(Path(cli["weights"]).resolve())
-        cli.setdefault("weights_preprocessing", W.default_preprocessing(cli["weights"], name))
+        cli.setdefault("weights_preprocessing", P.default_preprocessing(
+            cli["weights"], name, cli.get("model_options", file_cfg.get("model_options"))))
     if "unfreeze" in cli:
         from kerascnn.train.finetune import parse_unfreeze
 

@@ -56,7 +56,7 @@ def save_model(model, path: Path) -> None:
 
 
 def prepare_data(opts, entry):
-    natural = entry.default_input
+    natural = entry.cfg.natural_input(opts.model_options)
     size = tuple(opts.image_size or natural[:2])
     input_shape = size + (natural[2],)
     streamed = _streamed_data(opts, size, natural[2])
@@ -237,13 +237,13 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
     def build_model():
         model = entry.build(input_shape, k, **opts.model_options)
         if opts.weights:
-            from kerascnn import weights as W
+            from kerascnn import pretrained as P
 
             if from_state:  # the saved state holds the weights; only the architecture is needed
-                model = W.with_preprocessing(model, opts.weights_preprocessing)
+                model = P.with_preprocessing(model, P.resume_preprocessing(opts.weights, opts.weights_preprocessing))
             else:
-                model, line, _ = W.pretrained(model, opts.weights, entry.name, opts.model_options,
-                                              opts.weights_preprocessing or None)
+                model, line, _ = P.load_pretrained(model, opts.weights, entry.name, opts.model_options,
+                                                   opts.weights_preprocessing or None)
                 echo(line + f"; preprocessing {opts.weights_preprocessing or 'none'}")
         if freeze:
             from kerascnn.train import finetune

@@ -105,7 +105,7 @@ class TrainOptions:
     run_dir: Optional[str] = None
     runs_root: str = "runs"
     weights: Optional[str] = None                  # --weights FILE|imagenet: the starting point
-    weights_preprocessing: Optional[str] = None    # caffe | torch | tf | none (kerascnn.weights.default_preprocessing)
+    weights_preprocessing: Optional[str] = None    # caffe | torch | tf | none (kerascnn.pretrained.default_preprocessing)
     freeze_epochs: int = 0                         # fine-tuning: epochs with the backbone frozen (train.finetune)
     unfreeze: str = "all"                          # then: all, or the last N backbone layers
 
