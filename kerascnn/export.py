@@ -340,7 +340,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
             raise ExportError(f"{ref}: the float32 copy of this mixed-precision model disagrees with it "
                               f"(max |diff| {diff:.3g})")
         result["precision_diff"] = diff
-        result["trained_precision"] = model.layers[0].dtype_policy.name
+        result["trained_precision"] = next(l.dtype_policy.name for l in model.layers if l.weights)
         model = copy
     if fuse_bn:
         from kerascnn.fuse import fold_batchnorm

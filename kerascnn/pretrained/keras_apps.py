@@ -85,13 +85,17 @@ def counterpart(model_name: str, options: dict | None = None):
     src = IMAGENET.get(model_name)
     if src is None:
         return None
-    for key, want in src.options:
-        if key == "variant":
+    from kerascnn.registry import get_entry
+
+    options, defaults, needed = dict(options or {}), get_entry(model_name).options, dict(src.options)
+    for key, default in defaults.items():
+        value = options.get(key, default)
+        if key == "variant" and key in needed:
             from kerascnn.models.resnet import is_keras_variant
 
-            if not is_keras_variant((options or {}).get(key, "v1.5")):
+            if not is_keras_variant(value):
                 return None
-        elif (options or {}).get(key) != want:
+        elif value != default:      # -o width=0.5, small_input=true ...: another model than keras.applications'
             return None
     return src.constructor
 
@@ -120,7 +124,9 @@ def imagenet_file(model_name: str, options: dict | None = None, include_top: boo
                                f"for {', '.join(sorted(IMAGENET))} and the keras.applications family (`kerascnn "
                                f"list keras`){hint}")
         if counterpart(model_name, options) is None:
-            raise WeightsError(f"keras.applications' {model_name} weights need -o variant=keras")
+            need = " ".join(f"-o {k}={v}" for k, v in src.options)
+            raise WeightsError(f"keras.applications' {model_name} weights fit {model_name} as keras.applications "
+                               f"builds it: " + (f"{need}, no other -o option" if need else "no -o option"))
         name = src.top_file if include_top else src.notop_file
         origin = f"{KERAS_APPS_URL}{src.url_dir}{name}"
     path = keras_cache_dir() / name
@@ -462,7 +468,7 @@ def file_classes(arrays: dict | None, model_name: str, options: dict | None = No
     if entry.kind == "keras":   # the keras.applications family: the file's last layer is the classifier
         name, values = list(arrays.items())[-1]
         top = _base(name)
-        if values and (top in ("predictions", "Logits", "conv_preds") or top.endswith("_head_dense")):
+        if values and (top.lower() in ("predictions", "logits", "conv_preds") or top.endswith("_head_dense")):
             return int(values[0].shape[-1])
         return None
     last = entry.specs(None, None, **(options or {}))[-1].name

@@ -122,11 +122,13 @@ class EvalTransform:
     def load(self, files, scale: float = 1.0 / 255.0) -> np.ndarray:
         """Image files -> float32 (N, H, W, 3): decoded (``kerascnn.data``'s checked reader),
         transformed, times ``scale`` (1/255: the [0, 1] pixels a kerascnn model takes)."""
+        from pathlib import Path
+
         from kerascnn.data.images import _read_image
 
         out = np.empty((len(files),) + tuple(self.size) + (3,), np.float32)
         for i, f in enumerate(files):
-            out[i] = self.apply(_read_image(f))
+            out[i] = self.apply(_read_image(Path(f)))
         out *= np.float32(scale)
         return out
 
