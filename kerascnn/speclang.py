@@ -37,7 +37,7 @@ MAX_DEPTH = 16           # nesting of groups, blocks and repeats
 MAX_TEXT = 20_000
 
 SYNTAX_HELP = ("e.g. 'conv5-10s1p2', 'conv3-64p1, conv3-64p1', '2*(conv3-64p1,bn,relu)', 'maxpool2', "
-               "'fc10' (see README: Spec language)")
+               "'fc10' (see docs/spec-language.md)")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish")
 
 _TOKEN = re.compile(r"\s*([(),|*>]|[^\s(),|*>]+)")

@@ -73,8 +73,8 @@ def test_new_vocabulary_in_the_summary_with_keras_agreeing(invoke):
 def _readme_spec_examples():
     from pathlib import Path
     import re
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("### Spec language", 1)[1].split("\n## ", 1)[0]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "spec-language.md").read_text()
+    section = text.split("# Spec language", 1)[1].split("\n## The values", 1)[0]
     out = []
     for block in re.findall(r"```\n(.*?)```", section, re.S):
         for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:

@@ -79,8 +79,8 @@ def pretrained_options(f, preprocessing_help="With --weights: the input preproce
                      help="Model option for a registered MODEL, e.g. -o variant=keras.")(f)
     f = click.option("--preprocessing", type=PREPROCESSING, default=None, help=preprocessing_help)(f)
     return click.option("--weights", default=None, metavar="FILE|imagenet",
-                        help="For a registered MODEL: load these pretrained weights (README 'Transfer "
-                             "learning').")(f)
+                        help="For a registered MODEL: load these pretrained weights "
+                             "(docs/transfer-learning.md).")(f)
 
 
 def pretrained_model_options(ref: str, weights, options, others: str = "a run or .keras file"):

@@ -93,7 +93,7 @@ def _keras_summary_text(model) -> str:
                                             "'same' included) as an error listing every such layer.")
 @click.option("--weights", default=None, metavar="FILE|imagenet",
               help="Load pretrained weights into the Keras model and say which layers they filled "
-                   "(README 'Transfer learning').")
+                   "(docs/transfer-learning.md).")
 def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict, weights):
     """Per-layer output shape, params, multiply-adds, receptive field, jump and activation
     memory for MODEL_OR_SPEC, beside Keras's own model.summary().
@@ -112,7 +112,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
       N*LAYER  N*(A,B,...)                 repeated layers or groups
     e.g. "3*conv3-64p1nb", or LeNet-5 at 32,32,1:
       "conv5-6, maxpool2, conv5-16, maxpool2, flatten, fc120, fc84, fc10"
-    The whole vocabulary (depthwise, separable, blocks): README, "Spec language".
+    The whole vocabulary (depthwise, separable, blocks): docs/spec-language.md, "Spec language".
     """
     from kerascnn import analysis
     from kerascnn.registry import is_model, resolve

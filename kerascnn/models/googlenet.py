@@ -7,7 +7,7 @@ without bias, BatchNorm with epsilon 0.001, ReLU), the "5x5" branch is a 3x3 con
 by torchvision for compatibility with its weights), the stem and stage max-pools use
 ``ceil_mode=True`` (an extra -inf row/column at the bottom/right where the window would not
 fit), the 4e->5a pool is 2x2/2, dropout 0.2. Its ``transform_input`` (on for the ImageNet
-weights) is a preprocessing: see ``--preprocessing tf`` in the README.
+weights) is a preprocessing: see ``--preprocessing tf`` in docs/transfer-learning.md.
 """
 import math
 
