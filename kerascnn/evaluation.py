@@ -137,8 +137,8 @@ def _source_split(dataset, data, cfg: dict, split: str, shape: tuple, class_name
                         f"evaluate a folder or a manifest of images")
     d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
     x, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
-    if x.dtype != np.uint8:
-        raise DataError(f"{d.name}: the weights' source transform works on 8-bit images; these are {x.dtype}")
+    if x.dtype != np.uint8:   # the data's own scale to [0, 1], then the 8-bit pixels the transform resizes
+        x = np.clip(np.round(x.astype(np.float32) * np.float32(d.pixel_scale * 255.0)), 0, 255).astype(np.uint8)
     return d, x, y
 
 

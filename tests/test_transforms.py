@@ -31,24 +31,31 @@ def _source_dirs():
     return [Path(sklearn.datasets.__file__).parent / "images", Path(matplotlib.get_data_path()) / "sample_data"]
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """The eight photos as PNG files, written from the same decoded pixels as the generator's."""
+def write_photos(out: Path) -> dict:
+    """The eight photos as PNG files in ``out``, written from the same decoded pixels as the generator's
+    ({name: path}); a str saying why not where the sources are missing or decode otherwise."""
     from PIL import Image
 
-    out = tmp_path_factory.mktemp("photos")
     paths = {}
     for name, p in MANIFEST["photos"].items():
         src = next((d / p["source"] for d in _source_dirs() if (d / p["source"]).is_file()), None)
         if src is None:
-            pytest.skip(f"{p['source']} is not installed here")
+            return f"{p['source']} is not installed here"
         im = Image.open(src).convert("RGB")
         if _sha(np.asarray(im)) != p["source_sha256"]:
-            pytest.skip(f"this Pillow decodes {p['source']} to other pixels than the fixture's")
+            return f"this Pillow decodes {p['source']} to other pixels than the fixture's"
         if p["box"]:
             im = im.crop(tuple(p["box"]))
         im.convert(p["mode"]).save(out / f"{name}.png")
         paths[name] = out / f"{name}.png"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    paths = write_photos(tmp_path_factory.mktemp("photos"))
+    if isinstance(paths, str):
+        pytest.skip(paths)
     return paths
 
 

@@ -151,9 +151,10 @@ def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, mon
     placed.write_bytes(b"")
     assert W.imagenet_file("resnet50", {"variant": "keras"}) == placed
     # other classes at 224 take the _notop file, or the full one when only that is cached
-    assert W.resolve("imagenet", "resnet50", {"variant": "keras"}, (224, 224, 3), 5) == (placed, "caffe")
+    assert W.imagenet_path("resnet50", {"variant": "keras"}, (224, 224, 3), 5) == placed
+    assert W.default_preprocessing("imagenet", "resnet50", {"variant": "keras"}) == "caffe"
     with pytest.raises(W.WeightsError, match="_notop.h5"):
-        W.resolve("imagenet", "resnet50", {"variant": "keras"}, (64, 64, 3), 5)
+        W.imagenet_path("resnet50", {"variant": "keras"}, (64, 64, 3), 5)
 
 
 # ------------------------------------------------------------------ preprocessing and `train --weights`

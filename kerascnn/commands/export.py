@@ -67,8 +67,9 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt,
         p = r["preprocessing"]
         outside = EvalTransform.from_dict(p["outside_graph"]) if p["outside_graph"] else None
         click.echo(f"  preprocessing ({p['origin']}): in the graph: {p['in_graph']}")
-        click.echo("  not in the graph: " + (f"{outside.describe()} (PIL; kerascnn.json records it, `kerascnn "
-                                              f"predict` applies it)" if outside else
+        recorded = " (PIL; kerascnn.json records it, `kerascnn predict` applies it)" if r["format"] == "savedmodel" \
+            else " (PIL; do it before calling the model)"
+        click.echo("  not in the graph: " + (f"{outside.describe()}{recorded}" if outside else
                                               "the whole image resized to the input size (kerascnn's own)"))
     if "warning" in r:
         click.echo(f"warning: {r['warning']}", err=True)

@@ -82,7 +82,7 @@ def open_weights(spec: str, model_name: str, options: dict | None = None, input_
     keras.applications file with the top when the model is 1000 classes at its natural input, else
     the ``_notop`` one (or, at 224x224x3, the full file when only that one is cached)."""
     if str(spec).lower() == "imagenet":
-        path = _imagenet_path(model_name, options, input_shape, num_classes)
+        path = imagenet_path(model_name, options, input_shape, num_classes)
         return WeightsFile(path, "hdf5", read_weight_file(path), imagenet=True)
     path = Path(spec)
     if not path.is_file():
@@ -102,7 +102,8 @@ def open_weights(spec: str, model_name: str, options: dict | None = None, input_
                        f"a .safetensors or a PyTorch .pth state_dict")
 
 
-def _imagenet_path(model_name, options, input_shape, num_classes) -> Path:
+def imagenet_path(model_name, options, input_shape, num_classes) -> Path:
+    """The cached keras.applications file ``--weights imagenet`` means for this model, input and classes."""
     from kerascnn.registry import get_entry
 
     natural = tuple(get_entry(model_name).cfg.natural_input(options))
@@ -118,17 +119,6 @@ def _imagenet_path(model_name, options, input_shape, num_classes) -> Path:
         except WeightsError:
             pass
         raise
-
-
-def resolve(spec: str, model_name: str, options: dict | None, input_shape, num_classes: int):
-    """``--weights FILE|imagenet`` -> (path, preprocessing mode or None), without reading arrays."""
-    if str(spec).lower() == "imagenet":
-        path = _imagenet_path(model_name, options, input_shape, num_classes)
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise WeightsError(f"--weights {spec}: no such file (or use --weights imagenet)")
-    return path, default_preprocessing(str(path) if str(spec).lower() != "imagenet" else spec, model_name, options)
 
 
 def load_into(model, source, arrays: dict | None = None, options: dict | None = None,
