@@ -171,7 +171,8 @@ def photo_agreement(args) -> list:
         x = D.load_image_files(files, (224, 224), 3)[0]
         if not isinstance(model, keras.Sequential):   # a keras.applications-family model keeps its own layer
             return predict_probabilities(model, x)
-        inner = keras.Sequential([keras.Input((224, 224, 3)), *[l for l in model.layers if l.name != "imagenet_preprocess"]])
+        layers = [layer for layer in model.layers if layer.name != "imagenet_preprocess"]
+        inner = keras.Sequential([keras.Input((224, 224, 3)), *layers])
         return predict_probabilities(P.with_preprocessing(inner, prep_mode), x)
 
     for name, m in sorted(MODELS.items()):

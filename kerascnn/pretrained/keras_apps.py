@@ -443,7 +443,8 @@ def _difference(file: dict, model: dict) -> str:
             return f"the file's {key} has shapes {file[key]}, the model's {shapes}"
     extra = [k for k in file if k not in model]
     if extra:
-        return f"the file's {extra[0]} is not in the model" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        return f"the file's {extra[0]} is not in the model{more}"
     return "the structures differ"
 
 

@@ -111,7 +111,8 @@ def _read_pth(path: Path) -> dict:
             warnings.simplefilter("ignore")
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:   # noqa: BLE001  UnpicklingError, RuntimeError, KeyError (not a torch file) ...
-        what = "a TorchScript archive" if "TorchScript" in str(e) else "not a torch file, or it holds objects other than tensors"
+        what = ("a TorchScript archive" if "TorchScript" in str(e)
+                else "not a torch file, or it holds objects other than tensors")
         raise _error(f"cannot read {path} as a PyTorch state_dict: {what} (read with weights_only=True; kerascnn "
                      f"never unpickles anything else)") from None
     for wrapper in ("state_dict", "model", "model_state_dict"):

@@ -217,7 +217,8 @@ class Preprocessing:
     def describe(self) -> str:
         """One line: 'torchvision (a torchvision resnet state_dict): shorter side to 256 ..., then in the
         model: x/255, (x - mean)/std'."""
-        outside = self.transform.describe() if self.transform else "whole image to the input size (bilinear, kerascnn's)"
+        outside = (self.transform.describe() if self.transform
+                   else "whole image to the input size (bilinear, kerascnn's)")
         return f"{self.origin} ({self.why}): {outside}; in the model: {self.normalisation()}"
 
     def to_dict(self) -> dict:
