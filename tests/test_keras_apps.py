@@ -32,6 +32,18 @@ def test_every_keras_application_is_a_zoo_model():
     assert list_models("keras") == list_models(kind="keras")
 
 
+def test_the_family_is_listed_without_tensorflow():
+    """`kerascnn list keras` in a process where TensorFlow cannot be imported: the recorded figures."""
+    from conftest import run_without_tensorflow
+
+    r = run_without_tensorflow("list", "keras", "--format", "json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert len(rows) == 37 and rows["mobilenetv2"]["params"] == 3_538_984
+    assert rows["efficientnetb7"]["default_input"] == [600, 600, 3]
+    assert {row["source"].rsplit(".", 1)[0] for row in rows.values()} == {"keras.applications"}
+
+
 def test_a_keras_built_entry_has_no_spec_list_and_says_so(invoke):
     from kerascnn.models.base import NoSpecs
 
