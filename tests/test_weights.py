@@ -33,6 +33,9 @@ def _randomise(model, seed):
         if isinstance(layer, keras.layers.BatchNormalization):
             g, b, m, v = (w.shape for w in ws)
             ws = [rng.uniform(0.5, 1.5, g), rng.normal(0, 0.1, b), rng.normal(0, 0.1, m), rng.uniform(0.5, 1.5, v)]
+        elif isinstance(layer, keras.layers.Normalization):   # EfficientNet's input statistics: a variance > 0
+            m, v, count = ws
+            ws = [rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape), count]
         else:
             ws = [rng.normal(0, np.sqrt(2 / np.prod(w.shape[:-1])), w.shape) if w.ndim > 1
                   else rng.normal(0, 0.1, w.shape) for w in ws]
