@@ -242,9 +242,9 @@ def run(opts, resume: str | None, echo, verbose: int, held: list, make_engine) -
             if from_state:  # the saved state holds the weights; only the architecture is needed
                 model = P.with_preprocessing(model, P.resume_preprocessing(opts.weights, opts.weights_preprocessing))
             else:
-                model, line, _ = P.load_pretrained(model, opts.weights, entry.name, opts.model_options,
-                                                   opts.weights_preprocessing or None)
-                echo(line + f"; preprocessing {opts.weights_preprocessing or 'none'}")
+                model, line, prep = P.load_pretrained(model, opts.weights, entry.name, opts.model_options,
+                                                      opts.weights_preprocessing or None)
+                echo(line + f"; preprocessing {opts.weights_preprocessing or 'none'} ({prep.origin}: {prep.why})")
         if freeze:
             from kerascnn.train import finetune
 
