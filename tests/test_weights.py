@@ -30,9 +30,10 @@ def _randomise(model, seed):
         ws = layer.get_weights()
         if not ws:
             continue
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = (w.shape for w in ws)
-            ws = [rng.uniform(0.5, 1.5, g), rng.normal(0, 0.1, b), rng.normal(0, 0.1, m), rng.uniform(0.5, 1.5, v)]
+        if isinstance(layer, keras.layers.BatchNormalization):   # gamma/beta may be absent (scale=False)
+            draw = {"gamma": lambda s: rng.uniform(0.5, 1.5, s), "beta": lambda s: rng.normal(0, 0.1, s),
+                    "moving_mean": lambda s: rng.normal(0, 0.1, s), "moving_variance": lambda s: rng.uniform(0.5, 1.5, s)}
+            ws = [draw[w.name](w.shape) for w in layer.weights]
         elif isinstance(layer, keras.layers.Normalization):   # EfficientNet's input statistics: a variance > 0
             m, v, count = ws
             ws = [rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape), count]
