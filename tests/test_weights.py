@@ -32,7 +32,8 @@ def _randomise(model, seed):
             continue
         if isinstance(layer, keras.layers.BatchNormalization):   # gamma/beta may be absent (scale=False)
             draw = {"gamma": lambda s: rng.uniform(0.5, 1.5, s), "beta": lambda s: rng.normal(0, 0.1, s),
-                    "moving_mean": lambda s: rng.normal(0, 0.1, s), "moving_variance": lambda s: rng.uniform(0.5, 1.5, s)}
+                    "moving_mean": lambda s: rng.normal(0, 0.1, s),
+                    "moving_variance": lambda s: rng.uniform(0.5, 1.5, s)}
             ws = [draw[w.name](w.shape) for w in layer.weights]
         elif isinstance(layer, keras.layers.Normalization):   # EfficientNet's input statistics: a variance > 0
             m, v, count = ws
@@ -360,7 +361,7 @@ def test_what_a_file_is_comes_from_its_bytes_and_the_model_not_its_name(tmp_path
         assert W.default_preprocessing(str(tmp_path / name), "vgg16") == "caffe"
         assert W.default_preprocessing(str(tmp_path / name), "resnet50", {"variant": "keras"}) == "caffe"
         assert W.default_preprocessing(str(tmp_path / name), "mobilenetv2") == "tf"
-        assert W.default_preprocessing(str(tmp_path / name), "vgg16", {"width": 0.5}) == "none"  # not keras.applications'
+        assert W.default_preprocessing(str(tmp_path / name), "vgg16", {"width": 0.5}) == "none"  # another model
         assert W.default_preprocessing(str(tmp_path / name), "convnet") == "none"
     from pathlib import Path
 
