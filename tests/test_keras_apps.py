@@ -105,6 +105,11 @@ def test_notop_file_leaves_the_head_and_other_architectures_are_one_line(tmp_pat
     path = _save_legacy(ref, tmp_path / "notop.h5")
     model = kerascnn.build("mobilenetv3small", (64, 64, 3), 3)
     assert P.load_into(model, path, model_name="mobilenetv3small").fresh == ["conv_2", "logits"]
+    from kerascnn.train.finetune import split
+
+    backbone, head = split(model)   # the squeeze-and-excitation blocks pool globally inside the backbone
+    assert [l.name for l in head if l.weights] == ["conv_2", "logits"]
+    assert sum(1 for l in backbone if l.weights) == 86
     other = kerascnn.build("mobilenetv2", (64, 64, 3), 3)
     before = [w.copy() for w in other.get_weights()]
     with pytest.raises(P.WeightsError, match=r"notop.h5: .* where mobilenetv2 has .*another architecture"):
@@ -171,7 +176,7 @@ def test_train_finetune_then_every_command(tmp_path, invoke):
                "float32", "--run-dir", run, "-q")
     assert r.exit_code == 0, r.output
     assert "new (not from the file): conv_2, logits; preprocessing raw" in r.output
-    assert "epoch 2: unfroze 7 layers (81 stay frozen)" in r.output   # the head's 2 and the backbone's last 5
+    assert "epoch 2: unfroze 7 layers (81 stay frozen)" in r.output, r.output   # the head: 2, the backbone: its last 5
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["finetune"]["phase1_trainable"] == ["conv_2", "logits"] and cfg["weights_preprocessing"] == "raw"
     img = next(iter(sorted((data / "cats").iterdir())))

@@ -305,8 +305,8 @@ def _base(name: str) -> str:
 
 def load_by_order(model, source, arrays: dict, app) -> LoadReport:
     """Arrays (in the file's layer order) into a keras.applications-family model, by the order of its
-    weighted layers (Keras's own rule for these files). The head -- the layers from the first global
-    pooling or Flatten on -- may be absent from the file (``_notop``) or of other shapes (other classes):
+    weighted layers (Keras's own rule for these files). The head -- the layers from the last global
+    pooling on -- may be absent from the file (``_notop``) or of other shapes (other classes):
     from its first difference on it stays fresh; a difference in the backbone is one error."""
     layers = weighted_layers(model)
     items = list(arrays.items())
@@ -345,13 +345,10 @@ def load_by_order(model, source, arrays: dict, app) -> LoadReport:
 
 
 def _head_names(model) -> set:
-    """Names of the weighted layers from the first Flatten / global pooling on (the fine-tuning head)."""
-    import keras
+    """Names of the head's layers: the fine-tuning head (``kerascnn.train.finetune.split``)."""
+    from kerascnn.train.finetune import split
 
-    heads = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-    layers = list(model.layers)
-    cut = next((i for i, layer in enumerate(layers) if isinstance(layer, heads)), len(layers))
-    return {layer.name for layer in layers[cut:]}
+    return {layer.name for layer in split(model)[1]}
 
 
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
