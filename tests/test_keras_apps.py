@@ -167,11 +167,11 @@ def test_train_finetune_then_every_command(tmp_path, invoke):
     evaluate, predict, export (and predict from the export), summary: the same probabilities."""
     from test_weights_torch import _photos
 
-    ref = keras.applications.MobileNetV3Small(weights=None, include_top=False, input_shape=(64, 64, 3))
+    ref = keras.applications.MobileNetV3Small(weights=None, include_top=False, input_shape=(32, 32, 3))
     _randomise(ref, 1)
     path = _save_legacy(ref, tmp_path / "notop.h5")
     data, run = _photos(tmp_path / "photos"), tmp_path / "run"
-    r = invoke("train", "mobilenetv3small", "--weights", path, "--data", data, "--image-size", "64",
+    r = invoke("train", "mobilenetv3small", "--weights", path, "--data", data, "--image-size", "32",
                "--freeze-epochs", "1", "--unfreeze", "5", "--epochs", "2", "--batch-size", "4", "--precision",
                "float32", "--run-dir", run, "-q")
     assert r.exit_code == 0, r.output
@@ -190,5 +190,5 @@ def test_train_finetune_then_every_command(tmp_path, invoke):
     np.testing.assert_allclose([t["probability"] for t in pa], [t["probability"] for t in pb], atol=1e-5)
     r = invoke("evaluate", run, "--data", data, "--format", "json")
     assert r.exit_code == 0 and json.loads(r.output)["images"] == 2, r.output
-    r = invoke("summary", "mobilenetv3small", "--input-shape", "64,64,3", "--classes", "2")
+    r = invoke("summary", "mobilenetv3small", "--input-shape", "32,32,3", "--classes", "2")
     assert r.exit_code == 0 and "Keras count_params() agrees with the arithmetic on every layer: yes" in r.output
