@@ -64,14 +64,14 @@ def measure(name, shape, opts, tmp, calls, fuse):
     import keras
     import tensorflow as tf
 
-    from kerascnn.export import export_savedmodel
-    from kerascnn.runs import RunInfo
+    from kerascnn.exporter import export_savedmodel
+    from kerascnn.training.record import RunRecord
 
     keras.utils.set_random_seed(0)
     from kerascnn.registry import build_model
 
     model = build_model(name, shape, 10, **opts)
-    info = RunInfo(name, shape, 10, [str(i) for i in range(10)], config={"model": name, "model_options": opts})
+    info = RunRecord.for_model(name, shape, 10, opts)
     rng = np.random.default_rng(0)
     x256 = rng.integers(0, 256, (256,) + shape, dtype=np.uint8)
     x1 = x256[:1]

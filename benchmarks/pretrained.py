@@ -228,7 +228,7 @@ def throughput(name, args):
     import tensorflow as tf
 
     import kerascnn
-    from kerascnn.train import finetune
+    from kerascnn.training import finetune
 
     options = APPS[name][2] if name in APPS else {}
     model = kerascnn.build(name, (args.size, args.size, 3), 10, **options)

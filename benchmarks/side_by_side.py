@@ -1,6 +1,6 @@
 """Training throughput side by side, in one run, on the same data and batch size:
 
-  A. kerascnn's training path with its defaults (kerascnn.training.train, the `kerascnn train` code)
+  A. kerascnn's training path with its defaults (kerascnn.training.run, the `kerascnn train` code)
   B. the plain Keras tutorial way: model.compile(...); model.fit(x_numpy, y_numpy, batch_size=...)
   C. the same architecture in PyTorch eager on the CPU (torch.set_num_threads(cores), its default), and
   D. the same with one thread: on a shared machine PyTorch's OpenMP barriers wait for descheduled
@@ -51,16 +51,15 @@ def load(data_path, shape, n):
 
 
 def run_kerascnn(name, shape, opts, npz, epochs, batch):
-    from kerascnn import train_config
-    from kerascnn.training import train
+    from kerascnn import training
+    from kerascnn.training.config import resolve_config
 
     with tempfile.TemporaryDirectory() as tmp:
         cli = {"model": name, "data": str(npz), "dataset": None, "epochs": epochs + 1, "batch_size": batch,
                "val_split": 0.0, "run_dir": str(Path(tmp) / "run"), "model_options": opts, "seed": 1}
         if shape[:2] != (28, 28):
             cli["image_size"] = list(shape[:2])
-        cfg = train_config.resolve(cli)
-        train(cfg, echo=lambda *a, **k: None, verbose=0)
+        training.run(resolve_config(cli), echo=lambda *a, **k: None, verbose=0)
         import csv
 
         with open(Path(tmp) / "run" / "history.csv") as fh:

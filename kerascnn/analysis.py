@@ -26,6 +26,7 @@ from typing import Optional
 
 from kerascnn import specs as S
 from kerascnn.errors import ConfigError, GeometryError
+from kerascnn.report import human, human_bytes  # noqa: F401  (formatting lives with the tables)
 
 
 @dataclass
@@ -97,10 +98,10 @@ class Report:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     @property
-    def receptive_field(self) -> int:
-        """Receptive field of the last layer that still has a spatial grid."""
+    def receptive_field(self):
+        """Receptive field of the last layer that still has a spatial grid (None without one: an MLP)."""
         spatial = [l for l in self.layers if len(l.output_shape) == 3 and l.cls not in ("Flatten",)]
-        return spatial[-1].receptive_field if spatial else 1
+        return spatial[-1].receptive_field if spatial else None
 
     @property
     def activation_bytes(self) -> int:
@@ -116,6 +117,17 @@ class Report:
             if l.note:
                 out.append(f"{l.name}: {l.note}")
         return out
+
+    def __str__(self) -> str:
+        from kerascnn.report import render
+
+        return render(self, None, depth=2, title="Lecture arithmetic")
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a report as an HTML table."""
+        from kerascnn.report import render_html
+
+        return render_html(self, None, depth=2, title="Lecture arithmetic")
 
     def to_dict(self) -> dict:
         return {
@@ -173,6 +185,17 @@ def _hw(v):
     return v[0] if v[0] == v[1] else v
 
 
+def _whole(x):
+    """A receptive field in whole input pixels (after up-sampling the formula can give a fraction:
+    rounded up); a jump as an int, or a float below one pixel after up-sampling."""
+    return x if isinstance(x, int) else int(x) if x == int(x) else float(x)
+
+
+def _field_row(rf, jump) -> tuple:
+    """The (receptive field, jump) a row shows: per axis, ``HxW`` pairs only where they differ."""
+    return (_hw(math.ceil(r) if not isinstance(r, int) else r for r in rf), _hw(_whole(j) for j in jump))
+
+
 @dataclass
 class _State:
     shape: tuple   # (H, W, C) or (N,)
@@ -198,7 +221,7 @@ def analyze_spec(spec: S.Spec, st: _State, bpe: int = 4) -> tuple:
             for sub in branch:
                 row, bst = analyze_spec(sub, bst, bpe)
                 children.append(row)
-    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, _hw(rf), _hw(jump),
+    row = LayerStats(spec.name, spec.keras_class, shape, params, trainable, macs, *_field_row(rf, jump),
                      math.prod(shape) * bpe, note, children)
     return row, _State(shape, rf, jump, start)
 
@@ -226,18 +249,3 @@ def smallest_square_input(specs: list, channels: int, limit: int = 2048) -> Opti
         except GeometryError:
             continue
     return None
-
-
-def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (SI prefixes)."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {p}{unit}"
-    return f"{n:.0f} {unit}".rstrip()
-
-
-def human_bytes(n: float) -> str:
-    for div, p in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= div:
-            return f"{n / div:.2f} {p}"
-    return f"{int(n)} B"

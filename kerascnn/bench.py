@@ -72,7 +72,7 @@ def _precision(requested, backend: str, kind: str, report) -> tuple:
     (the same on every CPU kind); on GPUs the training policy of the engine: JAX
     ``policy.jax_precision_for`` (bf16 on compute capability 8.0+ where it pays), TensorFlow
     ``policy.precision_for``."""
-    from kerascnn.train import policy
+    from kerascnn.training import policy
 
     if backend == "jax":
         import jax
@@ -118,7 +118,19 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     if jit is None:  # without jit, JAX runs op by op (TensorFlow still runs a graph)
         jit = kind == "GPU" or backend == "jax"
     precision, tf32 = _precision(precision, backend, kind, report)
+    previous = keras.config.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
+    try:
+        return _measure(model_name, entry, report, shape, options, num_classes, batch_size, steps, warmup, repeats,
+                        mode, precision, tf32, jit, fuse_bn, backend, device, kind)
+    finally:   # models built later in this process are not silently mixed-precision
+        keras.config.set_dtype_policy(previous)
+
+
+def _measure(model_name, entry, report, shape, options, num_classes, batch_size, steps, warmup, repeats, mode,
+             precision, tf32, jit, fuse_bn, backend, device, kind) -> dict:
+    import keras
+
     keras.utils.set_random_seed(0)
     model = entry.build(shape, num_classes, **options)
     rng = np.random.default_rng(0)

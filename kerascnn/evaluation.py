@@ -14,9 +14,11 @@ from kerascnn import fsutil
 from kerascnn.errors import DataError
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    out = [np.asarray(model(x[i:i + batch_size], training=False), dtype=np.float32)
-           for i in range(0, len(x), batch_size)]
+def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for images in memory or on disk (a ``kerascnn.data.source.DataSource``)."""
+    from kerascnn.data.source import as_source
+
+    out = [np.asarray(model(xb, training=False), dtype=np.float32) for xb, _ in as_source(x).batches(batch_size)]
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
 
 
@@ -51,8 +53,8 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     model, info, prep = resolve_for_inference(ref, which, unsafe, options, weights, preprocessing)
     cfg = info.config
     if dataset is None and data is None:
-        data = cfg.get("data")
-        dataset = cfg.get("dataset") if not data else None
+        data = cfg.data
+        dataset = cfg.dataset if not data else None
         if not data and not dataset:
             dataset = "digits"
     shape = tuple(model.input_shape[1:])
@@ -62,23 +64,20 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     transform = prep.transform if prep is not None else None
     if transform is not None:   # the weights' source transform, on every image as decoded (not pre-resized)
         d, x, y = _source_split(dataset, data, cfg, split, shape, class_names)
-    elif stream.wants_stream(cfg.get("stream", "auto"), data, shape[:2], shape[2], strict=False):
+    elif stream.wants_stream(cfg.stream, data, shape[:2], shape[2], strict=False):
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
     else:
-        d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
+        d = D.load_data(dataset, data, seed=cfg.seed, class_names=class_names)
         x, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
+        # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
+        # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
+        x = D.prepare_images(x, shape[:2], shape[2], d.pixel_scale)
     if int(y.max()) >= k:
         raise DataError(f"{d.name}: label {int(y.max())} is outside the model's {k} classes")
     if transform is not None:
         probs = _transformed_probabilities(model, transform, x, batch_size)
-    elif isinstance(x, np.ndarray):
-        # the data's own scale maps its pixels to [0, 1], the domain every kerascnn model is trained on
-        # (uint8 or float 0..255 -> 1/255, float already in [0, 1] -> 1.0), whatever the run's data was
-        x = D.prepare_images(x, shape[:2], shape[2], d.pixel_scale)
-        probs = predict_probabilities(model, x, batch_size)
-    else:  # streamed from disk (stream.FileImages), decoded batch by batch
-        probs = np.concatenate([np.asarray(model(xb, training=False), np.float32)
-                                for xb, _ in stream.eval_dataset(x, y, batch_size)])
+    else:
+        probs = predict_probabilities(model, x, batch_size)   # arrays, or images decoded from disk batch by batch
     names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
     result = metrics_from_probabilities(probs, y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
@@ -108,34 +107,36 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     return result
 
 
-def _streamed_split(path: Path, cfg: dict, split: str, shape: tuple, class_names):
-    """(ImageData of FileImages, the split's FileImages at the model's input, its labels)."""
+def _streamed_split(path: Path, cfg, split: str, shape: tuple, class_names):
+    """(ImageData of FileImages, the split's images on disk at the model's input, its labels)."""
     import dataclasses
 
     from kerascnn.data import stream
+    from kerascnn.data.source import as_source
 
-    x_tr, y_tr, x_te, y_te, names = stream.scan(path, int(cfg.get("seed", 0)), cfg.get("bad_files", "stop"))
+    x_tr, y_tr, x_te, y_te, names = stream.scan(path, cfg.seed, cfg.bad_files)
     k = D.check_labels(path, {"y_train": y_tr, "y_test": y_te}, names)
     names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
     d = D.ImageData(x_tr, y_tr, x_te, y_te, list(names), stream.source_name(path))
     x, y = (x_te, y_te) if split == "test" else (x_tr, y_tr)
     if not len(x):
         raise DataError(f"{path}: the {split} split is empty")
-    return d, dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y
+    return d, as_source(dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y), y
 
 
-def _source_split(dataset, data, cfg: dict, split: str, shape: tuple, class_names):
+def _source_split(dataset, data, cfg, split: str, shape: tuple, class_names):
     """(ImageData, the split's images as decoded -- a list of files, or uint8 arrays --, labels) for
     a source transform: folders and manifests by file (``stream.scan``), arrays as they are."""
     from kerascnn.data import stream
 
     if data and stream.wants_stream("on", data, shape[:2], shape[2], strict=False):
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
-        if hasattr(x, "files"):
-            return d, list(x.files), y
+        images = getattr(x, "images", x)
+        if hasattr(images, "files"):
+            return d, list(images.files), y
         raise DataError(f"{data}: TFRecord shards hold no files to resize as the weights' source does; "
                         f"evaluate a folder or a manifest of images")
-    d = D.load_data(dataset, data, seed=int(cfg.get("seed", 0)), class_names=class_names)
+    d = D.load_data(dataset, data, seed=cfg.seed, class_names=class_names)
     x, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
     if x.dtype != np.uint8:   # the data's own scale to [0, 1], then the 8-bit pixels the transform resizes
         x = np.clip(np.round(x.astype(np.float32) * np.float32(d.pixel_scale * 255.0)), 0, 255).astype(np.uint8)

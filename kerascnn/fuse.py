@@ -63,7 +63,7 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
 
     from kerascnn.keras_build import build_sequential
     from kerascnn.layers import flat_layers
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
     from kerascnn.specs import fold_bn_specs
 
     name = model_name or model.name
@@ -73,7 +73,7 @@ def fold_batchnorm(model, model_name: str | None = None, options: dict | None = 
     shape = tuple(int(v) for v in model.input_shape[1:])
     k = int(model.output_shape[-1])
     if specs is None:
-        specs = resolve(name, dict(options or {}), shape, k).specs()
+        specs = model_ref(name, dict(options or {}), shape, k).specs()
     fused = build_sequential(fold_bn_specs(specs), shape, name=f"{name}_fused")
     src = flat_layers(model)
     dst = {layer.name: layer for layer in flat_layers(fused)}

@@ -1,4 +1,5 @@
-"""Spec list -> ``keras.Sequential``; each spec's Keras layers come from its rule (``kerascnn.rules``).
+"""Spec list -> ``keras.Sequential``; each spec's Keras layers come from ``kerascnn.layers.spec_layers``
+(its rule, or the block layer built from its branches).
 
 Uses the pure ``keras`` API (no TensorFlow-only calls), so the models also run
 with ``KERAS_BACKEND=jax``. Every Keras layer gets the spec's name, so summary
@@ -9,16 +10,8 @@ from __future__ import annotations
 import keras
 
 from kerascnn import specs as S
-
+from kerascnn.layers import spec_layers  # noqa: F401  (blocks and leaf kinds alike)
 from kerascnn.rules.simple import BN_EPSILON, BN_MOMENTUM  # noqa: F401  (kept importable here)
-
-
-def spec_layers(spec: S.Spec, dtype=None) -> list:
-    """The Keras layer(s) for one spec: its rule's layers (an explicit ``<name>_pad`` first where
-    the lecture's padding differs from Keras's ``"same"``)."""
-    from kerascnn.rules import rule_for
-
-    return rule_for(spec).keras_layers(dtype)
 
 
 def build_sequential(specs: list, input_shape, name: str = "model") -> keras.Sequential:

@@ -13,6 +13,25 @@ from __future__ import annotations
 import keras
 
 from kerascnn import specs as S
+from kerascnn.exact_layers import NegInfPadding2D, pad_layer  # noqa: F401  (saved models and old imports)
+from kerascnn.rules import rule_for
+
+
+def spec_layers(spec: S.Spec, dtype=None) -> list:
+    """The Keras layer(s) for one spec: a block (Inception, residual, ``res``/``cat``) is one layer of
+    this module built from its branch specs; any other kind's layers come from its rule
+    (``kerascnn.rules``; an explicit ``<name>_pad`` first where the lecture's padding differs from
+    Keras's ``"same"``). The rules never import this module, so there is no import cycle."""
+    rule = rule_for(spec)
+    if not rule.is_block:
+        return rule.keras_layers(dtype)
+    kw = {"name": spec.name} if dtype is None else {"name": spec.name, "dtype": dtype}
+    if isinstance(spec, S.Inception):
+        return [InceptionBlock(spec.c1, spec.c2, spec.c3, spec.c4, **kw)]
+    if isinstance(spec, S.Residual):
+        return [ResidualBlock(spec.filters, spec.stride, spec.bottleneck, spec.projection, spec.fused,
+                              v1=spec.v1, **kw)]
+    return [BranchBlock(spec.paths, spec.merge, **kw)]
 
 
 def flat_layers(model) -> list:
@@ -29,8 +48,6 @@ class _BranchBlock(keras.layers.Layer):
     """Runs each branch (a list of layers) on the same input and merges the results."""
 
     def _make_branches(self, spec: S.Spec):
-        from kerascnn.keras_build import spec_layers
-
         self.spec = spec
         self.branch_sizes = []
         inner = []
@@ -126,34 +143,6 @@ class ResidualBlock(_BranchBlock):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
                 "bottleneck": self.bottleneck, "projection": self.projection, "fused": self.fused, "v1": self.v1}
-
-
-@keras.saving.register_keras_serializable(package="kerascnn")
-class NegInfPadding2D(keras.layers.Layer):
-    """Pads H and W with -inf: the padding of a max pool (PyTorch's), which never wins a maximum."""
-
-    def __init__(self, padding=((1, 1), (1, 1)), **kwargs):
-        super().__init__(**kwargs)
-        self.padding = tuple(tuple(int(v) for v in p) for p in padding)
-
-    def call(self, x):
-        (t, b), (l, r) = self.padding
-        return keras.ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], constant_values=float("-inf"))
-
-    def compute_output_shape(self, input_shape):
-        (t, b), (l, r) = self.padding
-        n, h, w, c = input_shape
-        return (n, None if h is None else h + t + b, None if w is None else w + l + r, c)
-
-    def get_config(self):
-        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
-
-
-def pad_layer(padding, fill: str, name: str):
-    """The explicit padding layer before a "valid" conv/pool: zeros, or -inf for max pooling."""
-    if fill == "-inf":
-        return NegInfPadding2D(padding, name=name)
-    return keras.layers.ZeroPadding2D(padding, name=name)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")

@@ -13,7 +13,7 @@ record. Building a Keras model goes through ``build_model(name, ...)`` (also
 registers every model without TensorFlow; the zoo never imports the registry.
 
 A command's MODEL argument (a registered name, or a layer spec where the command takes one)
-with its ``-o`` options, input shape and classes is resolved once, by ``resolve``, into a
+with its ``-o`` options, input shape and classes is resolved once, by ``model_ref``, into a
 ``ModelRef``: the record every command analyses and builds from.
 """
 from __future__ import annotations
@@ -149,14 +149,14 @@ class ModelRef:
         return build_sequential(list(self.layer_specs), self.input_shape, name="spec")
 
 
-def resolve(ref: str, options=None, input_shape=None, num_classes=None, spec: bool = False) -> ModelRef:
+def model_ref(ref: str, options=None, input_shape=None, num_classes=None, spec: bool = False) -> ModelRef:
     """MODEL (a registered name; with ``spec`` also a layer spec such as "conv3-8, relu") and its
     options (``-o KEY=VALUE`` strings, or a dict of typed options) -> a ``ModelRef``. An unknown
     name is one ModelNotFound with suggestions, an unknown option one ConfigError."""
     if is_model(ref):
         entry = get_entry(ref)
         opts = dict(options) if isinstance(options, dict) else parse_options(entry, options)
-        shape, k, opts = entry.resolve(input_shape, num_classes, opts)
+        shape, k, opts = entry.arguments(input_shape, num_classes, opts)
         return ModelRef(entry.name, entry, shape, k, opts)
     if not spec:
         get_entry(ref)   # raises ModelNotFound with suggestions

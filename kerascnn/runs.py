@@ -10,42 +10,19 @@ A run directory (written by ``kerascnn train``) holds::
 
 A reference is resolved in this order: a run directory, a ``.keras`` file (a
 ``config.json`` beside it is used when present), a registered model name (built
-untrained). Loading keeps Keras's safe mode on unless ``unsafe=True``.
+untrained). Each comes with its ``RunRecord`` (``kerascnn.training.record``, the only reader of
+config.json); a model without a run gets ``RunRecord.for_model``, whose options are the training
+defaults. Loading keeps Keras's safe mode on unless ``unsafe=True``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
-from typing import Optional
 
 from kerascnn.errors import ConfigError, DataError
+from kerascnn.training.record import CONFIG_FILE, RunRecord, is_run_dir  # noqa: F401  (is_run_dir: re-exported)
 
-CONFIG_FILE = "config.json"
 MODEL_FILES = ("best.keras", "last.keras")
-
-
-@dataclass
-class RunInfo:
-    model_name: str
-    input_shape: tuple
-    num_classes: int
-    class_names: list
-    pixel_scale: float = 1.0 / 255.0
-    run_dir: Optional[Path] = None
-    model_path: Optional[Path] = None
-    config: dict = field(default_factory=dict)
-
-
-def is_run_dir(path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / CONFIG_FILE).is_file()
-
-
-def load_config(run_dir) -> dict:
-    """The run's config.json as a dict, read by ``RunRecord`` (the only reader and writer)."""
-    from kerascnn.train.options import RunRecord
-
-    return RunRecord.read_json(run_dir)
 
 
 def load_keras_model(path, unsafe: bool = False):
@@ -101,15 +78,6 @@ def _first_line(e) -> str:
     return (text.splitlines() or [e.__class__.__name__])[0][:200]
 
 
-def _info_from_config(cfg: dict, run_dir: Optional[Path], model_path: Optional[Path]) -> RunInfo:
-    """Model name, input shape, classes and preprocessing (pixel_scale) from the run record."""
-    from kerascnn.train.options import RunRecord
-
-    rec = RunRecord.from_dict(cfg)
-    return RunInfo(cfg.get("model", "model"), tuple(rec.input_shape), rec.num_classes, list(rec.class_names),
-                   rec.pixel_scale, run_dir, model_path, cfg)
-
-
 def looks_like_path(ref: str) -> bool:
     return "/" in ref or "\\" in ref or ref.endswith(".keras") or ref.startswith(".")
 
@@ -135,43 +103,33 @@ def check_model_ref(ref: str) -> None:
 
 def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_shape=None, num_classes=None,
                   options=None):
-    """MODEL_OR_RUN -> (keras model, RunInfo)."""
+    """MODEL_OR_RUN -> (keras model, its ``RunRecord``)."""
     check_model_ref(ref)     # a run directory with a model, a file, or a registered name
     p = Path(ref)
     if p.is_dir():
-        cfg = load_config(p)
+        record = RunRecord.load(p)
         order = (f"{which}.keras",) + tuple(f for f in MODEL_FILES if f != f"{which}.keras")
         for name in order:
             if (p / name).is_file():
                 model = load_keras_model(p / name, unsafe)
                 check_classifier(model, p / name)
-                return model, _info_from_config(cfg, p, p / name)
+                return model, dataclasses.replace(record, model_path=p / name)
         raise DataError(f"{p}: the run has no saved model yet ({' or '.join(MODEL_FILES)})")
     if p.suffix == ".keras" or p.is_file():
         model = load_keras_model(p, unsafe)
         check_classifier(model, p)
         if (p.parent / CONFIG_FILE).is_file():
-            return model, _info_from_config(load_config(p.parent), p.parent, p)
-        shape = tuple(model.input_shape[1:])
-        k = int(model.output_shape[-1])
-        return model, RunInfo(model.name, shape, k, [str(i) for i in range(k)], 1 / 255, None, p, {})
-    from kerascnn.registry import resolve
+            return model, dataclasses.replace(RunRecord.load(p.parent), model_path=p)
+        return model, RunRecord.for_model(model.name, model.input_shape[1:], model.output_shape[-1], model_path=p)
+    from kerascnn.registry import model_ref
 
-    model = resolve(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
-    return model, registered_info(ref, model, options)
-
-
-def registered_info(name: str, model, options=None) -> RunInfo:
-    """The ``RunInfo`` of a registered model built here (untrained, or from ``--weights``)."""
-    shape = tuple(model.input_shape[1:])
-    k = int(model.output_shape[-1])
-    return RunInfo(name, shape, k, [str(i) for i in range(k)], 1 / 255, None, None,
-                   {"model": name, "model_options": dict(options or {})})
+    model = model_ref(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
+    return model, RunRecord.for_model(ref, model.input_shape[1:], model.output_shape[-1], options)
 
 
 def resolve_for_inference(ref: str, which: str = "best", unsafe: bool = False, options=None, weights=None,
                           preprocessing=None):
-    """``resolve_model`` for predict / evaluate / export -> (model, RunInfo, Preprocessing or None).
+    """``resolve_model`` for predict / evaluate / export -> (model, RunRecord, Preprocessing or None).
 
     With ``weights`` (a registered name and ``--weights``) the model is built with the file's classes
     and its source's preprocessing, and refused when the file holds no trained classifier
@@ -182,11 +140,11 @@ def resolve_for_inference(ref: str, which: str = "best", unsafe: bool = False, o
 
     if weights:
         model, _, prep = P.build_pretrained(ref, options, weights, preprocessing)
-        return model, registered_info(ref, model, options), prep
+        return model, RunRecord.for_model(ref, model.input_shape[1:], model.output_shape[-1], options), prep
     model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
     return model, info, P.own_preprocessing(model)
 
 
-def is_untrained(info: RunInfo) -> bool:
+def is_untrained(info: RunRecord) -> bool:
     """A registered model built here without weights: its outputs come from random initial weights."""
     return info.run_dir is None and info.model_path is None

@@ -35,7 +35,9 @@ Padding = Union[int, str, tuple]
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    """Keras's automatic layer name of a class: ``Conv2DTranspose`` -> ``conv2d_transpose``."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,70 @@ class SeparableConv(Spec):
 
 
 @dataclass(frozen=True)
+class ConvTranspose(Spec):
+    """Conv2DTranspose (a "deconvolution"): every input pixel scatters a ``kernel``x``kernel`` copy of
+    the kernel, ``stride`` apart; the full output (H-1)S + 1 + d(F-1) loses ``padding`` rows/columns on
+    each side and gains ``output_padding`` at the bottom/right, as PyTorch's ConvTranspose2d:
+    out = (H-1)S - 2P + d(F-1) + output_padding + 1."""
+
+    filters: int
+    kernel: Size
+    stride: Size = 1
+    padding: Padding = 0
+    output_padding: Size = 0
+    dilation: Size = 1
+    activation: Optional[str] = None
+    use_bias: bool = True
+    keras_class = "Conv2DTranspose"
+
+
+@dataclass(frozen=True)
+class UpSample(Spec):
+    """UpSampling2D: each pixel repeated ``size`` times along H and W (``interpolation="nearest"``)
+    or bilinear interpolation (half-pixel centres, PyTorch's ``align_corners=False``)."""
+
+    size: Size = 2
+    interpolation: str = "nearest"
+    keras_class = "UpSampling2D"
+
+
+@dataclass(frozen=True)
+class Crop(Spec):
+    """Cropping2D: an int, an (h, w) pair or ((top, bottom), (left, right)) rows/columns removed."""
+
+    cropping: Padding = 1
+    keras_class = "Cropping2D"
+
+
+@dataclass(frozen=True)
+class LayerScale(Spec):
+    """Per-channel learned scale y = gamma * x (ConvNeXt): C parameters, initialised to ``init_values``."""
+
+    init_values: float = 1e-6
+    keras_class = "LayerScale"
+
+
+@dataclass(frozen=True)
+class Rescale(Spec):
+    """Rescaling: y = x * scale + offset, no parameters (``rescale/255``, ``rescale/127.5-1``)."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    keras_class = "Rescaling"
+
+
+@dataclass(frozen=True)
+class Normalize(Spec):
+    """Normalization: y = (x - mean) / sqrt(variance) per channel. Without ``mean``/``variance`` given
+    they are the layer's state (2C + 1 non-trainable numbers with the sample count, set by ``adapt``);
+    given as constants, the layer has no weights."""
+
+    mean: Optional[tuple] = None
+    variance: Optional[tuple] = None
+    keras_class = "Normalization"
+
+
+@dataclass(frozen=True)
 class ZeroPad(Spec):
     """ZeroPadding2D: an int, an (h, w) pair or ((top, bottom), (left, right))."""
 
@@ -109,12 +175,16 @@ class ZeroPad(Spec):
 
 @dataclass(frozen=True)
 class Pool(Spec):
-    """MaxPooling2D / AveragePooling2D; ``stride`` defaults to ``size``."""
+    """MaxPooling2D / AveragePooling2D; ``stride`` defaults to ``size``. As PyTorch's pools:
+    ``dilation`` (max pooling), ``ceil_mode`` (the output size rounds up; an average divides by the
+    window clipped to the padded input), padding at most half the pool size."""
 
     kind: str = "max"
     size: Size = 2
     stride: Optional[Size] = None
     padding: Padding = 0
+    dilation: Size = 1
+    ceil_mode: bool = False
 
     @property
     def keras_class(self):  # type: ignore[override]
@@ -153,16 +223,22 @@ class Dropout(Spec):
 class BatchNorm(Spec):
     """BatchNormalization: 2C trainable (gamma, beta) + 2C non-trainable (moving mean, variance).
 
-    ``epsilon=None`` is kerascnn's (and PyTorch's) 1e-5; ``keras.applications`` ResNets use 1.001e-5."""
+    ``epsilon=None`` is kerascnn's (and PyTorch's) 1e-5; ``keras.applications`` ResNets use 1.001e-5.
+    ``center=False`` drops beta, ``scale=False`` drops gamma (InceptionV3's BatchNorms: C trainable)."""
 
     epsilon: Optional[float] = None
+    center: bool = True
+    scale: bool = True
     keras_class = "BatchNormalization"
 
 
 @dataclass(frozen=True)
 class LayerNorm(Spec):
-    """LayerNormalization over the channel axis (as ConvNeXt and PyTorch's LayerNorm(C)): 2C params."""
+    """LayerNormalization over the channel axis (as ConvNeXt and PyTorch's LayerNorm(C)): 2C params
+    (C without ``center`` or ``scale``)."""
 
+    center: bool = True
+    scale: bool = True
     keras_class = "LayerNormalization"
 
 
@@ -171,6 +247,8 @@ class GroupNorm(Spec):
     """GroupNormalization: statistics over ``groups`` groups of channels; 2C params."""
 
     groups: int = 32
+    center: bool = True
+    scale: bool = True
     keras_class = "GroupNormalization"
 
 
@@ -336,8 +414,9 @@ class Branches(Spec):
 
 BLOCK_TYPES = (Inception, Residual, Branches)
 SPEC_TYPES = {cls.__name__: cls for cls in
-              (Conv, DepthwiseConv, SeparableConv, ZeroPad, Pool, GlobalPool, Flatten, Dense, Dropout,
-               SpatialDropout, BatchNorm, LayerNorm, GroupNorm, Activation, Inception, Residual, Branches)}
+              (Conv, DepthwiseConv, SeparableConv, ConvTranspose, ZeroPad, Crop, UpSample, Pool, GlobalPool,
+               Flatten, Dense, Dropout, SpatialDropout, BatchNorm, LayerNorm, GroupNorm, LayerScale, Rescale,
+               Normalize, Activation, Inception, Residual, Branches)}
 
 
 def _tuples(v):
@@ -361,8 +440,7 @@ def auto_name(specs: list) -> list:
     out = []
     for s in specs:
         if s.name is None:
-            base = getattr(s, "auto_base", None) or _snake(s.keras_class).replace("conv2_d", "conv2d").replace("pooling2_d", "pooling2d")
-            base = base.replace("padding2_d", "padding2d").replace("dropout2_d", "dropout2d")
+            base = getattr(s, "auto_base", None) or _snake(s.keras_class)
             k = counts.get(base, 0)
             counts[base] = k + 1
             s = s.named(base if k == 0 else f"{base}_{k}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,7 +63,9 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 def parse_input(text: str) -> np.ndarray:
-    """Text grid, ``arange:HxW[xC]`` or a ``.npy`` file -> float32 (H, W, C) (or (N,) for a vector)."""
+    """Text grid, ``arange:HxW[xC]`` or a ``.npy`` file -> float32 (H, W, C) (or (N,) from a 1-D .npy).
+    One row (``"1,2,-1,1,-3"``) is a 1xW grid: the lectures' 1-D examples (kernels ``1xF``); a model
+    whose input is a vector reads it as one."""
     text = text.strip()
     m = re.fullmatch(r"arange:(\d+)[x,](\d+)(?:[x,](\d+))?", text)
     if m:
@@ -74,8 +77,6 @@ def parse_input(text: str) -> np.ndarray:
         x = _load_npy(text, "--input")
     else:
         x = _channels(text, "--input")
-        if x.shape[0] == 1 and x.shape[-1] == 1:  # one row: a vector (for dense layers)
-            x = x[0, :, 0]
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim not in (1, 3) or x.size > MAX_ELEMENTS or x.size == 0:
@@ -115,8 +116,12 @@ def _is_kernel(name: str) -> bool:
 
 
 def build_for_values(model_or_spec: str, in_shape: tuple):
-    """A spec (``"conv3-1"``), a registered model or a ``.keras`` file -> a Keras model for ``in_shape``."""
-    from kerascnn.registry import resolve
+    """A spec (``"conv3-1"``), a registered model or a ``.keras`` file -> (Keras model for ``in_shape``,
+    whether kerascnn built it). Layers that stock Keras cannot build exactly (a convolution with stride
+    > 1 and dilation > 1) are built as their exact equivalents (``kerascnn.exact_layers``)."""
+    from kerascnn.errors import GeometryError
+    from kerascnn.registry import model_ref
+    from kerascnn.rules.base import exact_windows
 
     if model_or_spec.endswith(".keras"):
         import keras
@@ -128,13 +133,24 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
         except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
             raise DataError(f"cannot load {model_or_spec}: {e.__class__.__name__}: {str(e)[:200]}") from None
         want = tuple(model.input_shape[1:])
+        if len(want) == 1 and len(in_shape) == 3 and in_shape[0] == in_shape[2] == 1:
+            in_shape = (in_shape[1],)  # one row: the vector a dense model takes
         if len(want) != len(in_shape) or any(w is not None and w != g for w, g in zip(want, in_shape)):
             raise ConfigError(f"{model_or_spec} takes inputs of shape {want}; --input has shape {in_shape}")
         return model, False
     if len(in_shape) != 3:
         raise ConfigError(f"a layer spec needs an (H, W) or (H, W, C) input; received shape {in_shape}")
     # a size that collapses: one GeometryError naming the layer, before Keras builds anything
-    return resolve(model_or_spec, None, in_shape, spec=True).build(), True
+    ref = model_ref(model_or_spec, None, in_shape, spec=True)
+    try:
+        ref.analyze()
+    except GeometryError as e:
+        if in_shape[0] == 1:
+            raise GeometryError(f"{e}; a one-row input is a 1-D signal: give kernels and pools as 1xF "
+                                f"(conv1x3-1, maxpool1x2)") from None
+        raise
+    with exact_windows():
+        return ref.build(), True
 
 
 def set_weights(model, kernel=None, bias=None, weights=None, ones=True) -> list:
@@ -171,6 +187,8 @@ def set_weights(model, kernel=None, bias=None, weights=None, ones=True) -> list:
                         or what == "kernel" and _is_kernel(v.path.rsplit("/", 1)[-1])), None)
             if var is None:
                 raise ConfigError(f"layer {target.name} has no {what} (built without bias? drop 'nb')")
+            if what == "kernel" and "Conv2DTranspose" in type(target).__name__ and arr.ndim == 4:
+                arr = arr.transpose(0, 1, 3, 2)  # given as (F, F, C_in, K); Keras keeps (F, F, K, C_in)
             arr = _fit(arr, tuple(var.shape), what, target.name)
             var.assign(arr)
         notes.insert(0, f"{target.name}: the given " + " and ".join(
@@ -249,10 +267,13 @@ def weight_arrays(model) -> dict:
 
 
 def run_values(model_or_spec: str, x: np.ndarray, kernel=None, bias=None, weights=None, each_layer=False):
-    """-> (list of (layer name, class name, output array without the batch axis), notes)."""
+    """-> (``LayerValues``: one ``LayerOutput(name, cls, values)`` per layer shown, values without the
+    batch axis; notes on the weights). Both render as HTML tables in Jupyter."""
     import keras
 
     model, ours = build_for_values(model_or_spec, tuple(x.shape))
+    if len(model.inputs[0].shape) == 2 and x.ndim == 3:
+        x = x.reshape(-1)  # one row, for a model that takes a vector
     notes = set_weights(model, kernel, bias, weights, ones=ours)
     layers = model.layers if each_layer else model.layers[-1:]
     if each_layer and len(model.layers) > 1:
@@ -260,7 +281,41 @@ def run_values(model_or_spec: str, x: np.ndarray, kernel=None, bias=None, weight
         outs = probe(x[None], training=False)
     else:
         outs = [model(x[None], training=False)]
-    return [(l.name, l.__class__.__name__, np.asarray(o)[0]) for l, o in zip(layers, outs)], notes
+    return LayerValues([LayerOutput(l.name, l.__class__.__name__, np.asarray(o)[0]) for l, o in zip(layers, outs)],
+                       x.shape, notes), notes
+
+
+class LayerOutput(NamedTuple):
+    """One layer's output on the input: ``(name, cls, values)``."""
+
+    name: str
+    cls: str
+    values: np.ndarray
+
+    def __str__(self) -> str:
+        return format_output(self.name, self.cls, self.values)
+
+    def _repr_html_(self) -> str:
+        return html_output(self.name, self.cls, self.values)
+
+
+class LayerValues(list):
+    """The outputs ``kerascnn values`` prints, layer by layer (a list of ``LayerOutput``)."""
+
+    def __init__(self, outputs, input_shape=(), notes=()):
+        super().__init__(outputs)
+        self.input_shape, self.notes = tuple(input_shape), list(notes)
+
+    def __str__(self) -> str:
+        head = f"Input {'x'.join(map(str, self.input_shape))}" + (f"; {'; '.join(self.notes)}" if self.notes else "")
+        return "\n".join([head] + [str(o) for o in self])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = escape(f"Input {'x'.join(map(str, self.input_shape))}" + (f"; {'; '.join(self.notes)}"
+                                                                         if self.notes else ""))
+        return f"<p>{head}</p>" + "".join(o._repr_html_() for o in self)
 
 
 # --------------------------------------------------------------------------- printing
@@ -287,6 +342,23 @@ def format_output(name: str, cls: str, y: np.ndarray) -> str:
             parts.append(format_grid(y[..., c]))
         return "\n".join(p for p in parts if p)
     return f"{name} ({cls}) output {shape}:\n{format_grid(y.reshape(1, -1))}"
+
+
+def html_output(name: str, cls: str, y: np.ndarray) -> str:
+    """``format_output`` as HTML: one table per channel (what Jupyter shows for a value grid)."""
+    from html import escape
+
+    from kerascnn.report import html_table
+
+    shape = "x".join(map(str, y.shape))
+    grids = [y[..., c] for c in range(y.shape[-1])] if y.ndim == 3 else [y.reshape(1, -1)]
+    parts = [f"<p><b>{escape(name)}</b> ({escape(cls)}) output {shape}:</p>"]
+    for c, g in enumerate(grids):
+        if len(grids) > 1:
+            parts.append(f"<p>channel {c}:</p>")
+        cells = np.array(_fmt(np.atleast_2d(g)), dtype=object).reshape(np.atleast_2d(g).shape)
+        parts.append(html_table(None, cells.tolist(), "r" * cells.shape[1]))
+    return "".join(parts)
 
 
 def as_lists(y: np.ndarray):

@@ -49,12 +49,13 @@ def _grid(n: int, max_cols: int = 8) -> tuple:
     return math.ceil(n / cols), cols
 
 
-def _data_for(info, dataset, data_path):
-    cfg = info.config if info else {}
+def _data_for(record, dataset, data_path):
+    """The data set a model's test images come from: as given, else its run's (``record``)."""
+    cfg = record.config
     if dataset is None and data_path is None:
-        data_path = cfg.get("data")
-        dataset = cfg.get("dataset") if not data_path else None
-    return D.load_data(dataset or (None if data_path else "digits"), data_path, seed=int(cfg.get("seed", 0)))
+        data_path = cfg.data
+        dataset = cfg.dataset if not data_path else None
+    return D.load_data(dataset or (None if data_path else "digits"), data_path, seed=cfg.seed)
 
 
 def _input_image(model, info, image, index, dataset, data_path):
@@ -233,13 +234,13 @@ def _geometry_to(specs, input_size: int, layer_name, sizes=None):
 
 
 def receptive_field(model, info, out, layer, x, shown, label):
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
 
     plt = _plt()
-    name = (info.config.get("model") if info else None) or model.name
+    name = info.config.model or model.name
     if not is_model(name):
         raise ConfigError("receptive-field needs a kerascnn model (a run directory or a registered name)")
-    ref = resolve(name, dict((info.config.get("model_options") if info else None) or {}),
+    ref = model_ref(name, dict(info.config.model_options),
                   tuple(int(v) for v in model.input_shape[1:]), int(model.output_shape[-1]))
     shape, specs, report = ref.input_shape, ref.specs(), ref.analyze()
     names = [s.name for s in specs]

@@ -67,27 +67,63 @@ def trained_run(tmp_path_factory):
     return run_dir
 
 
-def kill_after_epoch(epoch, *args, env=None):
-    """Start `python -m kerascnn ARGS` with the test pause hook, wait until it has finished epoch
-    ``epoch`` (or 300 s), SIGKILL it and return its exit code (-SIGKILL when it was killed)."""
-    return kill_at_pause(*args, env={"KERASCNN_TEST_PAUSE_AFTER_EPOCH": str(epoch), **(env or {})})
+def start_kerascnn(*args, env=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    """Start `python -m kerascnn ARGS` in a fresh process (tests stop or kill it from outside)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, args)], stdout=stdout, stderr=stderr,
+                            text=True, env=full_env)
 
 
-def kill_at_pause(*args, env=None):
-    """Start `python -m kerascnn ARGS` with a test pause hook in ``env`` (KERASCNN_TEST_PAUSE=POINT or
-    KERASCNN_TEST_PAUSE_AFTER_EPOCH=N), wait until it pauses there (or 300 s), SIGKILL it and
-    return its exit code (-SIGKILL when it was killed)."""
-    import signal
+def wait_until(proc, ready, timeout=300) -> bool:
+    """Poll ``ready()`` every 10 ms while ``proc`` runs: True as soon as it holds; False when the
+    process ended first or ``timeout`` seconds passed."""
     import time
 
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=full_env)
-    deadline = time.time() + 300
-    for line in proc.stdout:
-        if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def epochs_done(run_dir) -> int:
+    """Epochs a run directory's history.csv lists (it is written after the epoch's models and
+    training state, atomically)."""
+    path = os.path.join(run_dir, "history.csv")
+    return len(read_history(run_dir)) if os.path.isfile(path) else 0
+
+
+def staged_export(target):
+    """The hidden staging folder of an export to ``target`` once it holds kerascnn.json (the
+    SavedModel is written and about to be verified, then renamed), else None."""
+    from pathlib import Path
+
+    target = Path(target)
+    if not target.parent.is_dir():
+        return None
+    staged = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.partial-")]
+    return next((p for p in staged if (p / "kerascnn.json").is_file()), None)
+
+
+def kill_after_epoch(epoch, *args, env=None):
+    """Start `python -m kerascnn train ... --run-dir RUN`, SIGKILL it from outside as soon as RUN's
+    history.csv lists ``epoch`` epochs (or after 300 s), and return its exit code (-SIGKILL when
+    it was killed)."""
+    args = [str(a) for a in args]
+    run_dir = args[args.index("--run-dir") + 1]
+    return kill_when(lambda: epochs_done(run_dir) >= epoch, *args, env=env)
+
+
+def kill_when(ready, *args, env=None):
+    """Start `python -m kerascnn ARGS`, SIGKILL it as soon as ``ready()`` holds (or after 300 s),
+    and return its exit code (-SIGKILL when it was killed)."""
+    import signal
+
+    proc = start_kerascnn(*args, env=env)
+    wait_until(proc, ready)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     return proc.returncode
 

@@ -86,7 +86,7 @@ def check_fused(k):
 def check_streaming():
     """The streaming path (data too big to keep on the device: host-gathered chunks, the last one
     padded) against the resident path, both single-step and fused; and streaming evaluation."""
-    from kerascnn.engines import jax as J
+    from kerascnn.engines import jax_feed as J   # where the engine reads its size limits
 
     x, y = digits(64 * 6 + 10)
     out = {}

@@ -47,6 +47,22 @@ def test_bench_single_mode_and_table(invoke):
     assert "precision float32" in r.output and "versions: keras 3." in r.output and "tensorflow 2." in r.output
 
 
+def test_bench_restores_the_dtype_policy_and_refuses_another_backend_in_one_line(invoke):
+    """In a process whose Keras runs on TensorFlow: a mixed-precision bench leaves the global dtype
+    policy as it found it (main left mixed_bfloat16 set), and --backend jax is refused in one line
+    (main re-executed the whole process with KERAS_BACKEND=jax)."""
+    import keras
+
+    r = invoke("bench", "lenet5", "--mode", "infer", "--precision", "mixed_bfloat16", "--steps", "1",
+               "--warmup", "0", "--repeats", "1", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.output[r.output.index("{"):])["precision"] == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+    if importlib.util.find_spec("jax") is not None:
+        r = invoke("bench", "lenet5", "--backend", "jax")
+        assert r.exit_code == 2 and r.output.count("\n") == 1
+        assert "this Python process already runs Keras on tensorflow" in r.output and "KERAS_BACKEND=jax" in r.output
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (["bench", "nosuchnet"], 2, "unknown model"),
     (["bench", "vgg16", "--input-shape", "28,28,1"], 2, "smallest input"),
@@ -123,7 +139,7 @@ class _Dev:
 def test_jax_gpu_precision_decision_without_a_gpu(model, shape, opts, h100, v100):
     """bf16 by default on compute capability >= 8.0 only for models with enough (wide) arithmetic;
     float32 on CPUs and pre-Ampere GPUs; an explicit request always wins."""
-    from kerascnn.train.policy import jax_precision_for, uses_tf32
+    from kerascnn.training.policy import jax_precision_for, uses_tf32
 
     entry = get_entry(model)
     report = entry.analyze(shape or entry.default_input, 10, **opts)

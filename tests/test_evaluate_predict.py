@@ -206,7 +206,7 @@ def test_predict_table_and_top_k_capped(invoke, run_dir, images):
 
 
 def test_predict_savedmodel_export(invoke, run_dir, images, tmp_path):
-    from kerascnn.export import export_savedmodel
+    from kerascnn.exporter import export_savedmodel
     from kerascnn.runs import resolve_model
 
     model, info = resolve_model(str(run_dir))

@@ -113,7 +113,7 @@ def test_no_overwrite_without_force_and_force_replaces(invoke, tiny_run, tmp_pat
 
 
 def test_crash_before_commit_keeps_old_export_loadable(invoke, tiny_run, tmp_path, monkeypatch):
-    from kerascnn import export as export_mod
+    from kerascnn import exporter as export_mod
     from kerascnn import fsutil
 
     out = tmp_path / "sm"
@@ -170,9 +170,9 @@ def test_mixed_bfloat16_model_exports_float32_within_its_tolerance(tmp_path):
     import keras
     import tensorflow as tf
 
-    from kerascnn.export import export_savedmodel, tolerance_for
+    from kerascnn.exporter import export_savedmodel, tolerance_for
     from kerascnn.registry import build_model
-    from kerascnn.runs import RunInfo
+    from kerascnn.training.record import RunRecord
 
     keras.utils.set_random_seed(0)
     f32 = build_model("convnet", SHAPE, 10)
@@ -183,7 +183,7 @@ def test_mixed_bfloat16_model_exports_float32_within_its_tolerance(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     bf16.set_weights(f32.get_weights())
     assert tolerance_for(f32) == 1e-5 and tolerance_for(bf16) == 1e-2
-    info = RunInfo("convnet", SHAPE, 10, NAMES, 1 / 255, None, None, {})
+    info = RunRecord.for_model("convnet", SHAPE, 10, class_names=NAMES)
     r = export_savedmodel(bf16, info, tmp_path / "sm")
     assert r["max_abs_diff"] <= 1e-2 and r["tolerance"] == 1e-2
     x = _batch(4)

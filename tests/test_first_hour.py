@@ -80,11 +80,11 @@ def test_class_names_in_a_config_file_reach_config_json_and_evaluate(tmp_path, i
     pr = invoke("predict", tmp_path / "run", tmp_path / "one.png", "--class-names", "x,y")
     assert pr.exit_code == 2 and pr.output.strip() == "Error: --class-names gives 2 names but the model has 3 classes"
     # the run's config.json reproduces the names; with other data they are dropped, not misapplied
-    from kerascnn import train_config
+    from kerascnn.training.config import resolve_config
 
-    file_cfg = train_config.load_config_file(tmp_path / "run" / "config.json")
-    assert train_config.resolve({}, file_cfg)["class_names"] == ["ant", "bee", "cow"]
-    assert train_config.resolve({"dataset": "digits"}, file_cfg)["class_names"] is None
+    recorded = tmp_path / "run" / "config.json"
+    assert resolve_config({}, config_file=recorded).class_names == ("ant", "bee", "cow")
+    assert resolve_config({"dataset": "digits"}, config_file=recorded).class_names is None
 
 
 # ------------------------------------------------------------------ help texts

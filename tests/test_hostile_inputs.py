@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import kill_at_pause, run_kerascnn
+from conftest import kill_when, run_kerascnn, staged_export
 
 
 @pytest.mark.slow
@@ -19,8 +19,7 @@ def test_sigkill_during_export_keeps_the_previous_export(trained_run, tmp_path):
     first = run_kerascnn("export", trained_run, "--out", target)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (target / "saved_model.pb").read_bytes()
-    kill_at_pause("export", trained_run, "--out", target, "--force", "--which", "last",
-                  env={"KERASCNN_TEST_PAUSE": "export-before-rename"})
+    kill_when(lambda: staged_export(target), "export", trained_run, "--out", target, "--force", "--which", "last")
     partials = [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
     assert partials, "the killed export should have left its hidden staging directory"
     assert (target / "saved_model.pb").read_bytes() == before          # the old export is untouched

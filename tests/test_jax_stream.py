@@ -120,8 +120,12 @@ def test_two_jax_processes_each_read_their_share_and_train_as_one_process_on_two
 
 
 def test_start_up_line_names_the_jax_processes_sharing_the_stream():
-    from kerascnn.train.loop import _data_path
+    import numpy as np
 
-    assert _data_path(True, None, processes=2) == "streamed from disk, sharded by file over 2 processes"
-    assert _data_path(True, None, processes=1) == "streamed from disk"
-    assert _data_path(False, None, processes=2) == "in memory"
+    from kerascnn.data.source import ArraySource, StreamSource
+    from kerascnn.data.stream import FileImages
+
+    files = StreamSource(FileImages(["a.png", "b.png"], (8, 8), 1), np.zeros(2, np.int64))
+    assert files.describe(2, "processes") == "streamed from disk, sharded by file over 2 processes"
+    assert files.describe(1, "processes") == "streamed from disk"
+    assert ArraySource(np.zeros((2, 8, 8, 1), np.float32)).describe(2, "processes") == "in memory"

@@ -105,7 +105,7 @@ def test_notop_file_leaves_the_head_and_other_architectures_are_one_line(tmp_pat
     path = _save_legacy(ref, tmp_path / "notop.h5")
     model = kerascnn.build("mobilenetv3small", (64, 64, 3), 3)
     assert P.load_into(model, path, model_name="mobilenetv3small").fresh == ["conv_2", "logits"]
-    from kerascnn.train.finetune import split
+    from kerascnn.training.finetune import split
 
     backbone, head = split(model)   # the squeeze-and-excitation blocks pool globally inside the backbone
     assert [l.name for l in head if l.weights] == ["conv_2", "logits"]

@@ -172,27 +172,27 @@ def test_list_json_carries_the_published_figures_and_sources(invoke):
     assert "Sze et al." in published[1]["source"]
 
 
-def test_resolve_gives_one_typed_model_ref_for_names_and_specs():
+def test_model_ref_is_one_typed_record_for_names_and_specs():
     from kerascnn.errors import ConfigError, GeometryError, ModelNotFound
-    from kerascnn.registry import ModelRef, resolve
+    from kerascnn.registry import ModelRef, model_ref
 
-    ref = resolve("resnet18", ["small_input=true"], (32, 32, 3), 10)
+    ref = model_ref("resnet18", ["small_input=true"], (32, 32, 3), 10)
     assert isinstance(ref, ModelRef) and not ref.is_spec
     assert (ref.name, ref.input_shape, ref.num_classes, ref.options) == ("resnet18", (32, 32, 3), 10,
                                                                          {"small_input": True})
-    assert resolve("resnet18", {"small_input": True}, (32, 32, 3), 10) == ref      # typed options too
+    assert model_ref("resnet18", {"small_input": True}, (32, 32, 3), 10) == ref      # typed options too
     # torchvision 11,689,512 - fc (513,000 - 5,130) - conv1 7x7 -> 3x3 (7,680) + BatchNorm statistics 9,600
     assert ref.analyze().total_params == 11_183_562 and len(ref.specs()) == len(ref.analyze().layers)
-    assert resolve("lenet5").input_shape == (28, 28, 1) and resolve("lenet5").num_classes == 10
-    spec = resolve("conv3-8, relu, gap, fc10", input_shape=(8, 8, 1), spec=True)
+    assert model_ref("lenet5").input_shape == (28, 28, 1) and model_ref("lenet5").num_classes == 10
+    spec = model_ref("conv3-8, relu, gap, fc10", input_shape=(8, 8, 1), spec=True)
     assert spec.is_spec and spec.name == "spec" and spec.analyze().total_params == 8 * 9 + 8 + 8 * 10 + 10
     with pytest.raises(ModelNotFound, match="did you mean resnet18"):
-        resolve("resnt18", spec=True)
+        model_ref("resnt18", spec=True)
     with pytest.raises(ModelNotFound):
-        resolve("conv3-8")                          # a spec only where the command takes one
+        model_ref("conv3-8")                          # a spec only where the command takes one
     with pytest.raises(ConfigError, match="no option 'depth'"):
-        resolve("resnet18", ["depth=3"])
+        model_ref("resnet18", ["depth=3"])
     with pytest.raises(ConfigError, match="applies to registered models"):
-        resolve("conv3-8", ["a=1"], spec=True)
+        model_ref("conv3-8", ["a=1"], spec=True)
     with pytest.raises(GeometryError, match="smallest input that works is 6x6x1"):  # 6 -> conv5 -> 2 -> pool -> 1
-        resolve("conv5-4, maxpool2", input_shape=(4, 4, 1), spec=True).analyze()
+        model_ref("conv5-4, maxpool2", input_shape=(4, 4, 1), spec=True).analyze()

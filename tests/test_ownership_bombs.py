@@ -277,7 +277,7 @@ def test_yaml_alias_bomb_is_refused_without_expanding(tmp_path):
     import tracemalloc
 
     from kerascnn.errors import ConfigError
-    from kerascnn.train_config import load_config_file
+    from kerascnn.training.config import load_config_file
 
     f = tmp_path / "bomb.yaml"
     f.write_text(BILLION_LAUGHS)
@@ -400,20 +400,20 @@ def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path)
     SIGTERM stops the paused one with one line, exit 143, and its staging folder removed."""
     import signal
 
+    from conftest import staged_export, start_kerascnn, wait_until
+
     out = tmp_path / "sm"
-    env = dict(os.environ, KERASCNN_TEST_PAUSE="export-before-rename", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "kerascnn", "export", str(tiny_model), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_kerascnn("export", tiny_model, "--out", out, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for line in proc.stdout:
-            if "KERASCNN_TEST_PAUSED" in line:
-                break
+        assert wait_until(proc, lambda: staged_export(out)), "the export never staged its SavedModel"
+        proc.send_signal(signal.SIGSTOP)              # paused from outside, before its rename
         staged = [p for p in tmp_path.iterdir() if p.name.startswith(".sm.partial-")]
         assert len(staged) == 1 and (staged[0] / "saved_model.pb").is_file()  # staged, not committed
         r = invoke("export", tiny_model, "--out", tmp_path / "other")  # sweeps the same parent
         assert r.exit_code == 0, r.output
         assert staged[0].is_dir() and (staged[0] / "saved_model.pb").is_file()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)              # delivered as it continues
+        proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -428,7 +428,7 @@ def test_sigterm_stops_with_one_line_and_cleans_up(invoke, tiny_model, tmp_path)
 
 def test_one_partial_naming_and_one_sweep_for_staging_folders_and_run_files(tmp_path):
     from kerascnn import fsutil
-    from kerascnn.train.rundir import sweep_own_partials
+    from kerascnn.training.rundir import sweep_own_partials
 
     dead = _dead_pid()
     with fsutil.atomic_path(tmp_path / "best.keras") as tmp:     # the names the writers give ...

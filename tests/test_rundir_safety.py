@@ -6,11 +6,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import run_kerascnn
+from conftest import epochs_done, run_kerascnn, start_kerascnn, wait_until
 
 
 def _snapshot(root):
@@ -37,7 +36,7 @@ def test_a_non_empty_run_dir_is_refused_and_the_users_files_are_untouched(tmp_pa
 
 
 def test_only_kerascnns_own_partial_files_are_swept():
-    from kerascnn.train.rundir import sweep_own_partials
+    from kerascnn.training.rundir import sweep_own_partials
 
     import tempfile
     from pathlib import Path
@@ -60,16 +59,11 @@ def test_only_kerascnns_own_partial_files_are_swept():
 def test_an_empty_run_dir_is_claimed_and_a_second_process_on_the_run_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()                                        # empty: may be claimed
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERASCNN_TEST_PAUSE_AFTER_EPOCH="1")
-    first = subprocess.Popen([sys.executable, "-m", "kerascnn", "train", "convnet", "--epochs", "3", "--seed", "2",
-                              "--run-dir", str(run), "-q"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = start_kerascnn("train", "convnet", "--epochs", "3", "--seed", "2", "--run-dir", run, "-q",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 300
-        for line in first.stdout:
-            if "KERASCNN_TEST_PAUSED" in line or time.time() > deadline:
-                break
-        assert first.poll() is None, first.stderr.read()[-2000:]
+        assert wait_until(first, lambda: epochs_done(run) >= 1), first.stderr.read()[-2000:]
+        first.send_signal(signal.SIGSTOP)              # paused from outside, after its first epoch
         held = _snapshot(run)
         again = run_kerascnn("train", "convnet", "--epochs", "1", "--run-dir", run, "-q")
         assert again.returncode == 2 and "already holds a run" in again.stderr
@@ -81,15 +75,17 @@ def test_an_empty_run_dir_is_claimed_and_a_second_process_on_the_run_is_refused(
         assert _snapshot(run) == held                   # the refused process wrote nothing
     finally:
         first.send_signal(signal.SIGINT)               # Ctrl-C: one line with the resume hint
+        first.send_signal(signal.SIGCONT)
         _, err = first.communicate(timeout=120)
     errors = _error_lines(err)
+    done = epochs_done(run)                            # 1 (it was stopped during epoch 2)
     assert first.returncode == 1 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
-    assert f"stopped by Ctrl-C after epoch 1 of 3; epochs 1-1 are saved; continue with: kerascnn train --resume {run}" \
-        in errors[0]
-    # the lock dies with its process: now the run resumes (epochs 2-3)
+    assert 1 <= done < 3 and (f"stopped by Ctrl-C after epoch {done} of 3; epochs 1-{done} are saved; continue "
+                              f"with: kerascnn train --resume {run}") in errors[0]
+    # the lock dies with its process: now the run resumes
     resumed = run_kerascnn("train", "--resume", run, "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout
+    assert f"from epoch {done + 1} (epochs 1-{done} done)" in resumed.stdout
 
 
 def test_resume_without_training_state_is_refused_and_changes_nothing(trained_run, tmp_path, invoke):

@@ -83,13 +83,12 @@ def test_config_json_reproduces_the_run(tmp_path):
 
 
 def test_yaml_config_and_command_line_precedence(tmp_path, invoke):
-    from kerascnn import train_config
+    from kerascnn.training.config import resolve_config
 
     (tmp_path / "c.yaml").write_text("model: convnet\nepochs: 3\nlr: 0.002\nbatch-size: 64\n")
-    file_cfg = train_config.load_config_file(tmp_path / "c.yaml")
-    cfg = train_config.resolve({"lr": 0.005}, file_cfg)
-    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"], cfg["optimizer"]) == (3, 0.005, 64, "adam")
-    assert train_config.resolve({"model": "resnet18"})["optimizer"] == "sgd"
+    cfg = resolve_config({"lr": 0.005}, config_file=tmp_path / "c.yaml")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.optimizer) == (3, 0.005, 64, "adam")
+    assert resolve_config({"model": "resnet18"}).optimizer == "sgd"
     (tmp_path / "bad.yaml").write_text("model: convnet\nepoch: 3\n")
     r = invoke("train", "--config", tmp_path / "bad.yaml")
     assert r.exit_code == 2 and "unknown option 'epoch'" in r.output
@@ -122,7 +121,7 @@ def test_resume_and_run_dir_guards(tmp_path, invoke, trained_run):
 
 def test_cpu_bfloat16_only_for_models_wide_enough_to_gain():
     """mixed_bfloat16 is the CPU default only where most MACs sit in layers with >= 32 channels."""
-    from kerascnn.training import wide_mac_fraction
+    from kerascnn.training.policy import wide_mac_fraction
 
     lenet = get_entry("lenet5").analyze()
     convnet = get_entry("convnet").analyze()

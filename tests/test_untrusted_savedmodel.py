@@ -66,9 +66,9 @@ def test_kerascnns_own_exports_pass_the_policy(invoke, tmp_path):
     """convnet (via the CLI, then predict) and resnet18 small_input (policy check on its graph)."""
     import json
 
-    from kerascnn.export import export_savedmodel
+    from kerascnn.exporter import export_savedmodel
     from kerascnn.registry import build_model
-    from kerascnn.runs import RunInfo
+    from kerascnn.training.record import RunRecord
     from kerascnn.savedmodel_policy import SAVER_OPS, check_savedmodel, disallowed_ops
 
     out = tmp_path / "convnet"
@@ -80,7 +80,7 @@ def test_kerascnns_own_exports_pass_the_policy(invoke, tmp_path):
     assert len(top) == 10 and abs(sum(t["probability"] for t in top) - 1) < 1e-4
 
     model = build_model("resnet18", (32, 32, 3), 4, small_input=True)
-    res = export_savedmodel(model, RunInfo("resnet18", (32, 32, 3), 4, list("abcd")), tmp_path / "r18")
+    res = export_savedmodel(model, RunRecord.for_model("resnet18", (32, 32, 3), 4, class_names=list("abcd")), tmp_path / "r18")
     assert res["max_abs_diff"] <= 1e-5
     check_savedmodel(tmp_path / "r18")
     # the checkpoint ops are there, but only in the saver's functions

@@ -158,10 +158,17 @@ def test_bad_specs_raise_one_line(text, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_max_pool_padding_must_leave_a_real_pixel_in_every_window():
-    with pytest.raises(ConfigError, match="max-pool padding 2 must be smaller than the pool size 2"):
-        analysis.analyze(parse("maxpool2p2"), (8, 8, 1))
-    assert analysis.analyze(parse("avgpool2p2"), (8, 8, 1)).output_shape == (6, 6, 1)
+@pytest.mark.parametrize("text,ok", [("maxpool2p2", False), ("avgpool2p2", False), ("maxpool3p2", False),
+                                     ("maxpool2p1", True), ("avgpool3p1", True), ("maxpool3p2d2", False),
+                                     ("maxpool3p3d2", False), ("maxpool4p0:2", True), ("avgpool3p0:2", False)])
+def test_pool_padding_at_most_half_the_window_as_pytorch(text, ok):
+    """PyTorch refuses pool padding above half the pool size ("pad should be smaller than or equal to half
+    of kernel size", dilated or not): 2P <= F on every side; kerascnn does the same for both kinds."""
+    if ok:
+        analysis.analyze(parse(text), (8, 8, 1))
+    else:
+        with pytest.raises(ConfigError, match="more than half the window"):
+            analysis.analyze(parse(text), (8, 8, 1))
 
 
 def test_spec_like_includes_close_misspellings_but_not_model_names():

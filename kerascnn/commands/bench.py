@@ -1,28 +1,10 @@
 """`kerascnn bench`."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import click
 
 from kerascnn.commands.common import (classes_option, echo_json, format_option, input_shape_option,
                                       model_options)
-from kerascnn.errors import ConfigError
-
-
-def _select_backend(backend: str) -> None:
-    """Keras reads KERAS_BACKEND once, at import: set it first, or re-run the process with it."""
-    if importlib.util.find_spec(backend) is None:
-        raise ConfigError(f"--backend {backend} needs the {backend} package (pip install {backend})")
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != backend:
-            os.environ["KERAS_BACKEND"] = backend
-            os.execv(sys.executable, [sys.executable, "-m", "kerascnn", *sys.argv[1:]])
-    os.environ["KERAS_BACKEND"] = backend
 
 
 def warn_emulated_precision(precision: str, backend: str = "tensorflow") -> bool:
@@ -65,11 +47,13 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
           fuse_bn, backend, fmt):
     """Median images/s and ms/step over repeated windows, MACs per image, achieved GFLOP/s and,
     on a known GPU, the fraction of its peak."""
-    from kerascnn.registry import resolve
+    from kerascnn.registry import model_ref
 
-    ref = resolve(model, options, input_shape, num_classes or 10)
+    ref = model_ref(model, options, input_shape, num_classes or 10)
     ref.check()  # geometry errors before any framework loads
-    _select_backend(backend)
+    from kerascnn.engines import use_backend
+
+    use_backend(backend)
     if backend == "tensorflow":
         from kerascnn.commands.common import load_tensorflow
 

@@ -83,19 +83,6 @@ def pretrained_options(f, preprocessing_help="With --weights: the input preproce
                              "(docs/transfer-learning.md).")(f)
 
 
-def pretrained_model_options(ref: str, weights, options, others: str = "a run or .keras file"):
-    """The typed ``-o`` options of a registered MODEL given with --weights or -o (evaluate, predict,
-    export; ``registry.resolve``); None when neither is given. ``others`` have their own model."""
-    if not (weights or options):
-        return None
-    from kerascnn.errors import ConfigError
-    from kerascnn.registry import is_model, resolve
-
-    if not is_model(ref):
-        raise ConfigError(f"--weights and -o apply to a registered model name ({others} has its own)")
-    return resolve(ref, options).options
-
-
 def format_option(f):
     return click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                         show_default=True, help="Output format.")(f)

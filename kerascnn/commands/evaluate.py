@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import (DataPath, class_names_option, echo_json, format_option,
-                                      pretrained_model_options, pretrained_options)
+from kerascnn.commands.common import DataPath, class_names_option, echo_json, format_option, pretrained_options
 
 
 @click.command(short_help="Loss, top-1/top-5, per-class metrics, confusion matrix.")
@@ -26,23 +25,12 @@ from kerascnn.commands.common import (DataPath, class_names_option, echo_json, f
 def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, class_names, unsafe, fmt,
              weights, preprocessing, options):
     """Evaluate MODEL_OR_RUN (a run directory, a .keras file or a model name) on the test split."""
-    from kerascnn.commands.common import load_tensorflow
-    from kerascnn.runs import check_model_ref
-
-    check_model_ref(model_or_run)
-    model_options = pretrained_model_options(model_or_run, weights, options)
-    if class_names is not None:
-        from kerascnn.data import parse_class_names
-
-        class_names = parse_class_names(class_names)
-    load_tensorflow()
-    from kerascnn.data import echo_warnings
-    from kerascnn.evaluation import evaluate as run
+    from kerascnn import api
     from kerascnn.report import table
 
-    with echo_warnings(click.echo):
-        r = run(model_or_run, dataset, data, split, batch_size, out_dir, unsafe, which, class_names,
-                weights=weights, preprocessing=preprocessing, options=model_options)
+    r = api.evaluate(model_or_run, dataset=dataset, data=data, split=split, batch_size=batch_size, out=out_dir,
+                     which=which, class_names=class_names, unsafe=unsafe, weights=weights,
+                     preprocessing=preprocessing, model_options=options, echo=click.echo).as_dict()
     if fmt == "json":
         echo_json(r)
         return

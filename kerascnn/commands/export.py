@@ -5,7 +5,7 @@ import functools
 
 import click
 
-from kerascnn.commands.common import echo_json, pretrained_model_options, pretrained_options
+from kerascnn.commands.common import echo_json, pretrained_options
 
 
 @click.command(short_help="Export a verified SavedModel (or ONNX / LiteRT).")
@@ -34,22 +34,17 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt,
     the trained size) and returns `probabilities`; it is reloaded and checked against
     the Keras model before it is renamed into place.
     """
-    from kerascnn.commands.common import load_tensorflow
+    from kerascnn import api
     from kerascnn.errors import ConfigError
-    from kerascnn.export import export as run
-    from kerascnn.export import precheck
 
     if fmt in ("savedmodel", "onnx", "litert"):  # the pre-0.x spelling of --to
         if export_format not in (None, fmt):
             raise ConfigError(f"--to {export_format} and --format {fmt} disagree; use --to")
         export_format, fmt = fmt, "table"
-    export_format = export_format or "savedmodel"
     as_json = as_json or fmt == "json"
-    model_options = pretrained_model_options(model_or_run, weights, options)
-    precheck(model_or_run, out, force, export_format, fuse_bn)
-    load_tensorflow()
-    r = run(model_or_run, out, force, export_format, which, fuse_bn, unsafe, weights=weights,
-            preprocessing=preprocessing, options=model_options)
+    r = api.export(model_or_run, out=out, force=force, to=export_format or "savedmodel", which=which,
+                   fuse_bn=fuse_bn, unsafe=unsafe, weights=weights, preprocessing=preprocessing,
+                   model_options=options).as_dict()
     if as_json:
         echo_json(r)
         return

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import click
 
-from kerascnn.commands.common import (class_names_option, echo_json, format_option, pretrained_model_options,
-                                      pretrained_options)
+from kerascnn.commands.common import class_names_option, echo_json, format_option, pretrained_options
 
 
 @click.command(short_help="Top-k classes for image files.")
@@ -19,18 +18,8 @@ from kerascnn.commands.common import (class_names_option, echo_json, format_opti
 def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, preprocessing, options):
     """Classify IMAGES (files or folders) with MODEL_OR_EXPORT: a run directory, a .keras
     file, or a SavedModel exported by `kerascnn export`."""
-    from kerascnn.commands.common import load_tensorflow
-    from kerascnn.prediction import is_savedmodel_dir, iter_predictions
-    from kerascnn.runs import check_model_ref
+    from kerascnn import api
 
-    if not is_savedmodel_dir(model_or_export):
-        check_model_ref(model_or_export)
-    model_options = pretrained_model_options(model_or_export, weights, options, "a run, .keras file or export")
-    if class_names is not None:
-        from kerascnn.data import parse_class_names
-
-        class_names = parse_class_names(class_names)
-    load_tensorflow()
     said = {}   # the preprocessing that runs (and a warning): lines first (stderr), or in every JSON row
 
     def shown(notes):
@@ -39,8 +28,8 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
             for key, text in notes.items():
                 click.echo(f"{key}: {text}", err=True)
 
-    rows = iter_predictions(model_or_export, images, top_k, unsafe, class_names, weights=weights,
-                            preprocessing=preprocessing, options=model_options, report=shown)
+    rows = api.iter_predict(model_or_export, images, top_k=top_k, class_names=class_names, unsafe=unsafe,
+                            weights=weights, preprocessing=preprocessing, model_options=options, report=shown)
     if fmt == "json":  # one row at a time (a folder of any size): the same text as echo_json(list)
         rows = ({**row, **said} for row in rows)
         first = next(rows, None)

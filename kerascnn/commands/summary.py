@@ -85,8 +85,10 @@ def _keras_summary_text(model) -> str:
 @classes_option
 @model_options
 @format_option
-@click.option("--keras/--no-keras", "use_keras", default=True, show_default=True,
-              help="Also build the Keras model and print model.summary() (--no-keras: pure arithmetic, instant).")
+@click.option("--keras/--no-keras", "use_keras", default=None,
+              help="Also build the Keras model and print model.summary() and Keras's per-layer counts (default for "
+                   "zoo models and specs; --no-keras: pure arithmetic, instant). A .keras file is read from its "
+                   "config.json without TensorFlow unless --keras is given.")
 @click.option("--depth", type=click.IntRange(1, 3), default=2, show_default=True,
               help="Rows for layers inside blocks (Inception, residual): 1 = blocks only.")
 @click.option("--strict", is_flag=True, help="Treat a geometry that doesn't fit ((W-F+2P)/S+1 not an integer, "
@@ -100,7 +102,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
 
     MODEL_OR_SPEC is a registered model (`kerascnn list`), a layer spec such as
     "conv5-10s1p2" (with --input-shape 32,32,3), or a saved Keras model (.keras/.h5,
-    Sequential or functional); layers without a rule are listed, not guessed.
+    Sequential or functional; --input-shape analyses it at another size, or gives the size
+    its input leaves open); layers without a rule are listed with Keras's own parameter counts.
 
     \b
     Layer spec syntax (layers separated by commas, spaces or >):
@@ -115,13 +118,16 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     The whole vocabulary (depthwise, separable, blocks): docs/spec-language.md, "Spec language".
     """
     from kerascnn import analysis
-    from kerascnn.registry import is_model, resolve
+    from kerascnn.registry import is_model, model_ref
 
+    is_file = model_or_spec.endswith((".keras", ".h5"))
+    if use_keras is None:  # the default: Keras's side for zoo models and specs; a file's config.json alone
+        use_keras = not is_file
     if weights and not (is_model(model_or_spec) and use_keras):
         raise ConfigError("--weights applies to registered models with the Keras model (not --no-keras)")
-    if model_or_spec.endswith((".keras", ".h5")):
+    if is_file:
         return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
-    ref = resolve(model_or_spec, options, input_shape, num_classes, spec=True)
+    ref = model_ref(model_or_spec, options, input_shape, num_classes, spec=True)
     if ref.entry is not None and ref.entry.kind == "keras":
         return _summary_of_keras_entry(ref, fmt, use_keras, depth, strict, weights)
     if ref.is_spec and input_shape is None:
@@ -135,11 +141,7 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
         raise GeometryError(f"--strict: {len(w)} layer(s) don't fit the lecture formula (floored): " + "; ".join(w))
     _guard_size(report)
 
-    if use_keras:
-        from kerascnn.commands.common import load_tensorflow
-
-        load_tensorflow()
-    model = ref.build() if use_keras else None
+    model = _build_or_explain(ref, report, depth, fmt) if use_keras else None
     loaded = None
     if weights:
         from kerascnn import pretrained as P
@@ -222,16 +224,43 @@ def _summary_of_keras_entry(ref, fmt, use_keras, depth, strict, weights):
         click.echo(loaded)
 
 
+def _build_or_explain(ref, report, depth, fmt):
+    """The Keras model of a zoo model or spec; when Keras cannot build it (a convolution with stride > 1
+    and dilation > 1), the arithmetic is printed first, then the one-line reason."""
+    from kerascnn.commands.common import load_tensorflow
+
+    load_tensorflow()
+    try:
+        return ref.build()
+    except GeometryError:
+        raise
+    except ConfigError:
+        if fmt != "json":
+            from kerascnn.report import render
+
+            click.echo(render(report, None, depth, title=f"Lecture arithmetic for {ref.name}"))
+            click.echo("")
+        raise
+
+
 def _summary_of_file(path, input_shape, num_classes, options, fmt, use_keras, depth, strict):
-    """`kerascnn summary model.keras`: any Keras model, mapped layer by layer to the rules."""
-    from kerascnn.keras_analysis import analyze_keras, load_keras_model
+    """`kerascnn summary model.keras`: any Keras model, mapped layer by layer to the rules; a .keras
+    file is read from its config.json (no TensorFlow, no weights) unless --keras asks for Keras."""
+    from kerascnn.keras_analysis import analyze_file, analyze_keras, load_keras_model
     from kerascnn.report import render
 
-    if input_shape is not None or num_classes is not None or options:
-        raise ConfigError("--input-shape, --classes and -o apply to registered models and specs; "
-                          "a .keras file has its own")
-    model = load_keras_model(path)
-    report = analyze_keras(model)
+    if num_classes is not None or options:
+        raise ConfigError("--classes and -o apply to registered models and specs; a .keras file has its own")
+    if path.endswith(".h5"):  # the legacy format has no config.json: Keras reads it
+        if input_shape is not None:
+            raise ConfigError("--input-shape applies to .keras files (and zoo models, specs), not legacy .h5")
+        from kerascnn.commands.common import load_tensorflow
+
+        load_tensorflow()
+        model = load_keras_model(path)
+        report = analyze_keras(model)
+    else:
+        report, model = analyze_file(path, input_shape, use_keras)
     if strict and report.warnings():
         raise GeometryError(f"--strict: {report.warnings()[0]}")
     if fmt == "json":
@@ -242,9 +271,10 @@ def _summary_of_file(path, input_shape, num_classes, options, fmt, use_keras, de
         click.echo(_keras_summary_text(model))
         click.echo("")
     click.echo(render(report, report.keras_counts, depth, title=f"Lecture arithmetic for {report.name}"))
-    which = f"analysed layer ({len(report.unknown)} not analysed)" if report.unknown else "layer"
-    click.echo(f"Keras count_params() agrees with the arithmetic on every {which}: "
-               f"{'yes' if report.keras_agrees else 'NO'}")
+    if report.keras_counts is not None:
+        which = f"analysed layer ({len(report.unknown)} not analysed)" if report.unknown else "layer"
+        click.echo(f"Keras count_params() agrees with the arithmetic on every {which}: "
+                   f"{'yes' if report.keras_agrees else 'NO'}")
 
 
 def _guard_size(report, limit_bytes: float = 16 * 2**30):

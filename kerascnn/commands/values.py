@@ -42,11 +42,11 @@ def values(model_or_spec, input_text, kernel_text, bias_text, weights_path, each
     load_tensorflow()   # quietly, after the inputs are checked
     outs, notes = V.run_values(model_or_spec, x, kernel, bias, weights_path, each_layer)
     if fmt == "json":
-        echo_json({"input_shape": list(x.shape), "weights": notes,
+        echo_json({"input_shape": list(outs.input_shape), "weights": notes,
                    "layers": [{"name": n, "class": c, "output_shape": list(y.shape), "values": V.as_lists(y)}
                               for n, c, y in outs]})
         return
-    shape = "x".join(map(str, x.shape))
+    shape = "x".join(map(str, outs.input_shape))
     click.echo(f"Input {shape}" + (f"; {'; '.join(notes)}" if notes else ""))
     for n, c, y in outs:
         click.echo(V.format_output(n, c, y))

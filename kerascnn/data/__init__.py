@@ -16,7 +16,9 @@ One module per concern (this package re-exports their names, so ``from kerascnn 
 - ``pipeline``: the in-memory ``tf.data`` pipelines (``epoch_order``, ``train_dataset``, ``eval_dataset``);
 - ``formats``: CIFAR archives, ``keras.datasets`` caches, IDX, manifests, TFRecord shards;
 - ``stream``: folders / manifests streamed from disk (header pass, per-batch decode, worker shards);
-- ``records``: TFRecord shards streamed (label pass, (seed, epoch) shard order + window shuffle, by-file shards).
+- ``records``: TFRecord shards streamed (label pass, (seed, epoch) shard order + window shuffle, by-file shards);
+- ``source``: ``DataSource``, the one protocol the engines, the epoch loop and evaluation read (arrays in
+  memory, image files, TFRecord shards, a decoded cache), and a run's ``training_sources``.
 """
 from kerascnn.data.arrays import (NPZ_KEYS, ImageData, _as_nhwc, _check_fits, _check_pair, _class_names, _labels,
                                   _load_npz, _npz_members, _pixel_scale, _short, _unit_range, _validated,

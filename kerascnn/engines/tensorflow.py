@@ -11,19 +11,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.engines.base import StepData, WorkerLost, assign_state, opt_key
+from kerascnn.engines.base import Engine, StepData, WorkerLost, assign_state, is_seed_state, opt_key, seed_value
 
 
-class TensorFlowEngine:
+def prepare(config, echo):
+    """The TensorFlow engine's start for ``config``: devices restricted and the strategy chosen
+    before anything else touches TensorFlow (multi-worker collectives must be configured at
+    program start), op determinism when asked. Returns ``make(num_classes) -> TensorFlowEngine``."""
+    import tensorflow as tf
+
+    from kerascnn import distribute
+    from kerascnn.training import policy
+
+    distribute.setup_devices(config.gpus, config.strategy)
+    info = distribute.choose(config.strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    def make(num_classes: int) -> TensorFlowEngine:
+        return TensorFlowEngine(info, num_classes, float(config.label_smoothing), policy.jit_for(info, config.jit, echo))
+
+    return make
+
+
+class TensorFlowEngine(Engine):
     name = "tensorflow"
 
     def __init__(self, info, num_classes: int, label_smoothing: float = 0.0, jit: bool = False):
         """``info``: a ``kerascnn.distribute.StrategyInfo`` (strategy, replicas, devices, chief)."""
         self.info = info
         self.strategy = info.strategy
+        self.kind = info.kind
         self.replicas = info.replicas
         self.devices = list(info.devices)
         self.is_chief = info.is_chief
+        self.task = info.task
+        self.lockstep = info.kind == "multiworker"   # every worker runs the same calls
         self.num_classes = int(num_classes)
         self.label_smoothing = float(label_smoothing)
         self.jit = bool(jit)
@@ -31,6 +54,22 @@ class TensorFlowEngine:
         self._iterator = None
         self._batch = None
         self._eval_cache = None
+
+    # ------------------------------------------------------------------ describing, deciding
+    def describe(self) -> str:
+        from kerascnn.training.policy import describe_strategy
+
+        return describe_strategy(self.info)
+
+    def readers(self) -> tuple:
+        from kerascnn.data import stream
+
+        return stream.workers(self.strategy), "workers"
+
+    def precision(self, requested, report) -> str:
+        from kerascnn.training.policy import precision_for
+
+        return precision_for(self.info, requested, report)
 
     # ------------------------------------------------------------------ building
     def build(self, build_model, build_optimizer) -> None:
@@ -90,19 +129,11 @@ class TensorFlowEngine:
 
     # ------------------------------------------------------------------ data and steps
     def set_train_data(self, data: StepData) -> None:
-        from kerascnn import data as D
-
         self._batch = int(data.batch)
-        # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches)
-        if isinstance(data.x, np.ndarray):
-            ds = D.train_dataset(data.x, data.y, data.batch, data.seed, data.first_epoch, data.epochs,
-                                 augment=bool(data.augment))
-            self._iterator = iter(self.strategy.experimental_distribute_dataset(ds))
-        else:  # stream.FileImages: decoded from disk by tf.data, same order; each worker reads its share
-            from kerascnn.data import stream
-
-            self._iterator = iter(stream.distribute_train(self.strategy, data.x, data.y, data.batch, data.seed,
-                                                          data.first_epoch, data.epochs, bool(data.augment)))
+        # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches); each
+        # worker reads its share of a stream from disk
+        self._iterator = iter(data.source.distribute_train(self.strategy, data.batch, data.seed, data.first_epoch,
+                                                           data.epochs, bool(data.augment)))
 
     def train_steps(self, n: int) -> np.ndarray:
         import tensorflow as tf
@@ -110,20 +141,15 @@ class TensorFlowEngine:
         with self._lost_worker():
             return self._train_calls(self._iterator, tf.constant(int(n))).numpy().astype(np.float64)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch: int) -> np.ndarray:
-        from kerascnn import data as D
+    def evaluate(self, x, y, batch: int) -> np.ndarray:
+        from kerascnn.data.source import as_source
 
         if len(x) == 0:
             return np.zeros(3)
         key = (id(x), id(y), len(x), int(batch))
         if self._eval_cache is None or self._eval_cache[0] != key:
-            if isinstance(x, np.ndarray):
-                ds = D.eval_dataset(x, y, batch)
-            else:  # stream.FileImages
-                from kerascnn.data import stream
-
-                ds = stream.eval_dataset(x, y, batch)
-            self._eval_cache = (key, self.strategy.experimental_distribute_dataset(ds))
+            ds = as_source(x, y).eval_dataset(batch)
+            self._eval_cache = (key, self.strategy.experimental_distribute_dataset(ds), x, y)
         totals = np.zeros(3)
         with self._lost_worker():
             for xb, yb in self._eval_cache[1]:
@@ -153,8 +179,8 @@ class TensorFlowEngine:
     # ------------------------------------------------------------------ state
     def reseed(self, seed: int, epoch: int) -> None:
         for v in self.model.non_trainable_variables:
-            if "seed_generator_state" in v.path:
-                v.assign(np.array([seed * 1000 + epoch, 0], dtype=v.dtype))
+            if is_seed_state(v):
+                v.assign(np.array(seed_value(seed, epoch), dtype=v.dtype))
 
     def sync_to_model(self) -> None:
         """Nothing to do: the Keras variables are the state."""

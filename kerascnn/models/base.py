@@ -11,7 +11,7 @@ two kinds of entry the registry holds, with the decorators the family files regi
   (``kerascnn.analyze(model)``, TensorFlow needed), and what ``kerascnn list`` shows are figures
   recorded from that analysis (``Published``; a test checks them), so listing stays TensorFlow-free.
 
-Both kinds resolve options and the input the same way (``resolve``; a variant may have its own
+Both kinds fill in options and the input the same way (``arguments``; a variant may have its own
 natural input, ``ModelCfg.natural_inputs``), check the geometry without TensorFlow (``check``)
 and build a Keras model (``build``). This module imports nothing from ``kerascnn.registry``:
 the registry imports the zoo (``kerascnn.models``), never the other way round.
@@ -109,8 +109,8 @@ class ModelEntry:
     def __repr__(self):
         return f"{type(self).__name__}({self.cfg!r})"
 
-    def resolve(self, input_shape=None, num_classes=None, options=None):
-        """(input shape, classes, options) with the defaults filled in; unknown options refused."""
+    def arguments(self, input_shape=None, num_classes=None, options=None):
+        """(input shape, classes, options) with the defaults filled in and the options checked."""
         options = dict(options or {})
         unknown = set(options) - set(self.options)
         if unknown:
@@ -152,7 +152,7 @@ class SpecEntry(ModelEntry):
         self.spec_fn = spec_fn
 
     def specs(self, input_shape=None, num_classes=None, **options) -> list:
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         from kerascnn.specs import auto_name
         return auto_name(self.spec_fn(input_shape=input_shape, num_classes=num_classes, **options))
 
@@ -160,7 +160,7 @@ class SpecEntry(ModelEntry):
         """Lecture arithmetic for this model; a collapsing input raises one clear GeometryError."""
         from kerascnn import analysis
 
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         specs = self.specs(input_shape, num_classes, **options)
         try:
             return analysis.analyze(specs, input_shape)
@@ -173,7 +173,7 @@ class SpecEntry(ModelEntry):
 
     def build(self, input_shape=None, num_classes=None, **options):
         """Check the geometry in pure Python, then build the ``keras.Sequential``."""
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         self.analyze(input_shape, num_classes, **options)
         from kerascnn.keras_build import build_sequential
 
@@ -198,7 +198,7 @@ class KerasEntry(ModelEntry):
                       f"summary {self.name}`)")
 
     def check(self, input_shape=None, num_classes=None, **options) -> None:
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         self.check_fn(input_shape, self.name)
 
     def figures(self) -> tuple:
@@ -214,7 +214,7 @@ class KerasEntry(ModelEntry):
         return analyze_keras(self.build(input_shape, num_classes, **options))
 
     def build(self, input_shape=None, num_classes=None, **options):
-        input_shape, num_classes, options = self.resolve(input_shape, num_classes, options)
+        input_shape, num_classes, options = self.arguments(input_shape, num_classes, options)
         self.check_fn(input_shape, self.name)
         return self.keras_fn(input_shape, num_classes, self.name, **options)
 

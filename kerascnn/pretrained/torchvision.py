@@ -372,7 +372,7 @@ def known_resize(path) -> int | None:
 def load_state_dict(model, source, sd: dict, model_name: str | None = None, options: dict | None = None,
                     dry_run: bool = False):
     """Set ``model``'s weights from the torchvision state_dict ``sd`` (as ``read_state_dict`` gives).
-    Returns a ``kerascnn.weights.LoadReport``; raises one ``WeightsError`` and changes nothing if the
+    Returns a ``kerascnn.pretrained.LoadReport``; raises one ``WeightsError`` and changes nothing if the
     file does not fit. Every key and shape is checked before any array is converted; ``dry_run``
     stops there (``sd`` may then hold anything with a ``.shape``)."""
     model_name = model_name or model.name

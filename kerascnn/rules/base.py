@@ -1,6 +1,8 @@
 """The ``Rule`` base class, the rule table and the shared window geometry (pure Python)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
 from fractions import Fraction
@@ -17,6 +19,14 @@ def register(spec_cls):
         RULES[spec_cls] = rule_cls
         return rule_cls
     return deco
+
+
+def rule_for(spec) -> "Rule":
+    """The rule for one spec (raises ``ConfigError`` for an unknown spec type)."""
+    cls = RULES.get(type(spec))
+    if cls is None:
+        raise ConfigError(f"unknown layer spec {spec!r}")
+    return cls(spec)
 
 
 def pair(v, what: str = "size", name: str = "layer") -> tuple:
@@ -52,23 +62,27 @@ def pads(padding, kernel_hw: tuple, name: str = "layer") -> tuple:
     return out
 
 
-def axis_out(w: int, f: int, s: int, lo: int, hi: int, name: str = "layer"):
+def axis_out(w: int, f: int, s: int, lo: int, hi: int, name: str = "layer", ceil: bool = False):
     """The lecture's ``(W - F + 2P)/S + 1`` along one axis (``lo``/``hi``: padding before/after).
 
-    Returns ``(size, note)``: a non-integer result is floored and noted as "doesn't fit";
-    a size of zero or below raises ``GeometryError``.
+    Returns ``(size, note)``: a non-integer result is floored (``ceil``: rounded up, PyTorch's
+    ``ceil_mode``, dropping a last window that would start in the bottom/right padding) and noted as
+    "doesn't fit"; a size of zero or below raises ``GeometryError``.
     """
     if f < 1 or s < 1:
         raise ConfigError(f"{name}: kernel and stride must be >= 1; received F={f}, S={s}")
     shown = f"({w} - {f} + 2*{lo})/{s} + 1" if lo == hi else f"({w} - {f} + {lo}+{hi})/{s} + 1"
     exact = Fraction(w - f + lo + hi, s) + 1
-    out = math.floor(exact)
+    out = math.ceil(exact) if ceil else math.floor(exact)
+    if ceil and out > 1 and (out - 1) * s >= w + lo:
+        out -= 1  # PyTorch: the last window must start inside the input or its top/left padding
     if out <= 0:
         raise GeometryError(f"{name}: spatial size collapses: {shown} = {out} <= 0 "
                             f"(input {w}, kernel {f}, stride {s})")
     note = ""
     if exact.denominator != 1:
-        note = f"doesn't fit: {shown} = {float(exact):.4g}, not an integer (floored to {out})"
+        how = f"ceil_mode: rounded up to {out}" if ceil else f"floored to {out}"
+        note = f"doesn't fit: {shown} = {float(exact):.4g}, not an integer ({how})"
     return out, note
 
 
@@ -95,40 +109,47 @@ def fmt_pad(padding) -> str:
     return f"p{p[0][0]}:{p[0][1]}x{p[1][0]}:{p[1][1]}"
 
 
-_MOD = re.compile(r"s(\d+)(?:x(\d+))?|p(\d+)(?::(\d+))?(?:x(\d+)(?::(\d+))?)?|d(\d+)(?:x(\d+))?|g(\d+)|m(\d+)"
-                  r"|nb|same|valid")
+_MOD = re.compile(r"s(?P<s>\d+)(?:x(?P<s2>\d+))?"
+                  r"|p(?P<t>\d+)(?::(?P<b>\d+))?(?:x(?P<l>\d+)(?::(?P<r>\d+))?)?"
+                  r"|d(?P<d>\d+)(?:x(?P<d2>\d+))?|g(?P<g>\d+)|m(?P<m>\d+)|o(?P<o>\d+)(?:x(?P<o2>\d+))?"
+                  r"|nb|same|valid|ceil")
+_PADDING_WORDS = ("p", "same", "valid")
 
 
 def parse_mods(text: str, allowed: str, token: str, help_text: str) -> dict:
     """Modifiers after a layer keyword: ``s2``/``s3x2`` stride, ``p1``/``p1x2``/``p0:1x0:1`` padding,
-    ``d2`` dilation, ``g2`` groups, ``m2`` depth multiplier, ``nb`` no bias, ``same``/``valid``."""
-    out, pos = {}, 0
+    ``d2`` dilation, ``g2`` groups, ``m2`` depth multiplier, ``o1`` output padding (transposed
+    convolution), ``nb`` no bias, ``same``/``valid``, ``ceil`` (pooling's ceil mode)."""
+    out, seen, pos = {}, {}, 0
     for m in _MOD.finditer(text):
         if m.start() != pos:
             break
         pos = m.end()
         mod = m.group(0)
-        key = mod if mod in ("nb", "same", "valid") else mod[0]
+        key = mod if mod in ("nb", "same", "valid", "ceil") else mod[0]
         if key not in allowed.split(","):
             raise ConfigError(f"modifier {mod!r} is not allowed in layer {token!r}; {help_text}")
-        if key in out or (key in ("same", "valid", "p") and {"same", "valid", "p"} & set(out)):
-            raise ConfigError(f"modifier {mod!r} given twice in layer {token!r}")
-        g = [int(x) if x is not None else None for x in m.groups()]
+        if key in seen:
+            raise ConfigError(f"modifier {mod!r} given twice in layer {token!r} ({seen[key]!r} before)")
+        other = next((seen[k] for k in _PADDING_WORDS if k in seen), None) if key in _PADDING_WORDS else None
+        if other is not None:
+            raise ConfigError(f"padding given twice in layer {token!r}: {other!r} and {mod!r} conflict; "
+                              f"give one of pP, same, valid")
+        seen[key] = mod
+        g = {k: (int(v) if v is not None else None) for k, v in m.groupdict().items()}
         if key == "s":
-            out["s"] = _hw(g[0], g[1])
+            out["s"] = _hw(g["s"], g["s2"])
         elif key == "p":
-            t, b, l, r = g[2], g[3], g[4], g[5]
+            t, b, l, r = g["t"], g["b"], g["l"], g["r"]
             b = t if b is None else b
             if l is None:
                 l, r = t, b
             r = l if r is None else r
             out["p"] = t if t == b == l == r else (((t, b), (l, r)) if (t != b or l != r) else (t, l))
-        elif key == "d":
-            out["d"] = _hw(g[6], g[7])
-        elif key == "g":
-            out["g"] = g[8]
-        elif key == "m":
-            out["m"] = g[9]
+        elif key in ("d", "o"):
+            out[key] = _hw(g[key], g[key + "2"])
+        elif key in ("g", "m"):
+            out[key] = g[key]
         else:
             out[key] = True
     if pos != len(text):
@@ -142,6 +163,26 @@ def _hw(a, b):
 
 def padding_of(mods: dict):
     return "same" if "same" in mods else 0 if "valid" in mods else mods.get("p", 0)
+
+
+# kerascnn values builds what stock Keras refuses (a convolution with stride > 1 and dilation > 1) as an
+# exact equivalent; everywhere else (training, summary) that layer is refused with the reason.
+_EXACT = contextvars.ContextVar("kerascnn_exact_windows", default=False)
+
+
+@contextlib.contextmanager
+def exact_windows():
+    """Within this block, ``keras_layers`` builds a strided dilated convolution as the stride-1
+    dilated convolution subsampled (``kerascnn.exact_layers``) instead of refusing it."""
+    token = _EXACT.set(True)
+    try:
+        yield
+    finally:
+        _EXACT.reset(token)
+
+
+def exact_mode() -> bool:
+    return _EXACT.get()
 
 
 def check_min(v, minimum: int, what: str, token: str):

@@ -7,19 +7,23 @@ import re
 
 from kerascnn import specs as S
 from kerascnn.errors import ConfigError, GeometryError
-from kerascnn.rules.base import Rule, as_pairs, register
+from kerascnn.rules.base import Rule, as_pairs, register, rule_for
 
 
 class BlockRule(Rule):
+    """A block's Keras layer (``InceptionBlock``, ``ResidualBlock``, ``BranchBlock``) is built from its
+    branches by ``kerascnn.layers.spec_layers``: the rules never import the Keras blocks (no import cycle)."""
+
     is_block = True
+
+    def keras_layers(self, dtype=None):
+        raise TypeError(f"{self.name}: a block's Keras layer is built by kerascnn.layers.spec_layers")
 
     def branch_rules(self):
         """[(rule, in_shape) ...] per branch (validated end to end)."""
         raise NotImplementedError
 
     def _walk(self, in_shape):
-        from kerascnn.rules import rule_for
-
         out = []
         for branch in self.spec.branches():
             shape, steps = tuple(in_shape), []
@@ -56,8 +60,6 @@ class BlockRule(Rule):
         return sum(r.macs(shape) for steps, _ in self._walk(in_shape) for r, shape in steps)
 
     def field(self, rf, jump, start, in_shape=None):
-        from kerascnn.rules import rule_for
-
         rf, jump, start = as_pairs(rf, jump, start)
         ends = []
         for branch in self.spec.branches():
@@ -75,12 +77,6 @@ class InceptionRule(BlockRule):
 
     keywords = ("inception",)
     _RE = re.compile(r"^inception(\d+)-(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
-
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import InceptionBlock
-
-        sp = self.spec
-        return [InceptionBlock(sp.c1, sp.c2, sp.c3, sp.c4, **self._kw(dtype))]
 
     def token(self):
         sp = self.spec
@@ -104,13 +100,6 @@ class ResidualRule(BlockRule):
 
     keywords = ("resblock", "bottleneck")
     _RE = re.compile(r"^(resblock|bottleneck)(\d+)(?:s(\d+))?(proj)?(v1)?$")
-
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import ResidualBlock
-
-        sp = self.spec
-        return [ResidualBlock(sp.filters, sp.stride, sp.bottleneck, sp.projection, sp.fused, v1=sp.v1,
-                              **self._kw(dtype))]
 
     def token(self):
         sp = self.spec
@@ -144,14 +133,7 @@ class BranchesRule(BlockRule):
             raise ConfigError(f"{self.name}: a block needs at least one path")
         return super().output_shape(in_shape)
 
-    def keras_layers(self, dtype=None):
-        from kerascnn.layers import BranchBlock
-
-        return [BranchBlock(self.spec.paths, self.spec.merge, **self._kw(dtype))]
-
     def token(self):
-        from kerascnn.rules import rule_for
-
         word = "res" if self.spec.merge == "add" else "cat"
         paths = list(self.spec.paths)
         if word == "res" and len(paths) == 2 and not paths[1]:

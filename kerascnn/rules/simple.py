@@ -166,38 +166,52 @@ class SpatialDropoutRule(_DropoutBase):
         return [S.SpatialDropout(float(m.group(1)))] if m else None
 
 
+def _affine(spec) -> int:
+    """Per channel: gamma (``scale``) and beta (``center``), each optional."""
+    return int(bool(spec.center)) + int(bool(spec.scale))
+
+
+def _affine_suffix(spec) -> str:
+    return ("" if spec.center else "_nocenter") + ("" if spec.scale else "_noscale")
+
+
 @register(S.BatchNorm)
 class BatchNormRule(Rule):
-    """2C trainable (gamma, beta) + 2C non-trainable (moving mean, variance)."""
+    """gamma and beta (C trainable each; ``_noscale``/``_nocenter`` drop one) + 2C non-trainable
+    (moving mean, variance)."""
 
     keywords = ("bn", "batchnorm")
+    _RE = re.compile(r"^(?:bn|batchnorm)(?:_eps([0-9.]+(?:e-?\d+)?))?(_nocenter)?(_noscale)?$")
 
     def params(self, in_shape):
         c = in_shape[-1]
-        return 4 * c, 2 * c
+        return (2 + _affine(self.spec)) * c, _affine(self.spec) * c
 
     def keras_layers(self, dtype=None):
         import keras
 
         eps = BN_EPSILON if self.spec.epsilon is None else float(self.spec.epsilon)
-        return [keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=eps, **self._kw(dtype))]
+        return [keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=eps, center=self.spec.center,
+                                                scale=self.spec.scale, **self._kw(dtype))]
 
     def token(self):
-        return "bn" if self.spec.epsilon is None else f"bn_eps{self.spec.epsilon!r}"
-
-    _EPS = re.compile(r"^(?:bn|batchnorm)_eps([0-9.]+(?:e-?\d+)?)$")
+        eps = "" if self.spec.epsilon is None else f"_eps{self.spec.epsilon!r}"
+        return "bn" + eps + _affine_suffix(self.spec)
 
     @classmethod
     def parse(cls, t, token, help_text):
-        if t in ("bn", "batchnorm"):
-            return [S.BatchNorm()]
-        m = cls._EPS.match(t)
-        if m:
-            eps = float(m.group(1))
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        eps = None
+        if m.group(1) is not None:
+            try:
+                eps = float(m.group(1))
+            except ValueError:
+                raise ConfigError(f"cannot read the epsilon of layer {token!r}") from None
             if not eps > 0:
                 raise ConfigError(f"BatchNorm epsilon must be > 0 in layer {token!r}")
-            return [S.BatchNorm(epsilon=eps)]
-        return None
+        return [S.BatchNorm(epsilon=eps, center=not m.group(2), scale=not m.group(3))]
 
 
 @register(S.LayerNorm)
@@ -205,22 +219,25 @@ class LayerNormRule(Rule):
     """Normalizes each position over its C channels (PyTorch's LayerNorm(C), ConvNeXt): 2C trainable."""
 
     keywords = ("ln", "layernorm")
+    _RE = re.compile(r"^(?:ln|layernorm)(_nocenter)?(_noscale)?$")
 
     def params(self, in_shape):
-        c = in_shape[-1]
-        return 2 * c, 2 * c
+        n = _affine(self.spec) * in_shape[-1]
+        return n, n
 
     def keras_layers(self, dtype=None):
         import keras
 
-        return [keras.layers.LayerNormalization(axis=-1, epsilon=BN_EPSILON, **self._kw(dtype))]
+        return [keras.layers.LayerNormalization(axis=-1, epsilon=BN_EPSILON, center=self.spec.center,
+                                                scale=self.spec.scale, **self._kw(dtype))]
 
     def token(self):
-        return "ln"
+        return "ln" + _affine_suffix(self.spec)
 
     @classmethod
     def parse(cls, t, token, help_text):
-        return [S.LayerNorm()] if t in ("ln", "layernorm") else None
+        m = cls._RE.match(t)
+        return [S.LayerNorm(center=not m.group(1), scale=not m.group(2))] if m else None
 
 
 @register(S.GroupNorm)
@@ -228,7 +245,7 @@ class GroupNormRule(Rule):
     """Statistics over G groups of C/G channels per sample: 2C trainable (gamma, beta)."""
 
     keywords = ("gn", "groupnorm")
-    _RE = re.compile(r"^(?:gn|groupnorm)(\d+)$")
+    _RE = re.compile(r"^(?:gn|groupnorm)(\d+)(_nocenter)?(_noscale)?$")
 
     def output_shape(self, in_shape):
         g, c = self.spec.groups, in_shape[-1]
@@ -238,21 +255,112 @@ class GroupNormRule(Rule):
 
     def params(self, in_shape):
         self.output_shape(in_shape)
-        c = in_shape[-1]
-        return 2 * c, 2 * c
+        n = _affine(self.spec) * in_shape[-1]
+        return n, n
 
     def keras_layers(self, dtype=None):
         import keras
 
-        return [keras.layers.GroupNormalization(self.spec.groups, epsilon=BN_EPSILON, **self._kw(dtype))]
+        return [keras.layers.GroupNormalization(self.spec.groups, epsilon=BN_EPSILON, center=self.spec.center,
+                                                scale=self.spec.scale, **self._kw(dtype))]
 
     def token(self):
-        return f"gn{self.spec.groups}"
+        return f"gn{self.spec.groups}" + _affine_suffix(self.spec)
 
     @classmethod
     def parse(cls, t, token, help_text):
         m = cls._RE.match(t)
-        return [S.GroupNorm(int(m.group(1)))] if m else None
+        return [S.GroupNorm(int(m.group(1)), center=not m.group(2), scale=not m.group(3))] if m else None
+
+
+@register(S.LayerScale)
+class LayerScaleRule(Rule):
+    """y = gamma * x with one learned gamma per channel (ConvNeXt): C trainable parameters; the
+    geometry (field, jump) is unchanged."""
+
+    keywords = ("layerscale",)
+
+    def params(self, in_shape):
+        return in_shape[-1], in_shape[-1]
+
+    def keras_layers(self, dtype=None):
+        from kerascnn.exact_layers import LayerScale
+
+        return [LayerScale(self.spec.init_values, **self._kw(dtype))]
+
+    def token(self):
+        return "layerscale"
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        return [S.LayerScale()] if t == "layerscale" else None
+
+
+_NUM = r"\d+(?:\.\d*)?(?:e-?\d+)?|\.\d+(?:e-?\d+)?"
+
+
+@register(S.Rescale)
+class RescaleRule(Rule):
+    """Rescaling y = x * scale + offset: ``rescale/255`` (scale 1/255), ``rescale/127.5-1``
+    ([0, 255] to [-1, 1]), ``rescale2+1``; no parameters, the geometry unchanged."""
+
+    keywords = ("rescale",)
+    _RE = re.compile(rf"^rescale(/)?({_NUM})([+-](?:{_NUM}))?$")
+
+    def keras_layers(self, dtype=None):
+        import keras
+
+        return [keras.layers.Rescaling(self.spec.scale, self.spec.offset, **self._kw(dtype))]
+
+    def token(self):
+        sc, off = self.spec.scale, self.spec.offset
+        inv = 1 / sc if sc else 0
+        if 0 < sc < 1 and float(f"{inv:g}") == inv:
+            t = f"rescale/{inv:g}"
+        else:
+            t = f"rescale{sc:g}" if float(f"{sc:g}") == sc else f"rescale{sc!r}"
+        return t + (f"{off:+g}" if off else "")
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        m = cls._RE.match(t)
+        if not m:
+            return None
+        v = float(m.group(2))
+        if m.group(1) and v == 0:
+            raise ConfigError(f"cannot divide by 0 in layer {token!r}")
+        return [S.Rescale(1 / v if m.group(1) else v, float(m.group(3) or 0))]
+
+
+@register(S.Normalize)
+class NormalizeRule(Rule):
+    """Normalization (x - mean)/sqrt(variance) per channel. ``norm``: mean and variance are the layer's
+    state (2C + 1 non-trainable numbers with the sample count; mean 0 and variance 1 until adapted);
+    a layer given them as constants has no weights."""
+
+    keywords = ("norm",)
+
+    def params(self, in_shape):
+        if self.spec.mean is not None:
+            return 0, 0
+        n = 2 * in_shape[-1] + 1
+        return n, 0
+
+    def keras_layers(self, dtype=None):
+        import keras
+
+        kw = {} if self.spec.mean is None else {"mean": list(self.spec.mean), "variance": list(self.spec.variance)}
+        return [keras.layers.Normalization(axis=-1, **kw, **self._kw(dtype))]
+
+    def token(self):
+        if self.spec.mean is not None:
+            raise ConfigError(f"{self.name}: a Normalization with constant mean/variance has no spec-language "
+                              f"token (`norm` is the adaptable one)")
+        return "norm"
+
+    @classmethod
+    def parse(cls, t, token, help_text):
+        return [S.Normalize()] if t == "norm" else None
 
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish")

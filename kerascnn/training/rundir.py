@@ -21,9 +21,9 @@ from pathlib import Path
 
 from kerascnn import fsutil
 from kerascnn.errors import ConfigError
+from kerascnn.training.record import CONFIG_FILE
 
 LOCK_FILE = ".kerascnn.lock"
-CONFIG_FILE = "config.json"
 STATE_FILE = "backup/state.npz"
 # the files a run directory may hold, and the stems of their atomic-write temporaries
 OWN_STEMS = ("config", "best", "last", "history", "metrics", "curves", "state")

@@ -7,24 +7,16 @@ recorded; anything else is refused in one line that says how to start a new run 
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
-
 from kerascnn.errors import ConfigError
-from kerascnn.train import rundir
+from kerascnn.training import rundir
 
 RESUME_CHANGES = ("epochs", "lr", "schedule")
-RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic")
+RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic", "backend")
 
 
-@dataclass(frozen=True)
-class ResumeStart:
-    """What a ``--resume`` starts from: the run's recorded options (the ``--config`` layer of
-    ``train_config.resolve``), or, when the run is already complete, ``nothing_to_do`` (a message)."""
-    recorded: dict
-    nothing_to_do: Optional[str] = None
+class NothingToDo(Exception):
+    """``--resume RUN`` of a run that is complete and asked for nothing more (the message says so;
+    not an error: the command prints it and exits 0)."""
 
 
 def refuse_changes(run_dir, given: set, model_options) -> None:
@@ -42,47 +34,40 @@ def refuse_changes(run_dir, given: set, model_options) -> None:
                           f"new run with --config {run_dir}/config.json for other options")
 
 
-def start(run_dir, model: Optional[str], given: dict, config_file=None, model_options=()) -> ResumeStart:
-    """Check a ``--resume run_dir`` against the options ``given`` on the command line (name ->
-    value, None when not given) and return what it resumes from; one-line ConfigError otherwise."""
-    from kerascnn.runs import is_run_dir
-    from kerascnn.train.options import RunRecord
+def start(run_dir, given: dict, config_file=None) -> dict:
+    """Check a ``--resume run_dir`` against the options ``given`` (name -> value, ``model``
+    included) and return the run's recorded options (the lower layer of ``resolve_config``, its
+    directory left out); a one-line ConfigError otherwise, ``NothingToDo`` for a complete run."""
+    from kerascnn.training.record import RunRecord, is_run_dir
 
     if not is_run_dir(run_dir):
         raise ConfigError(f"--resume {run_dir}: not a kerascnn run directory (no config.json)")
     record = RunRecord.load(run_dir, strict=True)      # the run record: the only reader of config.json
-    recorded = dict(record.options.to_dict(), class_names=record.class_names)
+    recorded = record.options()
+    model = given.get("model")
     if model and model != recorded.get("model"):
         raise ConfigError(f"--resume {run_dir} is a {recorded.get('model')} run, not {model}")
-    names = {k for k, v in given.items() if v is not None} | ({"config"} if config_file else set())
-    refuse_changes(run_dir, names, model_options)
+    names = {k for k, v in given.items() if v is not None and k not in ("model", "model_options")}
+    refuse_changes(run_dir, names | ({"config"} if config_file else set()), given.get("model_options"))
     recorded.pop("run_dir", None)
     epochs = given.get("epochs")
     if rundir.check_resumable(run_dir):
         done = int(rundir.read_state_meta(run_dir)["epoch"]) + 1
         planned = int(recorded.get("epochs") or 0)
         if epochs is None and done >= planned:
-            return ResumeStart(recorded, f"{run_dir} is complete ({done} of {planned} epochs); nothing to do and "
-                                         f"nothing changed. To train it further, pass --epochs N with N larger "
-                                         f"than {done}.")
+            raise NothingToDo(f"{run_dir} is complete ({done} of {planned} epochs); nothing to do and nothing "
+                              f"changed. To train it further, pass --epochs N with N larger than {done}.")
         if epochs is not None and epochs <= done:
             raise ConfigError(f"--resume {run_dir} already has {done} epochs; --epochs {epochs} would "
                               f"not extend it (pass a number larger than {done})")
-    return ResumeStart(recorded)
-
-
-def recorded_engine(path) -> Optional[str]:
-    """The engine a run's config.json records (the option reader drops resolved values)."""
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return cfg.get("engine") if isinstance(cfg, dict) else None
+    return recorded
 
 
 def check_engine(run_dir, backend: str) -> None:
     """A run resumes exactly only on the engine that trained it."""
-    recorded = recorded_engine(Path(run_dir) / rundir.CONFIG_FILE)
+    from kerascnn.training.record import RunRecord
+
+    recorded = RunRecord.load(run_dir).config.backend
     if recorded and backend != recorded:
         raise ConfigError(f"--resume {run_dir} was trained with the {recorded} engine; it resumes exactly only on "
                           f"that engine (--backend {recorded})")

@@ -122,18 +122,6 @@ def not_replaceable(target: Path) -> str | None:
     return None
 
 
-def _test_pause(point: str) -> None:
-    """Test hook (KERASCNN_TEST_PAUSE=POINT): stop here so a test can SIGKILL the process."""
-    import os
-    import sys
-    import time
-
-    if os.environ.get("KERASCNN_TEST_PAUSE") == point:
-        print(f"KERASCNN_TEST_PAUSED {point}", flush=True)
-        sys.stdout.flush()
-        time.sleep(3600)
-
-
 def _probe_batch(shape, n=8, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n,) + tuple(shape), dtype=np.uint8)
 
@@ -182,7 +170,6 @@ def export_savedmodel(model, info, target: Path, force: bool = False, preprocess
         got1 = loaded.signatures["serve_float"](images=tf.constant(probe[:1].astype(np.float32)))["probabilities"]
         del loaded
         fsutil.normal_permissions(staging)
-        _test_pause("export-before-rename")
         fsutil.commit_dir(staging, target, force=force, replaceable=not_replaceable)
     except FileExistsError:
         raise ConfigError(f"{target} already exists; pass --force to replace it (the old export is kept "
@@ -346,8 +333,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
         from kerascnn.fuse import fold_batchnorm
 
         try:
-            fused = fold_batchnorm(model, info.config.get("model") or info.model_name,
-                                   info.config.get("model_options") or {})
+            fused = fold_batchnorm(model, info.model_name, info.config.model_options)
         except ValueError as e:  # rebuilt architecture does not match the saved weights
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(f"--fuse-bn: {ref}: the rebuilt model does not match the saved one ({first}); "
