@@ -337,8 +337,8 @@ def test_torch_warnings_do_not_break_the_one_line_error(monkeypatch, tmp_path, i
 
 
 def test_alexnet_torchvision_runs_at_its_sources_224():
-    from kerascnn.registry import get_entry, resolve
+    from kerascnn.registry import get_entry, model_ref
 
     assert get_entry("alexnet").cfg.natural_input({"variant": "torchvision"}) == (224, 224, 3)
-    assert resolve("alexnet", ["variant=torchvision"]).input_shape == (224, 224, 3)
-    assert resolve("alexnet").input_shape == (227, 227, 3)   # the paper's stays the paper's
+    assert model_ref("alexnet", ["variant=torchvision"]).input_shape == (224, 224, 3)
+    assert model_ref("alexnet").input_shape == (227, 227, 3)   # the paper's stays the paper's
