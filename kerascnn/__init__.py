@@ -25,7 +25,9 @@ def __dir__():
 
 
 def build(name: str, input_shape=None, num_classes=None, **options):
-    """A registered model as a ``keras.Sequential``: ``kerascnn.build("vgg16", input_shape=(224, 224, 3))``."""
+    """A registered model: ``kerascnn.build("vgg16", input_shape=(224, 224, 3))`` (a ``keras.Sequential``
+    built from its spec list; the keras.applications family, e.g. ``"mobilenetv2"``, by Keras's own
+    constructor)."""
     from kerascnn.registry import build_model
 
     return build_model(name, input_shape, num_classes, **options)

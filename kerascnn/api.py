@@ -121,8 +121,9 @@ def evaluate(model_or_run, *, dataset=None, data=None, split: str = "test", batc
 
 
 def iter_predict(model_or_export, images, *, top_k: int = 5, class_names=None, unsafe: bool = False, weights=None,
-                 preprocessing=None, model_options=None):
-    """``predict``'s rows one at a time (a folder of any size in bounded memory)."""
+                 preprocessing=None, model_options=None, report=None):
+    """``predict``'s rows one at a time (a folder of any size in bounded memory). ``report(notes)``: called
+    once before the first row with the preprocessing that runs (and a warning for an untrained model)."""
     from kerascnn.prediction import is_savedmodel_dir, iter_predictions
     from kerascnn.runs import check_model_ref
 
@@ -139,7 +140,7 @@ def iter_predict(model_or_export, images, *, top_k: int = 5, class_names=None, u
         class_names = parse_class_names(class_names)
     _load_tensorflow()
     return iter_predictions(ref, [str(i) for i in images], top_k, unsafe, class_names, weights=weights,
-                            preprocessing=preprocessing, options=opts)
+                            preprocessing=preprocessing, options=opts, report=report)
 
 
 def predict(model_or_export, images, *, top_k: int = 5, class_names=None, unsafe: bool = False, weights=None,

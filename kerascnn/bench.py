@@ -107,7 +107,7 @@ def run(model_name: str, batch_size: int = 64, input_shape=None, options=None, s
     backend = keras.backend.backend()
     entry = get_entry(model_name)
     options = options or {}
-    shape = tuple(input_shape or entry.default_input)
+    shape = tuple(input_shape or entry.cfg.natural_input(options))
     report = entry.analyze(shape, num_classes, **options)
     guard.check(report, batch_size, "train" if mode != "infer" else "infer", what=model_name)
     if backend == "tensorflow":   # the thread pools ``kerascnn train`` uses (before TensorFlow starts)

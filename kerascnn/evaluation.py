@@ -56,13 +56,10 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
              batch_size: int = 256, out_dir: str | None = None, unsafe: bool = False, which: str = "best",
              class_names=None, weights: str | None = None, preprocessing: str | None = None,
              options: dict | None = None) -> dict:
-    from kerascnn.runs import resolve_model
+    from kerascnn.runs import is_untrained, resolve_for_inference
 
-    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
-    if weights:   # a registered model with pretrained weights (and their preprocessing, inside the model)
-        from kerascnn import weights as W
-
-        model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
+    # with --weights: the file's classes, its source's preprocessing (the transform here, the rest in the model)
+    model, info, prep = resolve_for_inference(ref, which, unsafe, options, weights, preprocessing)
     cfg = info.config
     if dataset is None and data is None:
         data = cfg.data
@@ -73,7 +70,10 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     k = int(model.output_shape[-1])
     from kerascnn.data import stream
 
-    if data and stream.file_source(data):   # streamed: only the split's own files are read
+    transform = prep.transform if prep is not None else None
+    if transform is not None:   # the weights' source transform, on every image as decoded (not pre-resized)
+        d, x, y = _source_split(dataset, data, cfg, split, shape, class_names)
+    elif data and stream.file_source(data):   # streamed: only the split's own files are read
         d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
     else:
         d = D.load_data(dataset, data, seed=cfg.seed, class_names=class_names)
@@ -83,10 +83,17 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         x = D.prepare_images(x, shape[:2], shape[2], d.pixel_scale)
     if int(y.max()) >= k:
         raise DataError(f"{d.name}: label {int(y.max())} is outside the model's {k} classes")
-    probs = predict_probabilities(model, x, batch_size)   # arrays, or images decoded from disk batch by batch
+    if transform is not None:
+        probs = _transformed_probabilities(model, transform, x, batch_size)
+    else:
+        probs = predict_probabilities(model, x, batch_size)   # arrays, or images decoded from disk batch by batch
     names = info.class_names if len(info.class_names) == k and not class_names else d.class_names
     result = metrics_from_probabilities(probs, y, names)
     result.update({"model": str(ref), "data": d.name, "split": split, "class_names": list(names)})
+    if prep is not None:
+        result["preprocessing"] = prep.describe()
+    if not weights and is_untrained(info):
+        result["warning"] = f"{ref} is an untrained model: random initial weights (pass --weights, or a run)"
     model_file = info.model_path.name if info.run_dir and info.model_path else None
     if model_file:
         result["model_file"] = model_file
@@ -121,6 +128,35 @@ def _streamed_split(path: Path, cfg, split: str, shape: tuple, class_names):
     names = D.parse_class_names(class_names) or names or [str(i) for i in range(k)]
     d = D.ImageData(x, y, x, y, list(names), stream.source_name(path))
     return d, as_source(dataclasses.replace(x, size=tuple(shape[:2]), channels=int(shape[2])), y), y
+
+
+def _source_split(dataset, data, cfg, split: str, shape: tuple, class_names):
+    """(ImageData, the split's images as decoded -- a list of files, or uint8 arrays --, labels) for
+    a source transform: folders and manifests by file (``stream.scan``), arrays as they are."""
+    from kerascnn.data import stream
+
+    if data and stream.wants_stream("on", data, shape[:2], shape[2], strict=False):
+        d, x, y = _streamed_split(Path(data), cfg, split, shape, class_names)
+        images = getattr(x, "images", x)
+        if hasattr(images, "files"):
+            return d, list(images.files), y
+        raise DataError(f"{data}: TFRecord shards hold no files to resize as the weights' source does; "
+                        f"evaluate a folder or a manifest of images")
+    d = D.load_data(dataset, data, seed=cfg.seed, class_names=class_names)
+    x, y = (d.x_test, d.y_test) if split == "test" else (d.x_train, d.y_train)
+    if x.dtype != np.uint8:   # the data's own scale to [0, 1], then the 8-bit pixels the transform resizes
+        x = np.clip(np.round(x.astype(np.float32) * np.float32(d.pixel_scale * 255.0)), 0, 255).astype(np.uint8)
+    return d, x, y
+
+
+def _transformed_probabilities(model, transform, x, batch_size: int) -> np.ndarray:
+    """The model's probabilities on ``x`` (image files, or uint8 arrays) after ``transform``."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        part = x[i:i + batch_size]
+        xb = transform.load(part) if isinstance(part, list) else transform.prepare(part)
+        out.append(np.asarray(model(xb, training=False), np.float32))
+    return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
 
 
 def _plot_confusion_fallback(matrix, class_names, out_png, title=None):

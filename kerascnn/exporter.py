@@ -275,7 +275,7 @@ def _probe_batch(shape, n=8, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n,) + tuple(shape), dtype=np.uint8)
 
 
-def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
+def export_savedmodel(model, info, target: Path, force: bool = False, preprocessing: dict | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -301,6 +301,8 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
                 "class_names": names, "pixel_scale": scale,
                 "input": "images: uint8 (serving_default) or float32 0..255 (serve_float)",
                 "output": "probabilities: float32 (N, K)"}
+        if preprocessing:
+            meta["preprocessing"] = preprocessing
         (staging / "assets").mkdir(exist_ok=True)
         (staging / "assets" / "class_names.json").write_text(json.dumps(names))
         (staging / "kerascnn.json").write_text(json.dumps(meta, indent=2))
@@ -341,6 +343,17 @@ def export_savedmodel(model, info, target: Path, force: bool = False) -> dict:
             "batch1_diff": float(np.max(np.abs(got1.numpy() - expected[:1]))), "tolerance": tol,
             "signature": f"serving_default(images: uint8[None,{h},{w},{c}]) -> probabilities: float32[None,{k}]",
             "class_names": names}
+
+
+def _preprocessing_record(prep) -> dict:
+    """kerascnn.json's ``preprocessing``: what is in the graph (the normalisation) and what is not (the
+    source's resize and crop: PIL, done by ``kerascnn predict`` from this record, or by the caller)."""
+    out = prep.to_dict()
+    out["description"] = prep.describe()
+    out["outside_note"] = ("resize and crop run before the graph (PIL, as the weights' source does it); "
+                           "`kerascnn predict EXPORT` applies them from this record" if prep.transform else
+                           "the whole image resized to the input size before the graph (kerascnn's own)")
+    return out
 
 
 def export_other(model, info, target: Path, fmt: str, force: bool = False) -> dict:
@@ -450,15 +463,16 @@ def precheck(ref: str, out: str | None = None, force: bool = False, fmt: str = "
 def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "savedmodel", which: str = "best",
            fuse_bn: bool = False, unsafe: bool = False, weights: str | None = None,
            preprocessing: str | None = None, options: dict | None = None) -> dict:
-    from kerascnn.runs import resolve_model
+    from kerascnn.runs import is_untrained, resolve_for_inference
 
     precheck(ref, out, force, fmt, fuse_bn)
-    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
-    if weights:   # a registered model with pretrained weights; their preprocessing is inside the model
-        from kerascnn import weights as W
-
-        model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
+    # with --weights: the file's classes; the normalisation goes inside, the resize/crop into kerascnn.json
+    model, info, prep = resolve_for_inference(ref, which, unsafe, options, weights, preprocessing)
     result = {}
+    if prep is not None:
+        result["preprocessing"] = _preprocessing_record(prep)
+    if not weights and is_untrained(info):
+        result["warning"] = f"{ref} is an untrained model: the export serves random initial weights"
     if tolerance_for(model) != TOLERANCE:  # mixed precision: serve the float32 master weights
         copy = float32_copy(model)
         probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * RAW_PIXEL_SCALE
@@ -468,7 +482,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
             raise ExportError(f"{ref}: the float32 copy of this mixed-precision model disagrees with it "
                               f"(max |diff| {diff:.3g})")
         result["precision_diff"] = diff
-        result["trained_precision"] = model.layers[0].dtype_policy.name
+        result["trained_precision"] = next(l.dtype_policy.name for l in model.layers if l.weights)
         model = copy
     if fuse_bn:
         from kerascnn.fuse import fold_batchnorm
@@ -499,7 +513,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
             raise ConfigError(reason)
     fsutil.sweep_partials(target.parent) if target.parent.exists() else None
     if fmt == "savedmodel":
-        result.update(export_savedmodel(model, info, target, force))
+        result.update(export_savedmodel(model, info, target, force, result.get("preprocessing")))
     else:
         result.update(export_other(model, info, target, fmt, force))
     return result

@@ -185,26 +185,38 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 class ImagenetPreprocess(keras.layers.Layer):
     """The preprocessing that goes with pretrained weights, inside the model, on kerascnn's [0, 1] pixels:
     ``caffe`` = ``keras.applications.vgg16/resnet.preprocess_input`` (x255, RGB->BGR, minus the BGR means);
-    ``torch`` = torchvision's (x - mean) / std; ``tf`` = keras.applications' "tf" mode, (x - 0.5) / 0.5
-    in [-1, 1] (torchvision's GoogLeNet ImageNet pipeline: mean/std then ``transform_input``). Being a layer, it is saved in best.keras and the SavedModel,
-    so train, evaluate, predict and the export apply it identically."""
+    ``torch`` = torchvision's (x - mean) / std (``mean``/``std``: ImageNet's unless a timm checkpoint has
+    others); ``tf`` = keras.applications' "tf" mode, (x - 0.5) / 0.5 in [-1, 1] (torchvision's GoogLeNet
+    ImageNet pipeline: mean/std then ``transform_input``); ``raw`` = x255, the 0..255 pixels of the
+    keras.applications models that preprocess inside (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3).
+    Being a layer, it is saved in best.keras and the SavedModel, so train, evaluate, predict and the
+    export apply it identically."""
 
-    def __init__(self, mode="caffe", **kwargs):
+    MODES = ("caffe", "torch", "tf", "raw")
+
+    def __init__(self, mode="caffe", mean=None, std=None, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("caffe", "torch", "tf"):
-            raise ValueError(f"preprocessing mode must be caffe, torch or tf; received {mode!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"preprocessing mode must be one of {', '.join(self.MODES)}; received {mode!r}")
         self.mode = mode
+        self.mean = tuple(float(v) for v in (mean or IMAGENET_MEAN))
+        self.std = tuple(float(v) for v in (std or IMAGENET_STD))
 
     def call(self, x):
         if self.mode == "caffe":
             return x[..., ::-1] * 255.0 - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=x.dtype)
         if self.mode == "tf":
             return (x - 0.5) / 0.5
-        mean = keras.ops.convert_to_tensor(IMAGENET_MEAN, dtype=x.dtype)
-        return (x - mean) / keras.ops.convert_to_tensor(IMAGENET_STD, dtype=x.dtype)
+        if self.mode == "raw":
+            return x * 255.0
+        mean = keras.ops.convert_to_tensor(self.mean, dtype=x.dtype)
+        return (x - mean) / keras.ops.convert_to_tensor(self.std, dtype=x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        config = {**super().get_config(), "mode": self.mode}
+        if self.mode == "torch" and (self.mean, self.std) != (IMAGENET_MEAN, IMAGENET_STD):
+            config.update(mean=list(self.mean), std=list(self.std))
+        return config

@@ -109,29 +109,42 @@ def predict_files(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_n
 
 def iter_predictions(ref: str, paths, top_k: int = 5, unsafe: bool = False, class_names=None,
                      weights: str | None = None, preprocessing: str | None = None, options: dict | None = None,
-                     batch: int = 256):
+                     batch: int = 256, report=None):
     """``predict_files`` one row at a time, the files decoded ``batch`` at a time (memory bounded by
     one batch however large the folder; rows in sorted file order). Bad files and a wrong
-    ``class_names`` are reported before the first row."""
+    ``class_names`` are reported before the first row. ``report(notes)``, when given, is called once
+    before the first row with ``{"preprocessing": text}`` where more runs than kerascnn's own scaling
+    (pretrained weights and their source's transform, a normalisation layer in the model, an export
+    that records its transform) and ``{"warning": text}`` for an untrained model."""
     p = Path(ref)
+    transform, prep_text, notes = None, None, {}
     if is_savedmodel_dir(p):
         run, shape, names = _load_export(p, unsafe)
         scale = 1.0  # the export scales inside
+        transform, prep_text = export_preprocessing(p)
+        if transform is not None and tuple(transform.size) != tuple(shape[:2]):
+            transform, prep_text = None, None   # a kerascnn.json that does not fit the signature: ignored
     else:
         from kerascnn.evaluation import predict_probabilities
-        from kerascnn.runs import resolve_model
+        from kerascnn.runs import is_untrained, resolve_for_inference
 
-        model, info = resolve_model(ref, unsafe=unsafe, options=options)
-        if weights:
-            from kerascnn import weights as W
-
-            model, _, _ = W.pretrained(model, weights, info.model_name, options, preprocessing)
+        model, info, prep = resolve_for_inference(ref, unsafe=unsafe, options=options, weights=weights,
+                                                  preprocessing=preprocessing)
         shape, names, scale = tuple(model.input_shape[1:]), info.class_names, FILE_SCALE
+        if prep is not None:
+            transform, prep_text = prep.transform, prep.describe()
+        if not weights and is_untrained(info):
+            notes["warning"] = (f"{ref} is an untrained model: its outputs come from random initial weights "
+                                f"(pass --weights, or train it and pass the run)")
 
         def run(x):
             return predict_probabilities(model, x)
+    if prep_text:
+        notes = {"preprocessing": prep_text, **notes}
+    if report is not None and notes:
+        report(notes)
     labels = None
-    for x, files in D.iter_image_batches(paths, shape[:2], shape[2], scale, batch):
+    for x, files in _batches(paths, shape, scale, batch, transform):
         probs = run(x)
         k = probs.shape[1]
         if labels is None:
@@ -140,6 +153,35 @@ def iter_predictions(ref: str, paths, top_k: int = 5, unsafe: bool = False, clas
             order = np.argsort(-row, kind="stable")[:min(top_k, k)]
             yield {"image": f, "top": [{"class": labels[i], "index": int(i), "probability": float(row[i])}
                                        for i in order]}
+
+
+def _batches(paths, shape, scale, batch, transform=None):
+    """(float batch, file names): kerascnn's own resize, or the weights' source transform
+    (``kerascnn.pretrained.transforms``), ``batch`` files at a time."""
+    if transform is None:
+        yield from D.iter_image_batches(paths, shape[:2], shape[2], scale, batch)
+        return
+    from kerascnn.data.stream import header_pass
+
+    files = D.image_files(paths)
+    header_pass(files, "stop")
+    for i in range(0, len(files), batch):
+        part = files[i:i + batch]
+        yield transform.load(part, scale), [str(f) for f in part]
+
+
+def export_preprocessing(path) -> tuple:
+    """(EvalTransform or None, description or None) recorded in an export's kerascnn.json."""
+    from kerascnn.pretrained.transforms import EvalTransform
+
+    meta = read_export_marker(path) or {}
+    prep = meta.get("preprocessing")
+    if not isinstance(prep, dict):
+        return None, None
+    outside = prep.get("outside_graph")
+    transform = EvalTransform.from_dict(outside) if isinstance(outside, dict) else None
+    text = str(prep.get("description") or "")[:500] or None
+    return transform, text
 
 
 def _class_labels(names, class_names, k: int) -> list:

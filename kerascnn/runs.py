@@ -128,3 +128,26 @@ def resolve_model(ref: str, which: str = "best", unsafe: bool = False, input_sha
 
     model = model_ref(ref, dict(options or {}), input_shape, num_classes).build()   # a registered name (checked)
     return model, RunRecord.for_model(ref, model.input_shape[1:], model.output_shape[-1], options)
+
+
+def resolve_for_inference(ref: str, which: str = "best", unsafe: bool = False, options=None, weights=None,
+                          preprocessing=None):
+    """``resolve_model`` for predict / evaluate / export -> (model, RunRecord, Preprocessing or None).
+
+    With ``weights`` (a registered name and ``--weights``) the model is built with the file's classes
+    and its source's preprocessing, and refused when the file holds no trained classifier
+    (``kerascnn.pretrained.build_pretrained``). Otherwise a model that carries an ``imagenet_preprocess``
+    layer (a run fine-tuned from pretrained weights, a keras.applications-family model) reports it:
+    its images go through kerascnn's own pipeline, the one it was trained on."""
+    from kerascnn import pretrained as P
+
+    if weights:
+        model, _, prep = P.build_pretrained(ref, options, weights, preprocessing)
+        return model, RunRecord.for_model(ref, model.input_shape[1:], model.output_shape[-1], options), prep
+    model, info = resolve_model(ref, which=which, unsafe=unsafe, options=options)
+    return model, info, P.own_preprocessing(model)
+
+
+def is_untrained(info: RunRecord) -> bool:
+    """A registered model built here without weights: its outputs come from random initial weights."""
+    return info.run_dir is None and info.model_path is None

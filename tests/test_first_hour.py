@@ -18,7 +18,9 @@ def test_list_matches_a_word_as_substring_of_name_or_family(invoke):
         assert r.exit_code == 0, r.output
         return [row["name"] for row in json.loads(r.output)]
 
-    assert names("resnet") == ["resnet18", "resnet34", "resnet50"]
+    assert names("resnet") == ["inceptionresnetv2", "resnet18", "resnet34", "resnet50", "resnet50v2", "resnet101",
+                               "resnet101v2", "resnet152", "resnet152v2"]   # the keras.applications family too
+    assert names("resnet1") == ["resnet18", "resnet101", "resnet101v2", "resnet152", "resnet152v2"]
     assert names("lecture") == ["convnet", "mlp"]                       # a family name
     assert names("VGG16") == ["vgg16", "vgg16_bn"]                       # substring, any case
     assert names("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]        # wildcards keep their meaning

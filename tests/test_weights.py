@@ -17,7 +17,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import kerascnn
-from kerascnn import weights as W
+from kerascnn import pretrained as W
 from kerascnn.registry import get_entry
 
 REL = 1e-5
@@ -30,9 +30,14 @@ def _randomise(model, seed):
         ws = layer.get_weights()
         if not ws:
             continue
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = (w.shape for w in ws)
-            ws = [rng.uniform(0.5, 1.5, g), rng.normal(0, 0.1, b), rng.normal(0, 0.1, m), rng.uniform(0.5, 1.5, v)]
+        if isinstance(layer, keras.layers.BatchNormalization):   # gamma/beta may be absent (scale=False)
+            draw = {"gamma": lambda s: rng.uniform(0.5, 1.5, s), "beta": lambda s: rng.normal(0, 0.1, s),
+                    "moving_mean": lambda s: rng.normal(0, 0.1, s),
+                    "moving_variance": lambda s: rng.uniform(0.5, 1.5, s)}
+            ws = [draw[w.name](w.shape) for w in layer.weights]
+        elif isinstance(layer, keras.layers.Normalization):   # EfficientNet's input statistics: a variance > 0
+            m, v, count = ws
+            ws = [rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape), count]
         else:
             ws = [rng.normal(0, np.sqrt(2 / np.prod(w.shape[:-1])), w.shape) if w.ndim > 1
                   else rng.normal(0, 0.1, w.shape) for w in ws]
@@ -151,9 +156,10 @@ def test_imagenet_uses_the_keras_cache_or_says_what_to_place_where(tmp_path, mon
     placed.write_bytes(b"")
     assert W.imagenet_file("resnet50", {"variant": "keras"}) == placed
     # other classes at 224 take the _notop file, or the full one when only that is cached
-    assert W.resolve("imagenet", "resnet50", {"variant": "keras"}, (224, 224, 3), 5) == (placed, "caffe")
+    assert W.imagenet_path("resnet50", {"variant": "keras"}, (224, 224, 3), 5) == placed
+    assert W.default_preprocessing("imagenet", "resnet50", {"variant": "keras"}) == "caffe"
     with pytest.raises(W.WeightsError, match="_notop.h5"):
-        W.resolve("imagenet", "resnet50", {"variant": "keras"}, (64, 64, 3), 5)
+        W.imagenet_path("resnet50", {"variant": "keras"}, (64, 64, 3), 5)
 
 
 # ------------------------------------------------------------------ preprocessing and `train --weights`
@@ -337,3 +343,87 @@ def test_export_a_registered_model_with_weights_serves_what_the_model_predicts(t
     ta, tb = json.loads(a.output)[0]["top"], json.loads(b.output)[0]["top"]
     assert [t["index"] for t in ta] == [t["index"] for t in tb]
     np.testing.assert_allclose([t["probability"] for t in ta], [t["probability"] for t in tb], rtol=1e-5)
+
+
+# ------------------------------------------------------------------ issue 24: what a file is, untrained heads
+
+def test_what_a_file_is_comes_from_its_bytes_and_the_model_not_its_name(tmp_path):
+    """The preprocessing of a Keras file is keras.applications' when the model is a keras.applications
+    model layer for layer (vgg16, resnet50 -o variant=keras, the family), whatever the file is called
+    or however Keras wrote it (download layout, model.save(".h5"), .weights.h5); a safetensors file
+    named .h5 is a state_dict."""
+    import shutil
+
+    _, h5 = _convnet_file(tmp_path)
+    for name in ("renamed.bin", "model_save.h5", "x.weights.h5", "no_suffix"):
+        shutil.copy(h5, tmp_path / name)
+        assert W.sniff(tmp_path / name) == "hdf5"
+        assert W.default_preprocessing(str(tmp_path / name), "vgg16") == "caffe"
+        assert W.default_preprocessing(str(tmp_path / name), "resnet50", {"variant": "keras"}) == "caffe"
+        assert W.default_preprocessing(str(tmp_path / name), "mobilenetv2") == "tf"
+        assert W.default_preprocessing(str(tmp_path / name), "vgg16", {"width": 0.5}) == "none"  # another model
+        assert W.default_preprocessing(str(tmp_path / name), "convnet") == "none"
+    from pathlib import Path
+
+    st = Path(__file__).parent / "fixtures" / "torchvision" / "resnet18_small.safetensors"
+    shutil.copy(st, tmp_path / "looks_like_keras.h5")
+    assert W.sniff(tmp_path / "looks_like_keras.h5") == "safetensors"
+    assert W.default_preprocessing(str(tmp_path / "looks_like_keras.h5"), "resnet18") == "torch"
+    model = kerascnn.build("resnet18", (64, 64, 3), 10, width=1 / 32)
+    assert W.load_into(model, tmp_path / "looks_like_keras.h5", model_name="resnet18").fresh == []
+
+
+def test_predict_evaluate_export_refuse_a_classifier_the_file_does_not_hold(tmp_path, invoke):
+    """A file without the classifier (or with one for another input) would predict from a random head, a
+    different one each run: refused in one line, nothing written. A file with another number of classes
+    is that many classes."""
+    src = kerascnn.build("convnet")
+    _randomise(src, 15)
+    notop = keras.Sequential([keras.Input((28, 28, 1)), *src.layers[:-1]])
+    path = _save_legacy(notop, tmp_path / "convnet_notop.h5")
+    from PIL import Image
+
+    img = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(16).integers(0, 256, (28, 28), dtype=np.uint8)).save(img)
+    for args in (("predict", "convnet", img), ("evaluate", "convnet", "--out", tmp_path / "ev"),
+                 ("export", "convnet", "--out", tmp_path / "sm")):
+        r = invoke(*args, "--weights", path)
+        assert r.exit_code == 1, r.output
+        assert (f"Error: {path} holds no trained classifier for convnet at 28x28x1 (dense_2 would start random); "
+                f"predict, evaluate and export need one") in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "ev").exists() and not (tmp_path / "sm").exists()
+    five = kerascnn.build("convnet", num_classes=5)
+    _randomise(five, 17)
+    r = invoke("predict", "convnet", img, "--weights", _save_legacy(five, tmp_path / "five.h5"), "--top-k", "10",
+               "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)[0]["top"]) == 5
+
+
+@pytest.mark.slow
+def test_keras3_weights_of_keras_applications_resnet50_load_into_the_keras_variant(tmp_path):
+    """keras.applications.ResNet50(...).save_weights("x.weights.h5") names its groups by layer class
+    (layers/conv2d_17): Keras loads it into its own ResNet50 built to the file's structure (with its top,
+    10 classes), whose layers go into kerascnn's resnet50 -o variant=keras by name."""
+    ref = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+    _randomise(ref, 18)
+    ref.save_weights(tmp_path / "resnet50.weights.h5")
+    model = kerascnn.build("resnet50", (32, 32, 3), 10, variant="keras")
+    report = W.load_into(model, tmp_path / "resnet50.weights.h5", options={"variant": "keras"}, model_name="resnet50")
+    assert len(report.loaded) == 107 and report.fresh == []
+    x = np.random.default_rng(19).uniform(-124, 152, (2, 32, 32, 3)).astype("float32")
+    _assert_close(np.asarray(_logits_model(model)(x, training=False)), np.asarray(ref(x, training=False)))
+    r50 = kerascnn.build("resnet50", (32, 32, 3), 10)   # the v1.5 default: no keras.applications counterpart
+    with pytest.raises(W.WeightsError, match=r"resnet50.weights.h5 does not fit resnet50: the file"):
+        W.load_into(r50, tmp_path / "resnet50.weights.h5", model_name="resnet50")
+
+
+def test_kerass_load_error_is_one_line():
+    from kerascnn.pretrained.keras_apps import _keras_load_error
+
+    e = ValueError("A total of 3 objects could not be loaded. Example error message for object <Conv2D name=conv2d, "
+                   "built=True>:\n\nLayer 'conv2d' expected 2 variables, but received 0 variables during loading. "
+                   "Expected: ['kernel', 'bias']\n\nList of objects that could not be loaded:\n[<Conv2D ...>]")
+    assert _keras_load_error(e) == ("3 object(s) could not be loaded, e.g. <Conv2D name=conv2d, built=True>: Layer "
+                                    "'conv2d' expected 2 variables, but received 0 variables during loading. "
+                                    "Expected: ['kernel', 'bias']")

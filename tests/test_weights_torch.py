@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("safetensors")
 
 import kerascnn
-from kerascnn import weights as W
+from kerascnn import pretrained as W
 from kerascnn.pretrained import torchvision as TV
 
 FIX = Path(__file__).parent / "fixtures" / "torchvision"
@@ -153,7 +153,8 @@ def test_mismatches_are_one_line_and_change_nothing(tmp_path):
         "shape": ({**sd, "layer1.0.conv1.weight": np.zeros((2, 2, 1, 1), np.float32)},
                   r"layer1\.0\.conv1\.weight has shape \(2, 2, 1, 1\).*needs \(2, 2, 3, 3\)"),
         "timm": ({"stem.0.weight": np.zeros(1, np.float32), "stages.0.0.conv1.weight": np.zeros(1, np.float32)},
-                 r"not a torchvision .* timm checkpoints load only where they use torchvision's ResNet names"),
+                 r"timm.safetensors is not a torchvision .* timm checkpoints load only where they use torchvision's "
+                 r"ResNet names"),
     }
     for what, (bad, pattern) in cases.items():
         path = tmp_path / f"{what}.safetensors"
@@ -292,3 +293,52 @@ def test_alexnet_torchvision_adaptive_pool_where_it_is_a_plain_layer():
     report = W.load_into(model, FIX / "alexnet_small.safetensors", options={"variant": "torchvision"},
                          model_name="alexnet")
     assert report.fresh == ["fc6", "fc7", "fc8"] and report.loaded == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+# ------------------------------------------------------------------ issue 24: the one-line messages
+
+def test_a_file_of_another_depth_is_blamed_on_depth():
+    r18 = kerascnn.build("resnet18", (64, 64, 3), 10, width=1 / 32)
+    with pytest.raises(W.WeightsError, match=r"resnet50_small.safetensors is a ResNet of bottleneck blocks \(3, 4, 6, 3\) "
+                                             r"\(resnet50\); resnet18 has basic blocks \(2, 2, 2, 2\): another depth "
+                                             r"\(use resnet50\)"):
+        W.load_into(r18, FIX / "resnet50_small.safetensors", model_name="resnet18")
+    vgg11 = kerascnn.build("vgg11", (224, 224, 3), 10, width=1 / 32, hidden=16)
+    with pytest.raises(W.WeightsError, match=r"is vgg16_bn \(13 convolutions, BatchNorm\); vgg11 is another depth"):
+        W.load_into(vgg11, FIX / "vgg16_bn_small.safetensors", model_name="vgg11")
+
+
+def test_torch_warnings_do_not_break_the_one_line_error(monkeypatch, tmp_path, invoke):
+    """torch.load warns (a TorchScript archive, a legacy pickle) before it refuses: the user sees one
+    Error line, no warning text, whether or not PyTorch is installed here (a stand-in torch)."""
+    import pickle
+    import sys
+    import types
+    import warnings
+
+    fake = types.ModuleType("torch")
+
+    def load(*args, **kwargs):
+        warnings.warn("'torch.load' received a zip file that looks like a TorchScript archive", UserWarning)
+        raise pickle.UnpicklingError("Weights only load failed. ... do those steps only if you trust the source")
+
+    fake.load, fake.Tensor = load, type("Tensor", (), {})
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    path = tmp_path / "legacy.pth"
+    path.write_bytes(b"\x80\x02junk")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(W.WeightsError, match=r"cannot read .*legacy.pth as a PyTorch state_dict: not a torch "
+                                                 r"file, or it holds objects other than tensors"):
+            TV.read_state_dict(path)
+    assert not caught
+    r = invoke("summary", "resnet18", "--weights", path)
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and r.output.startswith("Error: cannot read"), r.output
+
+
+def test_alexnet_torchvision_runs_at_its_sources_224():
+    from kerascnn.registry import get_entry, model_ref
+
+    assert get_entry("alexnet").cfg.natural_input({"variant": "torchvision"}) == (224, 224, 3)
+    assert model_ref("alexnet", ["variant=torchvision"]).input_shape == (224, 224, 3)
+    assert model_ref("alexnet").input_shape == (227, 227, 3)   # the paper's stays the paper's

@@ -50,7 +50,7 @@ def bench(model, batch_size, input_shape, num_classes, options, steps, warmup, r
     from kerascnn.registry import model_ref
 
     ref = model_ref(model, options, input_shape, num_classes or 10)
-    ref.analyze()  # geometry errors before any framework loads
+    ref.check()  # geometry errors before any framework loads
     from kerascnn.engines import use_backend
 
     use_backend(backend)

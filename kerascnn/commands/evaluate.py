@@ -36,6 +36,10 @@ def evaluate(model_or_run, dataset, data, split, batch_size, out_dir, which, cla
         return
     model = r["model"] + (f" ({r['model_file']})" if "model_file" in r else "")
     click.echo(f"{model} on {r['data']} ({r['split']}, {r['images']} images)")
+    if "preprocessing" in r:
+        click.echo(f"preprocessing: {r['preprocessing']}")
+    if "warning" in r:
+        click.echo(f"warning: {r['warning']}", err=True)
     line = f"loss {r['loss']:.4f}  accuracy {r['accuracy']:.4f}"
     for top in (3, 5):
         if f"top{top}_accuracy" in r:

@@ -56,6 +56,18 @@ def export(model_or_run, out, force, export_format, which, fuse_bn, unsafe, fmt,
         click.echo(f"  inspect:  saved_model_cli show --all --dir {r['path']}")
     else:
         click.echo(f"  verified: reloaded, max |diff| vs Keras {r['max_abs_diff']:.2g}; {r['note']}")
+    if "preprocessing" in r:
+        from kerascnn.pretrained.transforms import EvalTransform
+
+        p = r["preprocessing"]
+        outside = EvalTransform.from_dict(p["outside_graph"]) if p["outside_graph"] else None
+        click.echo(f"  preprocessing ({p['origin']}): in the graph: {p['in_graph']}")
+        recorded = " (PIL; kerascnn.json records it, `kerascnn predict` applies it)" if r["format"] == "savedmodel" \
+            else " (PIL; do it before calling the model)"
+        click.echo("  not in the graph: " + (f"{outside.describe()}{recorded}" if outside else
+                                              "the whole image resized to the input size (kerascnn's own)"))
+    if "warning" in r:
+        click.echo(f"warning: {r['warning']}", err=True)
     if "trained_precision" in r:
         click.echo(f"  precision: trained in {r['trained_precision']}, exported in float32 "
                    f"(max |diff| vs the {r['trained_precision']} model {r['precision_diff']:.2g}, same classes)")

@@ -20,9 +20,18 @@ def predict(model_or_export, images, top_k, class_names, unsafe, fmt, weights, p
     file, or a SavedModel exported by `kerascnn export`."""
     from kerascnn import api
 
+    said = {}   # the preprocessing that runs (and a warning): lines first (stderr), or in every JSON row
+
+    def shown(notes):
+        said.update(notes)
+        if fmt != "json":
+            for key, text in notes.items():
+                click.echo(f"{key}: {text}", err=True)
+
     rows = api.iter_predict(model_or_export, images, top_k=top_k, class_names=class_names, unsafe=unsafe,
-                            weights=weights, preprocessing=preprocessing, model_options=options)
+                            weights=weights, preprocessing=preprocessing, model_options=options, report=shown)
     if fmt == "json":  # one row at a time (a folder of any size): the same text as echo_json(list)
+        rows = ({**row, **said} for row in rows)
         first = next(rows, None)
         if first is None:
             echo_json([])

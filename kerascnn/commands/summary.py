@@ -14,11 +14,13 @@ def _entry_row(name):
     from kerascnn.registry import get_entry
 
     e = get_entry(name)
-    r = e.analyze()
+    params, trainable, macs = e.figures()   # a keras.applications model's: recorded (no TensorFlow here)
     return {
         "name": name, "family": e.family, "paper": e.paper, "year": e.year,
         "default_input": list(e.default_input), "num_classes": e.num_classes,
-        "params": r.total_params, "trainable_params": r.trainable_params, "macs": r.macs,
+        "params": params, "trainable_params": trainable, "macs": macs, "source": e.source,
+        **({"natural_inputs": {f"{k}={v}": list(shape) for (k, v), shape in e.cfg.natural_inputs}}
+           if e.cfg.natural_inputs else {}),
         "options": e.options, "description": e.description,
         "published": [{k: dict(v) if k == "options" else v for k, v in dataclasses.asdict(pub).items()
                        if v not in (None, ())} for pub in e.published],
@@ -30,10 +32,12 @@ def _entry_row(name):
 @format_option
 def list_cmd(pattern, fmt):
     """List registered models matching PATTERN, with family, paper, year, default input,
-    parameters and multiply-adds at that input.
+    parameters and multiply-adds at that input, and who builds it (Source: kerascnn's spec
+    list, or keras.applications' own constructor).
 
     PATTERN is a plain word, matched as a substring of the name or the family name
-    (`kerascnn list resnet`, `kerascnn list lecture`), or a shell wildcard ('vgg1?_bn').
+    (`kerascnn list resnet`, `kerascnn list lecture`; `kerascnn list keras` lists the
+    keras.applications family), or a shell wildcard ('vgg1?_bn').
     """
     from kerascnn.analysis import human
     from kerascnn.registry import list_models
@@ -47,10 +51,10 @@ def list_cmd(pattern, fmt):
         echo_json(rows)
         return
     click.echo(table(
-        ["Model", "Family", "Paper", "Year", "Input", "Classes", "Params", "MACs"],
+        ["Model", "Family", "Paper", "Year", "Input", "Classes", "Params", "MACs", "Source"],
         [[r["name"], r["family"], r["paper"], r["year"], "x".join(map(str, r["default_input"])),
-          r["num_classes"], f"{r['params']:,}", human(r["macs"])] for r in rows],
-        "llllrrrr"))
+          r["num_classes"], f"{r['params']:,}", human(r["macs"]), r["source"].rsplit(".", 1)[0]] for r in rows],
+        "llllrrrrl"))
 
 
 def _keras_counts(model) -> dict:
@@ -124,6 +128,8 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     if is_file:
         return _summary_of_file(model_or_spec, input_shape, num_classes, options, fmt, use_keras, depth, strict)
     ref = model_ref(model_or_spec, options, input_shape, num_classes, spec=True)
+    if ref.entry is not None and ref.entry.kind == "keras":
+        return _summary_of_keras_entry(ref, fmt, use_keras, depth, strict, weights)
     if ref.is_spec and input_shape is None:
         raise click.UsageError("a layer spec needs --input-shape H,W,C (e.g. --input-shape 32,32,3)")
     if ref.is_spec and num_classes is not None:
@@ -138,10 +144,10 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     model = _build_or_explain(ref, report, depth, fmt) if use_keras else None
     loaded = None
     if weights:
-        from kerascnn import weights as W
+        from kerascnn import pretrained as P
 
-        path, _ = W.resolve(weights, name, opts, shape, k)
-        loaded = W.load_into(model, path, options=opts, model_name=name).line(path)
+        wf = P.open_weights(weights, name, opts, shape, k)
+        loaded = wf.load(model, name, opts).line(wf.path)
     counts = _keras_counts(model) if model is not None else None
     if fmt == "json":
         out = {"model": name, **report.to_dict()}
@@ -173,6 +179,47 @@ def summary(model_or_spec, input_shape, num_classes, options, fmt, use_keras, de
     if counts is not None:
         ok = all(counts.get(l.name) == l.params for l in analysis.walk(report.layers))
         click.echo(f"Keras count_params() agrees with the arithmetic on every layer: {'yes' if ok else 'NO'}")
+    if loaded:
+        click.echo(loaded)
+
+
+def _summary_of_keras_entry(ref, fmt, use_keras, depth, strict, weights):
+    """A model built by Keras's own constructor (the keras.applications family): it has no spec list, so
+    its arithmetic is the Keras-model analysis of the built model (``kerascnn.analyze(model)``)."""
+    from kerascnn.commands.common import load_tensorflow
+    from kerascnn.keras_analysis import analyze_keras
+    from kerascnn.report import render
+
+    if not use_keras:
+        raise ConfigError(f"{ref.name} is built by {ref.entry.source}: its arithmetic is read from the Keras "
+                          f"model (drop --no-keras; `kerascnn list {ref.name}` shows its recorded figures)")
+    ref.check()
+    load_tensorflow()
+    model = ref.build()
+    loaded = None
+    if weights:
+        from kerascnn import pretrained as P
+
+        wf = P.open_weights(weights, ref.name, ref.options, ref.input_shape, ref.num_classes)
+        loaded = wf.load(model, ref.name, ref.options).line(wf.path)
+    report = analyze_keras(model)
+    if strict and report.warnings():
+        raise GeometryError(f"--strict: {report.warnings()[0]}")
+    if fmt == "json":
+        out = {**report.to_dict(), "model": ref.name, "source": ref.entry.source}
+        if loaded:
+            out["weights"] = loaded
+        echo_json(out)
+        return
+    click.echo("Keras model.summary():")
+    click.echo(_keras_summary_text(model))
+    click.echo("")
+    shape = "x".join(map(str, ref.input_shape))
+    click.echo(render(report, report.keras_counts, depth,
+                      title=f"Lecture arithmetic for {ref.name} ({ref.entry.source}) at {shape}"))
+    which = f"analysed layer ({len(report.unknown)} not analysed)" if report.unknown else "layer"
+    click.echo(f"Keras count_params() agrees with the arithmetic on every {which}: "
+               f"{'yes' if report.keras_agrees else 'NO'}")
     if loaded:
         click.echo(loaded)
 

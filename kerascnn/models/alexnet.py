@@ -3,14 +3,15 @@ Neural Networks", NeurIPS 2012; ``variant=torchvision``: Krizhevsky, "One weird 
 parallelizing convolutional neural networks", arXiv:1404.5997 (torchvision's AlexNet)."""
 from kerascnn.errors import ConfigError
 from kerascnn.models.width import check_units, check_width, scaled
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import Conv, Dense, Dropout, Flatten, Pool
 
 VARIANTS = ("paper", "torchvision")
 
 
 @register_model(family="alexnet", paper="Krizhevsky et al., NeurIPS 2012", year=2012,
-                default_input=(227, 227, 3), published=(
+                default_input=(227, 227, 3), natural_inputs=((("variant", "torchvision"), (224, 224, 3)),),
+                published=(
                     Published("the count commonly quoted for the paper's layer sizes as one tower "
                               "(no GPU split) at 227x227", params=62_378_344),
                     Published("Sze et al., 'Efficient Processing of Deep Neural Networks', Proc. IEEE 2017, "
@@ -30,7 +31,8 @@ def alexnet(input_shape, num_classes, grouped=False, variant="paper", width=1.0,
     channels, 11x11/4 pad 2, dropout before the dense layers, 61,100,840 params at 224x224); its
     ``AdaptiveAvgPool2d((6, 6))`` is the identity on the 6x6 map of a 224x224 input and an
     average pool on a map that is a multiple of 6; other maps are flattened as they are.
-    ``width``/``hidden``: channel multiplier and hidden dense units (4096).
+    ``width``/``hidden``: channel multiplier and hidden dense units (4096). The natural input is the
+    paper's 227x227x3, and torchvision's 224x224x3 for ``variant=torchvision``.
     """
     width, hidden = check_width(width, "alexnet"), check_units(hidden, "hidden", "alexnet")
     if variant not in VARIANTS:

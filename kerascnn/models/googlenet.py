@@ -13,7 +13,7 @@ import math
 
 from kerascnn.errors import ConfigError
 from kerascnn.models.width import check_width, scaled
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import (
     Activation,
     BatchNorm,

@@ -1,5 +1,5 @@
 """The lectures' own stacks: the "why not an MLP" baseline and the Keras MNIST convnet."""
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import Conv, Dense, Flatten, Pool
 
 

@@ -1,7 +1,7 @@
 """LeNet-5. LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document
 recognition", Proc. IEEE 86(11), 1998."""
 from kerascnn.errors import ConfigError
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import BatchNorm, Conv, Dense, Flatten, Pool
 
 

@@ -1,6 +1,6 @@
 """Network in Network. Lin, Chen & Yan, "Network In Network", ICLR 2014 (arXiv:1312.4400),
 in the form of Dive into Deep Learning, section 8.3."""
-from kerascnn.registry import register_model
+from kerascnn.models.base import register_model
 from kerascnn.specs import Activation, Conv, Dropout, GlobalPool, Pool
 
 

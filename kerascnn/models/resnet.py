@@ -6,7 +6,7 @@ Convolutions have no bias and are followed by BatchNorm, as in torchvision and
 (torchvision's "ResNet v1.5"). ``small_input=true`` swaps the 7x7/2 stem and its max-pool
 for one 3x3/1 convolution, the variant trained on 32x32 CIFAR images. ``variant=keras``
 (alias ``v1``) is ``keras.applications.ResNet50`` exactly, so its weight files load
-(``kerascnn.weights``): ResNet v1 with the stride on the block's first 1x1 convolution,
+(``kerascnn.pretrained``): ResNet v1 with the stride on the block's first 1x1 convolution,
 biased convolutions and BatchNorm epsilon 1.001e-5 (25,636,712 params). The default (v1.5)
 is torchvision's ResNet layer for layer (its max-pool pads with -inf, as kerascnn's), so
 torchvision's and timm's ResNet checkpoints load (``kerascnn.pretrained.torchvision``).
@@ -14,7 +14,7 @@ torchvision's and timm's ResNet checkpoints load (``kerascnn.pretrained.torchvis
 """
 from kerascnn.errors import ConfigError
 from kerascnn.models.width import check_width, scaled
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import (
     KERAS_RESNET_BN_EPSILON,
     Activation,

@@ -9,7 +9,7 @@ sets the two hidden dense layers (4096). The layers are torchvision's VGG too (i
 (``kerascnn.pretrained.torchvision``).
 """
 from kerascnn.models.width import check_units, check_width, scaled
-from kerascnn.registry import Published, register_model
+from kerascnn.models.base import Published, register_model
 from kerascnn.specs import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, Pool
 
 VGG_CFGS = {

@@ -25,13 +25,12 @@ keras.applications ``_notop`` file); the report lists what is new.
 """
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 
-from kerascnn.pretrained import LoadReport, WeightsError, weighted_layers
+from kerascnn.pretrained.base import LoadReport, WeightsError, weighted_layers
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")   # .bin: pytorch_model.bin (Hugging Face / timm)
 TORCH_BN_EPSILON = 1e-5
@@ -55,7 +54,12 @@ def _error(msg):
 
 
 def is_torch_file(path) -> bool:
-    return Path(path).suffix.lower() in SUFFIXES
+    """A PyTorch / safetensors state_dict, known from the file's first bytes (a file that cannot be read:
+    from its suffix)."""
+    from kerascnn.pretrained.base import sniff
+
+    kind = sniff(path)
+    return kind in ("safetensors", "torch") or (kind == "unknown" and Path(path).suffix.lower() in SUFFIXES)
 
 
 def _first(keys, n=3) -> str:
@@ -72,7 +76,10 @@ def read_state_dict(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise _error(f"weight file not found: {path}")
-    if path.suffix.lower() == ".safetensors":
+    from kerascnn.pretrained.base import sniff
+
+    kind = sniff(path)
+    if kind == "safetensors" or (kind == "unknown" and path.suffix.lower() == ".safetensors"):
         try:
             from safetensors import SafetensorError
             from safetensors.numpy import load_file
@@ -100,11 +107,17 @@ def _read_pth(path: Path) -> dict:
     except ImportError:
         raise _error("reading .pth needs PyTorch: pip install 'kerascnn[torch]' "
                      "(or convert the file to .safetensors)") from None
+    import warnings
+
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError):
-        raise _error(f"cannot read {path} as a PyTorch state_dict: not a torch file, or it holds objects other "
-                     f"than tensors (read with weights_only=True; kerascnn never unpickles anything else)") from None
+        with warnings.catch_warnings():   # torch warns (TorchScript archives, legacy files) before it refuses
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:   # noqa: BLE001  UnpicklingError, RuntimeError, KeyError (not a torch file) ...
+        what = ("a TorchScript archive" if "TorchScript" in str(e)
+                else "not a torch file, or it holds objects other than tensors")
+        raise _error(f"cannot read {path} as a PyTorch state_dict: {what} (read with weights_only=True; kerascnn "
+                     f"never unpickles anything else)") from None
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -116,8 +129,8 @@ def _read_pth(path: Path) -> dict:
 
 # ------------------------------------------------------------------ layouts
 
-def layout_of(keys) -> str:
-    """The torchvision family a state_dict's key names belong to, or one clear refusal."""
+def layout_of(keys, source="the file") -> str:
+    """The torchvision family a state_dict's key names belong to, or one clear refusal naming ``source``."""
     order = [k for k in keys if not k.endswith(("num_batches_tracked", "running_mean", "running_var"))]
     keys = set(keys)
     if "conv1.weight" in keys and "bn1.weight" in keys and any(k.startswith("layer1.0.") for k in keys):
@@ -126,7 +139,7 @@ def layout_of(keys) -> str:
         return "googlenet"
     if "features.0.weight" in keys:
         return "alexnet" if "classifier.1.weight" in keys else "vgg"
-    raise _error(f"not a torchvision VGG/ResNet/AlexNet/GoogLeNet state_dict (keys {_first(order)}); "
+    raise _error(f"{source} is not a torchvision VGG/ResNet/AlexNet/GoogLeNet state_dict (keys {_first(order)}); "
                  f"timm checkpoints load only where they use torchvision's ResNet names "
                  f"(conv1, bn1, layer1.0.conv1, fc)")
 
@@ -254,11 +267,20 @@ def _convert(model, layer, values: list) -> list:
     return [np.ascontiguousarray(v, dtype=np.float32) for v in values]
 
 
-def check_variant(model_name: str, options: dict | None, layout: str, source):
-    """One line naming the option when ``model_name`` is not built as the source's architecture."""
+def check_variant(model_name: str, options: dict | None, layout: str, source, sd: dict | None = None):
+    """One line naming the model or option when ``model_name`` is not built as the source's architecture:
+    another family, another depth (a ResNet-50 file into resnet18), or another ``-o variant``."""
+    from kerascnn.registry import get_entry, is_model
+
+    if is_model(model_name) and get_entry(model_name).kind == "keras":
+        raise _error(f"{source} holds a torchvision {layout} state_dict; {model_name} is "
+                     f"{get_entry(model_name).source}, which loads Keras weight files (torchvision's load into "
+                     f"kerascnn's own {layout} models)")
     if _family(model_name) != layout:
         raise _error(f"{source} holds a torchvision {layout} state_dict; {model_name} is not a {layout} "
                      f"(pick a {layout} model)")
+    if sd is not None:
+        _check_depth(model_name, layout, sd, source)
     if options is None or model_name not in VARIANT:
         return
     key, ok = VARIANT[model_name]
@@ -266,15 +288,99 @@ def check_variant(model_name: str, options: dict | None, layout: str, source):
         raise _error(f"{source} is torchvision's {model_name}: build it with -o {key}={ok[-1]}")
 
 
+TORCHVISION_RESNETS = {(False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34",
+                       (True, (3, 4, 6, 3)): "resnet50", (True, (3, 4, 23, 3)): "resnet101",
+                       (True, (3, 8, 36, 3)): "resnet152"}
+VGG_CONVS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}
+
+
+def _resnet_depth(sd: dict) -> tuple:
+    """(bottleneck, blocks per stage) of a ResNet state_dict."""
+    blocks = []
+    for stage in range(1, 5):
+        ids = {int(k.split(".")[1]) for k in sd if k.startswith(f"layer{stage}.") and k.split(".")[1].isdigit()}
+        blocks.append(max(ids) + 1 if ids else 0)
+    return any(k.startswith("layer1.0.conv3.") for k in sd), tuple(blocks)
+
+
+def _check_depth(model_name: str, layout: str, sd: dict, source) -> None:
+    if layout == "resnet":
+        from kerascnn.models.resnet import RESNET_STAGES
+
+        if model_name not in RESNET_STAGES:
+            return
+        have, want = _resnet_depth(sd), RESNET_STAGES[model_name]
+        if have != tuple(want):
+            kind = lambda b: "bottleneck" if b else "basic"
+            name = TORCHVISION_RESNETS.get(have, "a ResNet kerascnn does not build")
+            raise _error(f"{source} is a ResNet of {kind(have[0])} blocks {have[1]} ({name}); {model_name} has "
+                         f"{kind(want[0])} blocks {tuple(want[1])}: another depth (use {name})")
+    elif layout == "vgg":
+        convs = sum(1 for k, v in sd.items() if k.startswith("features.") and k.endswith(".weight")
+                    and getattr(v, "ndim", len(getattr(v, "shape", ()))) == 4)
+        bn = any(k.startswith("features.") and k.endswith("running_mean") for k in sd)
+        have = VGG_CONVS.get(convs, f"a VGG with {convs} convolutions") + ("_bn" if bn and convs in VGG_CONVS else "")
+        if have != model_name and model_name.startswith("vgg"):
+            raise _error(f"{source} is {have} ({convs} convolutions{', BatchNorm' if bn else ''}); {model_name} "
+                         f"is another depth or BatchNorm variant (use {have})")
+
+
+def file_classes(sd: dict, layout: str):
+    """The number of classes of the state_dict's classifier, or None when it has none."""
+    if layout in ("resnet", "googlenet"):
+        w = sd.get("fc.weight")
+    else:
+        heads = [k for k in sd if k.startswith("classifier.") and k.endswith(".weight")]
+        w = sd[max(heads, key=lambda k: int(k.split(".")[1]))] if heads else None
+    return int(w.shape[0]) if w is not None and len(w.shape) == 2 else None
+
+
+def timm_config(path) -> dict | None:
+    """The ``pretrained_cfg`` of a timm checkpoint: the ``config.json`` the Hugging Face Hub keeps beside
+    ``model.safetensors`` / ``pytorch_model.bin`` (timm's ``push_to_hf_hub`` / ``save_for_hf`` write it),
+    or None when there is none."""
+    import json
+
+    f = Path(path).parent / "config.json"
+    try:
+        if not f.is_file() or f.stat().st_size > 1 << 20:
+            return None
+        cfg = json.loads(f.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if isinstance(cfg, dict) and isinstance(cfg.get("pretrained_cfg"), dict):
+        return cfg["pretrained_cfg"]
+    return None
+
+
+# torchvision checkpoints whose evaluation transform is not ImageClassification's default (resize 256),
+# by the first 8 hex digits of the file's SHA-256 (torchvision names its files by them)
+KNOWN_RESIZE = {"11ad3fa6": 232}   # resnet50 IMAGENET1K_V2: ImageClassification(crop_size=224, resize_size=232)
+
+
+def known_resize(path) -> int | None:
+    """The resize of a torchvision checkpoint recognised by its content (SHA-256), or None."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return KNOWN_RESIZE.get(h.hexdigest()[:8])
+
+
 def load_state_dict(model, source, sd: dict, model_name: str | None = None, options: dict | None = None,
                     dry_run: bool = False):
     """Set ``model``'s weights from the torchvision state_dict ``sd`` (as ``read_state_dict`` gives).
-    Returns a ``kerascnn.weights.LoadReport``; raises one ``WeightsError`` and changes nothing if the
+    Returns a ``kerascnn.pretrained.LoadReport``; raises one ``WeightsError`` and changes nothing if the
     file does not fit. Every key and shape is checked before any array is converted; ``dry_run``
     stops there (``sd`` may then hold anything with a ``.shape``)."""
     model_name = model_name or model.name
-    layout = layout_of(sd)
-    check_variant(model_name, options, layout, source)
+    layout = layout_of(sd, source)
+    check_variant(model_name, options, layout, source, sd)
     hint = ""
     if model_name in VARIANT:
         key, ok = VARIANT[model_name]

@@ -179,7 +179,7 @@ class TrainConfig:
                                     help="Start from pretrained weights: a keras.applications .h5 (or Keras "
                                          ".weights.h5), a torchvision/timm .safetensors or .pth, or imagenet for the "
                                          "file in the Keras cache (~/.keras/models); a head for other classes is new.")
-    weights_preprocessing: Optional[str] = option(None, "choice", choices=("caffe", "torch", "tf", "none"),
+    weights_preprocessing: Optional[str] = option(None, "choice", choices=("caffe", "torch", "tf", "raw", "none"),
                                                   flags=("--preprocessing", "--weights-preprocessing"),
                                                   help="Input preprocessing inside the model (default: the weights' "
                                                        "own: caffe for keras.applications files, torch for "
@@ -412,9 +412,10 @@ def resolve_config(given: dict, config_file=None, resume=None) -> TrainConfig:
     if merged.get("data"):
         merged["dataset"] = None     # a file or folder replaces the built-in data set
     if typed.get("weights") and "weights_preprocessing" not in typed:
-        from kerascnn import weights as W
+        from kerascnn import pretrained as P
 
-        merged["weights_preprocessing"] = W.default_preprocessing(typed["weights"], entry.name)
+        merged["weights_preprocessing"] = P.default_preprocessing(typed["weights"], entry.name,
+                                                                  merged.get("model_options"))
     if merged.get("backend") is None:
         merged["backend"] = "jax" if os.environ.get("KERAS_BACKEND") == "jax" else "tensorflow"
     config = TrainConfig(**merged)

@@ -121,7 +121,7 @@ def _data(config: TrainConfig, entry):
     """(input shape, ``TrainingData``) at the model's natural input or ``image_size``."""
     from kerascnn.data.source import training_sources
 
-    natural = entry.default_input
+    natural = entry.cfg.natural_input(config.model_options)
     size = tuple(config.image_size or natural[:2])
     data = training_sources(config.dataset, config.data, size, natural[2], seed=config.seed,
                             val_split=config.val_split, class_names=config.class_names,
@@ -157,14 +157,15 @@ def _build(config: TrainConfig, entry, engine, input_shape, num_classes: int, ph
     def build_model():
         model = entry.build(input_shape, num_classes, **config.model_options)
         if config.weights:
-            from kerascnn import weights as W
+            from kerascnn import pretrained as P
 
             if from_state:  # the saved state holds the weights; only the architecture is needed
-                model = W.with_preprocessing(model, config.weights_preprocessing)
+                model = P.with_preprocessing(model, P.resume_preprocessing(config.weights,
+                                                                          config.weights_preprocessing))
             else:
-                model, line, _ = W.pretrained(model, config.weights, entry.name, config.model_options,
-                                              config.weights_preprocessing or None)
-                echo(line + f"; preprocessing {config.weights_preprocessing or 'none'}")
+                model, line, prep = P.load_pretrained(model, config.weights, entry.name, config.model_options,
+                                                      config.weights_preprocessing or None)
+                echo(line + f"; preprocessing {config.weights_preprocessing or 'none'} ({prep.origin}: {prep.why})")
         if phases.freeze:
             from kerascnn.training import finetune
 
