@@ -52,7 +52,7 @@ def load(data_path, shape, n):
 
 def run_kerascnn(name, shape, opts, npz, epochs, batch):
     from kerascnn import training
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
 
     with tempfile.TemporaryDirectory() as tmp:
         cli = {"model": name, "data": str(npz), "dataset": None, "epochs": epochs + 1, "batch_size": batch,

@@ -7,7 +7,7 @@ modules that build, train or export models.
 ``export``, ``load_run`` -- lives in ``kerascnn.api`` (imported on first use), the same code the
 ``kerascnn`` commands run.
 """
-__version__ = "0.1.0"
+from kerascnn._version import __version__  # noqa: F401
 
 _API = ("train", "evaluate", "predict", "export", "load_run")
 

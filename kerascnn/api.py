@@ -10,7 +10,7 @@
 
 ``train``'s keyword arguments are ``TrainConfig``'s fields (the ``kerascnn train`` long options
 with ``_``); they are merged and checked exactly as on the command line
-(``training.config.resolve_config``: defaults < family defaults < ``config`` file or the resumed
+(``training.merge.resolve_config``: defaults < family defaults < ``config`` file or the resumed
 run < keywords), and an unknown keyword is answered with the nearest option. The other
 functions take the keywords of their commands. Everything is checked before TensorFlow loads.
 Results are objects a notebook shows as tables (``kerascnn.results``); ``quiet=True`` prints
@@ -65,7 +65,7 @@ def train(model=None, *, config=None, resume=None, quiet: bool = False, echo=Non
     ``config``: a YAML/JSON file (a run's config.json reproduces it) or a mapping; ``resume``: a
     run directory to continue. ``progress`` (default: not ``quiet``) shows progress bars."""
     from kerascnn import training
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
     from kerascnn.training.resume import NothingToDo
 
     echo = _echo(quiet, echo)

@@ -72,7 +72,7 @@ def _precision(requested, backend: str, kind: str, report) -> tuple:
     (the same on every CPU kind); on GPUs the training policy of the engine: JAX
     ``policy.jax_precision_for`` (bf16 on compute capability 8.0+ where it pays), TensorFlow
     ``policy.precision_for``."""
-    from kerascnn.training import policy
+    from kerascnn.engines import policy
 
     if backend == "jax":
         import jax

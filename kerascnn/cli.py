@@ -16,7 +16,7 @@ import os
 
 import click
 
-from kerascnn import __version__
+from kerascnn._version import __version__
 from kerascnn.errors import ConfigError, KerasCNNError, Stopped
 
 # command name -> "module:attribute"; modules are imported on first use.

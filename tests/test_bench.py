@@ -139,7 +139,7 @@ class _Dev:
 def test_jax_gpu_precision_decision_without_a_gpu(model, shape, opts, h100, v100):
     """bf16 by default on compute capability >= 8.0 only for models with enough (wide) arithmetic;
     float32 on CPUs and pre-Ampere GPUs; an explicit request always wins."""
-    from kerascnn.training.policy import jax_precision_for, uses_tf32
+    from kerascnn.engines.policy import jax_precision_for, uses_tf32
 
     entry = get_entry(model)
     report = entry.analyze(shape or entry.default_input, 10, **opts)

@@ -80,7 +80,7 @@ def test_class_names_in_a_config_file_reach_config_json_and_evaluate(tmp_path, i
     pr = invoke("predict", tmp_path / "run", tmp_path / "one.png", "--class-names", "x,y")
     assert pr.exit_code == 2 and pr.output.strip() == "Error: --class-names gives 2 names but the model has 3 classes"
     # the run's config.json reproduces the names; with other data they are dropped, not misapplied
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
 
     recorded = tmp_path / "run" / "config.json"
     assert resolve_config({}, config_file=recorded).class_names == ("ant", "bee", "cow")

@@ -281,7 +281,7 @@ def test_yaml_alias_bomb_is_refused_without_expanding(tmp_path):
     import tracemalloc
 
     from kerascnn.errors import ConfigError
-    from kerascnn.training.config import load_config_file
+    from kerascnn.training.merge import load_config_file
 
     f = tmp_path / "bomb.yaml"
     f.write_text(BILLION_LAUGHS)

@@ -83,7 +83,7 @@ def test_config_json_reproduces_the_run(tmp_path):
 
 
 def test_yaml_config_and_command_line_precedence(tmp_path, invoke):
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
 
     (tmp_path / "c.yaml").write_text("model: convnet\nepochs: 3\nlr: 0.002\nbatch-size: 64\n")
     cfg = resolve_config({"lr": 0.005}, config_file=tmp_path / "c.yaml")
@@ -121,7 +121,7 @@ def test_resume_and_run_dir_guards(tmp_path, invoke, trained_run):
 
 def test_cpu_bfloat16_only_for_models_wide_enough_to_gain():
     """mixed_bfloat16 is the CPU default only where most MACs sit in layers with >= 32 channels."""
-    from kerascnn.training.policy import wide_mac_fraction
+    from kerascnn.engines.policy import wide_mac_fraction
 
     lenet = get_entry("lenet5").analyze()
     convnet = get_entry("convnet").analyze()

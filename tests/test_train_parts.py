@@ -72,7 +72,7 @@ def test_class_names_option_parses_files_and_lists(tmp_path):
 
 def test_startup_line_never_shows_a_private_class_name():
     from kerascnn.distribute import StrategyInfo
-    from kerascnn.training.policy import describe_strategy
+    from kerascnn.engines.policy import describe_strategy
 
     class _DefaultDistributionStrategy:
         pass
@@ -171,7 +171,7 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
     from kerascnn.distribute import choose
     from kerascnn.engines.base import Engine
     from kerascnn.engines.tensorflow import TensorFlowEngine
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
     from kerascnn.training.record import RunRecord
 
     class ContractOnly(Engine):
@@ -229,7 +229,8 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
 
 
 def test_resolve_config_starts_from_the_field_defaults_and_reads_back_a_finetune_config(tmp_path):
-    from kerascnn.training.config import TrainConfig, load_config_file, resolve_config
+    from kerascnn.training.config import TrainConfig
+    from kerascnn.training.merge import load_config_file, resolve_config
 
     cfg = resolve_config({"model": "convnet"})      # no family defaults: exactly the fields' own
     assert cfg == TrainConfig(model="convnet", backend=cfg.backend)
@@ -250,7 +251,7 @@ def test_resolve_config_starts_from_the_field_defaults_and_reads_back_a_finetune
 
 def test_unknown_options_are_answered_with_the_nearest_one(tmp_path, invoke):
     from kerascnn.errors import ConfigError
-    from kerascnn.training.config import resolve_config
+    from kerascnn.training.merge import resolve_config
 
     with pytest.raises(ConfigError, match=r"^unknown option 'lerning_rate' \(did you mean 'lr'\?\)$"):
         resolve_config({"model": "convnet", "lerning_rate": 0.1})

@@ -2,7 +2,7 @@
 
 Its options are generated from ``TrainConfig``'s field declarations (kind, choices or bounds,
 help): the command only collects what the user typed; defaults, merging and validation happen
-once, in ``kerascnn.training.config.resolve_config``.
+once, in ``kerascnn.training.merge.resolve_config``.
 """
 from __future__ import annotations
 

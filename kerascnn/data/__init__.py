@@ -11,7 +11,7 @@ One module per concern (this package re-exports their names, so ``from kerascnn 
 
 - ``arrays``: ``ImageData``, the array checks every source passes, ``.npz`` files (header checks);
 - ``images``: image files and class folders (header / bomb checks, PIL decode, scans, stacking);
-- ``loading``: ``load_data`` (built-ins, ``--data``), ``parse_class_names``;
+- ``loading``: ``load_data`` (built-ins, ``--data``), ``parse_class_names``, image files decoded into memory;
 - ``splits`` / ``prepare``: the seeded validation split; resize + channels + scale;
 - ``pipeline``: the in-memory ``tf.data`` pipelines (``epoch_order``, ``train_dataset``, ``eval_dataset``);
 - ``formats``: CIFAR archives, ``keras.datasets`` caches, IDX, manifests, TFRecord shards;
@@ -23,15 +23,15 @@ One module per concern (this package re-exports their names, so ``from kerascnn 
 from kerascnn.data.arrays import (NPZ_KEYS, ImageData, _as_nhwc, _check_fits, _check_pair, _class_names, _labels,
                                   _load_npz, _npz_members, _pixel_scale, _short, _unit_range, _validated,
                                   check_labels, check_npz_headers)
-from kerascnn.data.images import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, DataWarning, _check_headers, _decode_stack,
-                                  _check_image_header, _conform, _decode, _load_folder, _open_header, _read_image,
-                                  _regular_file, _scan_folder, _stack, _warn_skipped, echo_warnings, image_files,
-                                  iter_image_batches, load_image_batch, load_image_files, walk_files,
-                                  count_image_files)
-from kerascnn.data.loading import (BUILTIN, CLASS_NAMES, _keras_cache_dir, _load_digits, _load_keras, load_data,
+from kerascnn.data.images import (IMAGE_EXTENSIONS, DataWarning, _check_headers, _check_image_header, _conform,
+                                  _decode, _open_header, _read_image, _regular_file, _scan_folder, _stack,
+                                  _warn_skipped, echo_warnings, image_files, walk_files, count_image_files)
+from kerascnn.data.loading import (BUILTIN, CLASS_NAMES, _decode_stack, _keras_cache_dir, _load_digits, _load_folder,
+                                   _load_keras, iter_image_batches, load_data, load_image_batch, load_image_files,
                                    parse_class_names)
 from kerascnn.data.pipeline import _augmenter, epoch_order, eval_dataset, train_dataset
 from kerascnn.data.prepare import prepare_images
+from kerascnn.data.safe_read import MAX_IMAGE_PIXELS
 from kerascnn.data.splits import split_validation
 
 __all__ = ["BUILTIN", "CLASS_NAMES", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "NPZ_KEYS", "DataWarning", "ImageData",

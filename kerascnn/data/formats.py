@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import safe_read
+from kerascnn.data.images import check_encoded
 from kerascnn.errors import DataError, tf_cause
 
 TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
@@ -409,7 +410,7 @@ def _read_shards(files: list):
                 try:
                     ex = tf.io.parse_single_example(rec, spec)
                     enc = ex["image/encoded"]   # JPEG: the accurate IDCT, PIL's pixels (as the streams decode)
-                    safe_read.check_encoded(enc.numpy(), f"{f}: record {i}")    # no bomb is decoded
+                    check_encoded(enc.numpy(), f"{f}: record {i}")    # no bomb is decoded
                     img = (tf.io.decode_jpeg(enc, dct_method="INTEGER_ACCURATE") if tf.io.is_jpeg(enc)
                            else tf.io.decode_image(enc, expand_animations=False)).numpy()
                 except (tf.errors.InvalidArgumentError, ValueError) as e:

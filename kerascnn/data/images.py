@@ -1,5 +1,6 @@
 """Image files and class folders: safe header reads (bomb checks), PIL decode of every mode to
-uint8 gray / RGB, folder scans, stacking mixed sizes and modes, ``load_image_files`` for predict."""
+uint8 gray / RGB, why an image cannot be used (``diagnose_image``, for the streams' guards),
+folder scans, stacking mixed sizes and modes."""
 from __future__ import annotations
 
 import contextlib
@@ -10,14 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.data.arrays import ImageData, _check_fits, _validated
-from kerascnn.data.splits import split_validation
+from kerascnn.data.arrays import _check_fits
+from kerascnn.data.safe_read import MAX_IMAGE_PIXELS, open_regular, read_regular
 from kerascnn.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-
-
-MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 9,459 x 9,459): no classifier input
 
 
 def _check_image_header(path: Path, im, have: int | None = None) -> None:
@@ -41,8 +39,6 @@ def _open_header(path: Path):
     as a regular file of bounded size (``safe_read.open_regular``: no FIFO, device or /dev/zero
     link, checked on the opened file); a file object is read as it is."""
     from PIL import Image
-
-    from kerascnn.data.safe_read import open_regular
 
     fh = open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
     with fh as src:
@@ -101,6 +97,49 @@ def _decode(im) -> np.ndarray:
     elif im.mode not in ("L", "RGB"):  # P, RGBA, CMYK, YCbCr ... -> RGB (alpha dropped)
         im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "RGBA") else im.convert("RGB")
     return np.asarray(im, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- bad items at decode time
+def diagnose_image(data: bytes, name: str) -> str:
+    """Why ``data`` (an encoded image) cannot be used: ``"NAME: reason"`` (PIL's header check and
+    decode, as the scan would say); a generic reason when PIL reads it but TensorFlow did not."""
+    import io
+
+    try:
+        with _open_header(io.BytesIO(data)) as im:
+            _check_image_header(Path(name), im)
+            _decode(im)
+    except DataError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001  (PIL raises many kinds for a corrupt body)
+        from PIL import UnidentifiedImageError
+
+        if isinstance(e, UnidentifiedImageError):
+            return f"{name}: not an image (Unknown image file format)"
+        return f"{name}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})"
+    return f"{name}: TensorFlow could not decode it"
+
+
+def check_encoded(data: bytes, name: str) -> None:
+    """Refuse (one line naming ``name``) an encoded image whose header claims more than
+    ``MAX_IMAGE_PIXELS``, before anything decodes it (PIL reads the header only)."""
+    import io
+
+    try:
+        with _open_header(io.BytesIO(data)) as im:
+            _check_image_header(Path(name), im)
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001  (not an image PIL knows: the decoder says what is wrong)
+        return
+
+
+def diagnose_file(path) -> str:
+    try:
+        data = read_regular(path)
+    except DataError as e:
+        return str(e)
+    return diagnose_image(data, str(path))
 
 
 class DataWarning(UserWarning):
@@ -285,48 +324,6 @@ def _check_headers(root: Path, files: list) -> None:
                 "; stream them from disk instead (--stream on)")
 
 
-def _decode_stack(src, files: list) -> np.ndarray:
-    """Image files -> one uint8 (N, H, W, C) array at the most common size and channel count, with
-    the pixels of PIL + ``_stack`` (JPEG/PNG already at that size and mode decoded by TensorFlow,
-    JPEG with PIL's IDCT; the rest through PIL and ``_conform``), decoded in parallel straight into
-    the array (``stream.decode_raw``). The header pass first: a bad file is named before anything
-    is decoded, and a folder whose decoded images would not fit twice is refused."""
-    from kerascnn.data import headers, stream
-
-    names = [str(f) for f in files]
-    _, shapes, _ = headers.header_pass(names, "stop")
-    total = sum(h * w * c for h, w, c, _, _ in shapes)
-    _check_fits(src, (2 * total,), 1, f"{len(files):,} images decoded and stacked in memory",
-                "; stream them from disk instead (--stream on)")
-    x, _ = stream._file_images(src, names, "stop", shapes=shapes)
-    size, channels = tuple(x.raw_size), x.raw_channels
-    _check_fits(Path(names[0]).parent if names else "images", (len(names),) + size + (channels,), 1,
-                f"{len(names):,} images at {size[0]}x{size[1]}x{channels}")
-    out = stream.decode_raw(x)
-    converted = sum(1 for s in shapes if s[2] != channels)
-    resized = sum(1 for s in shapes if s[:2] != size)
-    if converted or resized:
-        mode = "gray" if channels == 1 else "RGB"
-        warnings.warn(DataWarning(f"{len(names)} images of mixed modes/sizes: {converted} converted to {mode}, "
-                                  f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=3)
-    return out
-
-
-def _load_folder(root: Path, seed: int) -> ImageData:
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        names, f_tr, y_tr = _scan_folder(root / "train")
-        names_te, f_te, y_te = _scan_folder(root / "test")
-        if names_te != names:
-            raise DataError(f"{root}: train/ and test/ have different class folders")
-        x = _decode_stack(root, f_tr + f_te)
-        x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
-    else:
-        names, files, y = _scan_folder(root)
-        x = _decode_stack(root, files)
-        x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
-    return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
-
-
 def image_files(paths) -> list:
     """Image files and folders (folders expanded, sorted) -> the list of files, nothing decoded."""
     files = []
@@ -342,38 +339,3 @@ def image_files(paths) -> list:
         else:
             raise DataError(f"{p}: no such file or directory")
     return files
-
-
-def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
-    """Image files -> float32 batch ready for the model, each image resized from its own size."""
-    return load_image_files(files, image_size, channels, pixel_scale)[0]
-
-
-def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
-    """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
-    by a few batches whatever the number of files, decoded in parallel (``stream.file_batches``).
-    Every file's header is checked first (a bad file is named before any batch is decoded).
-    Yields (float32 batch, [file names])."""
-    from kerascnn.data import headers, stream
-
-    files = [str(f) for f in image_files(paths)]
-    if not files:
-        return
-    _, shapes, _ = headers.header_pass(files, "stop")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
-    _check_fits(files[0], (batch,) + size + (channels,), 4 * 3,
-                f"batches of {batch} images at {size[0]}x{size[1]}x{channels} in float32")
-    i = 0
-    batches = stream.file_batches(files, shapes, size, channels, pixel_scale, batch).as_numpy_iterator()
-    for xb in stream.named_errors(batches, files, batch):
-        yield xb, files[i:i + len(xb)]
-        i += len(xb)
-
-
-def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
-    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
-    parts = list(iter_image_batches(paths, image_size, channels, pixel_scale))
-    if not parts:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
-        return np.zeros((0,) + size + (channels,), np.float32), []
-    return np.concatenate([x for x, _ in parts]), sum((f for _, f in parts), [])

@@ -1,14 +1,17 @@
 """``load_data``: a built-in data set by name, or ``--data`` (``.npz``, class folder, or a format in
-``kerascnn.data.formats``) -> validated ``ImageData``; ``parse_class_names`` for ``--class-names``."""
+``kerascnn.data.formats``) -> validated ``ImageData``; ``parse_class_names`` for ``--class-names``;
+image files decoded into memory by the streams' batch decoders (``_decode_stack`` for a folder,
+``load_image_files`` / ``iter_image_batches`` for predict)."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from kerascnn.data.arrays import ImageData, _load_npz, _short, _validated
-from kerascnn.data.images import _load_folder, _regular_file
+from kerascnn.data.arrays import ImageData, _check_fits, _load_npz, _short, _validated
+from kerascnn.data.images import DataWarning, _regular_file, _scan_folder, image_files
 from kerascnn.data.splits import split_validation
 from kerascnn.errors import ConfigError, DataError
 
@@ -135,50 +138,79 @@ def _load_keras(name: str) -> ImageData:
     return _validated(x_tr, y_tr, x_te, y_te, names, name, name)
 
 
-def memory_plan(path, size: tuple, channels: int):
-    """(raw image bytes, images prepared for training, load copies, hint) of ``--data PATH`` from
-    headers, sizes and counts only (nothing decoded), for ``guard.check_in_memory``; None when the
-    format is not known here (``load_data`` then says what is wrong)."""
-    from kerascnn.data import formats, stream
+# --------------------------------------------------------------------------- image files into memory
+def _decode_stack(src, files: list) -> np.ndarray:
+    """Image files -> one uint8 (N, H, W, C) array at the most common size and channel count, with
+    the pixels of PIL + ``_stack`` (JPEG/PNG already at that size and mode decoded by TensorFlow,
+    JPEG with PIL's IDCT; the rest through PIL and ``_conform``), decoded in parallel straight into
+    the array (``stream.decode_raw``). The header pass first: a bad file is named before anything
+    is decoded, and a folder whose decoded images would not fit twice is refused."""
+    from kerascnn.data import headers, stream
 
-    path = Path(path)
-    try:
-        kind = formats.detect(path)
-        if stream.file_source(path):   # folders, manifests, shards: raw size taken at the model's input
-            n = stream.count_files(path)
-            return n * int(size[0]) * int(size[1]) * int(channels), n, 2.0, "stream it from disk (--stream on)"
-        more = "use a smaller --image-size or a machine with more memory"
-        if kind is None and path.suffix.lower() == ".npz":
-            from kerascnn.data.arrays import _npz_members
-
-            m = _npz_members(path)
-            if "x_train" not in m or not m["x_train"][0] or any(not m[k][0] for k in ("x_test",) if k in m):
-                return None   # no images or 0-d arrays: load_data names what is wrong
-            shape, dtype = m["x_train"]
-            raw = sum(int(np.prod(m[k][0], dtype=object)) * m[k][1].itemsize for k in ("x_train", "x_test") if k in m)
-            n = int(shape[0]) if "x_test" in m else int(shape[0]) - int(round(0.2 * int(shape[0])))
-            return raw, n, 2.0 + (4.0 / dtype.itemsize if dtype.kind == "f" else 0.0), f"{more} (an .npz loads whole)"
-        if kind in ("cifar-archive", "cifar-dir"):
-            sizes = _cifar_member_sizes(path, kind)
-            train = sum(v for k, v in sizes.items() if k.startswith("data_batch_") or k == "train")
-            return sum(sizes.values()), train // 3073, 4.0, f"{more} (a CIFAR archive loads whole)"
-        if kind == "idx-dir":
-            dims = [formats.idx_dims(path, name) for name in (formats.IDX_FILES[0], formats.IDX_FILES[2])]
-            raw = sum(int(np.prod(d, dtype=object)) for d in dims)
-            return raw, int(dims[0][0]), 3.0, f"{more} (IDX files load whole)"
-    except (OSError, DataError, ValueError, EOFError, IndexError, KeyError, TypeError):
-        return None   # whatever is wrong with the file, load_data says it in one line
-    return None
+    names = [str(f) for f in files]
+    _, shapes, _ = headers.header_pass(names, "stop")
+    total = sum(h * w * c for h, w, c, _, _ in shapes)
+    _check_fits(src, (2 * total,), 1, f"{len(files):,} images decoded and stacked in memory",
+                "; stream them from disk instead (--stream on)")
+    x, _ = stream._file_images(src, names, "stop", shapes=shapes)
+    size, channels = tuple(x.raw_size), x.raw_channels
+    _check_fits(Path(names[0]).parent if names else "images", (len(names),) + size + (channels,), 1,
+                f"{len(names):,} images at {size[0]}x{size[1]}x{channels}")
+    out = stream.decode_raw(x)
+    converted = sum(1 for s in shapes if s[2] != channels)
+    resized = sum(1 for s in shapes if s[:2] != size)
+    if converted or resized:
+        mode = "gray" if channels == 1 else "RGB"
+        warnings.warn(DataWarning(f"{len(names)} images of mixed modes/sizes: {converted} converted to {mode}, "
+                                  f"{resized} resized to {size[0]}x{size[1]} (the most common)"), stacklevel=3)
+    return out
 
 
-def _cifar_member_sizes(path: Path, kind: str) -> dict:
-    """{batch name: bytes} of a CIFAR archive (its tar index) or extracted folder."""
-    names = ("batches.meta", "test_batch", "meta", "train", "test")
-    if kind == "cifar-dir":
-        return {f.name: f.stat().st_size for f in path.iterdir()
-                if f.is_file() and (f.name in names or f.name.startswith("data_batch_"))}
-    import tarfile
+def _load_folder(root: Path, seed: int) -> ImageData:
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        names, f_tr, y_tr = _scan_folder(root / "train")
+        names_te, f_te, y_te = _scan_folder(root / "test")
+        if names_te != names:
+            raise DataError(f"{root}: train/ and test/ have different class folders")
+        x = _decode_stack(root, f_tr + f_te)
+        x_tr, x_te = x[:len(f_tr)], x[len(f_tr):]
+    else:
+        names, files, y = _scan_folder(root)
+        x = _decode_stack(root, files)
+        x_tr, y_tr, x_te, y_te = split_validation(x, y, 0.2, seed)
+    return _validated(x_tr, y_tr, x_te, y_te, names, f"dir:{root}", root)
 
-    with tarfile.open(path, "r:*") as tar:
-        return {i.name.rsplit("/", 1)[-1]: i.size for i in tar.getmembers()
-                if i.isfile() and (i.name.rsplit("/", 1)[-1] in names or i.name.rsplit("/", 1)[-1].startswith("data_batch_"))}
+
+def load_image_batch(files, image_size, channels: int, pixel_scale: float = 1 / 255) -> np.ndarray:
+    """Image files -> float32 batch ready for the model, each image resized from its own size."""
+    return load_image_files(files, image_size, channels, pixel_scale)[0]
+
+
+def iter_image_batches(paths, image_size, channels: int, pixel_scale: float = 1 / 255, batch: int = 256):
+    """``load_image_files`` in batches of ``batch`` files, in the same (sorted) order: memory bounded
+    by a few batches whatever the number of files, decoded in parallel (``stream.file_batches``).
+    Every file's header is checked first (a bad file is named before any batch is decoded).
+    Yields (float32 batch, [file names])."""
+    from kerascnn.data import headers, stream
+
+    files = [str(f) for f in image_files(paths)]
+    if not files:
+        return
+    _, shapes, _ = headers.header_pass(files, "stop")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    _check_fits(files[0], (batch,) + size + (channels,), 4 * 3,
+                f"batches of {batch} images at {size[0]}x{size[1]}x{channels} in float32")
+    i = 0
+    batches = stream.file_batches(files, shapes, size, channels, pixel_scale, batch).as_numpy_iterator()
+    for xb in stream.named_errors(batches, files, batch):
+        yield xb, files[i:i + len(xb)]
+        i += len(xb)
+
+
+def load_image_files(paths, image_size, channels: int, pixel_scale: float = 1 / 255):
+    """Image files and folders (expanded, sorted) -> (float32 batch ready for the model, file names)."""
+    parts = list(iter_image_batches(paths, image_size, channels, pixel_scale))
+    if not parts:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+        return np.zeros((0,) + size + (channels,), np.float32), []
+    return np.concatenate([x for x, _ in parts]), sum((f for _, f in parts), [])

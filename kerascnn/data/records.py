@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import safe_read
+from kerascnn.data.images import check_encoded, diagnose_image
 from kerascnn.errors import DataError, tf_cause
 
 SHUFFLE_BYTES = 64 << 20      # serialized records held per shuffle window
@@ -172,7 +173,7 @@ def _label_pass_all(shards: list):
             lab = np.concatenate([p["image/class/label"] for p in parts]).astype(np.int64)
             heights = np.concatenate([p["image/height"] for p in parts])
             widths = np.concatenate([p["image/width"] for p in parts])
-            from kerascnn.data.images import MAX_IMAGE_PIXELS
+            from kerascnn.data.safe_read import MAX_IMAGE_PIXELS
 
             sane = (heights >= 0).all() and (widths >= 0).all() and \
                 (heights.astype(object) * widths.astype(object) <= MAX_IMAGE_PIXELS).all()
@@ -207,7 +208,7 @@ def _sample_shapes(files: list, per_file: int = 2) -> list:
         for i, rec in enumerate(tf.data.TFRecordDataset(str(f)).take(per_file)):
             try:
                 encoded = tf.io.parse_single_example(rec, spec)["image/encoded"]
-                safe_read.check_encoded(encoded.numpy(), f"{f}: record {i}")    # no bomb is decoded
+                check_encoded(encoded.numpy(), f"{f}: record {i}")    # no bomb is decoded
                 img = tf.io.decode_image(encoded, expand_animations=False)
             except (tf.errors.InvalidArgumentError, ValueError) as e:
                 raise DataError(f"{f}: no readable image/encoded ({e.__class__.__name__}: {tf_cause(e)[:70]})") from None
@@ -271,19 +272,15 @@ def _decoder(x: RecordImages):
     """tf function: a batch of serialized records -> (float32 (B, h, w, channels) scaled as
     ``prepare_images``, int64 labels). Each image is decoded (JPEG with PIL's accurate IDCT, as the
     folder stream) and brought to the raw size and channel count as the in-memory ``_stack`` does,
-    in parallel within the batch (``tf.map_fn``); then the batch is converted at once
-    (``stream._decoder``'s conversions: luminance, resize, scale, gray -> RGB)."""
+    in parallel within the batch (``tf.map_fn``); then the batch is converted at once, as the folder
+    stream's (``prepare.prepare_batch``: luminance, resize, scale, gray -> RGB)."""
     import tensorflow as tf
 
     from kerascnn import data as D
-    from kerascnn.data import stream
-    from kerascnn.data.prepare import resize
+    from kerascnn.data.prepare import PARALLEL_FILES, prepare_batch
 
-    h, w = x.size
     raw_h, raw_w = x.raw_size
     gray = x.raw_channels == 3 and x.channels == 1
-    c_mid = 1 if gray else x.raw_channels
-    shrink = bool(raw_h > h or raw_w > w)
     spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
     luma64 = tf.constant([0.299, 0.587, 0.114], tf.float64)
@@ -315,16 +312,8 @@ def _decoder(x: RecordImages):
         ok = tf.numpy_function(safe_read.headers_ok, [ex["image/encoded"]], tf.bool, stateful=False)
         with tf.control_dependencies([tf.debugging.assert_equal(ok, True, message="refused")]):   # no bomb
             xb = tf.map_fn(one, ex["image/encoded"], fn_output_signature=out_spec,
-                           parallel_iterations=stream.PARALLEL_FILES)
-        xb = tf.cast(xb, tf.float32)
-        if gray:   # RGB -> gray before resizing (as prepare_images)
-            xb = stream._luma(xb)
-        if (raw_h, raw_w) != (h, w):
-            xb = resize(xb, (h, w), antialias=shrink)
-        xb = xb * np.float32(x.pixel_scale)
-        if c_mid != x.channels:       # gray -> RGB after resizing
-            xb = tf.repeat(xb[..., :1], x.channels, axis=-1)
-        return xb, ex["image/class/label"]
+                           parallel_iterations=PARALLEL_FILES)
+        return prepare_batch(xb, x.size, x.channels, x.pixel_scale, to_gray=gray), ex["image/class/label"]
 
     return decode
 
@@ -463,7 +452,7 @@ def _guard(x: RecordImages, on_bad: str | None = None):
             from tensorflow.core.example import example_pb2
 
             ex = example_pb2.Example.FromString(bytes(rec))
-            return safe_read.diagnose_image(ex.features.feature["image/encoded"].bytes_list.value[0], name)
+            return diagnose_image(ex.features.feature["image/encoded"].bytes_list.value[0], name)
         except Exception as e:  # noqa: BLE001  (a record that does not parse)
             return f"{name}: no readable image/encoded ({e.__class__.__name__})"
 

@@ -27,13 +27,13 @@ import os
 import stat
 import struct
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from kerascnn.errors import DataError
 
 MAX_FILE_BYTES = 1 << 30      # one image file, or one TFRecord record, read while training (1 GiB)
+MAX_IMAGE_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 9,459 x 9,459): no classifier input
 
 
 # --------------------------------------------------------------------------- files
@@ -165,8 +165,6 @@ def check_record_fields(path, first: int, labels, heights, widths, missing: int)
     """One batch of a shard's parsed records (record ``first`` onwards): a label that is missing
     or negative, or an ``image/height`` x ``image/width`` beyond ``MAX_IMAGE_PIXELS`` (the size a
     streamed run would decode to), is one ``DataError`` naming the shard and record."""
-    from kerascnn.data.images import MAX_IMAGE_PIXELS
-
     labels, heights, widths = (np.asarray(a, np.int64) for a in (labels, heights, widths))
     bad = np.nonzero(labels < 0)[0]
     if len(bad):
@@ -233,8 +231,7 @@ def _jpeg_pixels(data: bytes) -> int:
 
 def headers_ok(datas) -> np.ndarray:
     """Whether each encoded image's header claims at most ``MAX_IMAGE_PIXELS`` (nothing decoded)."""
-    limit = _max_pixels()
-    return np.array([image_pixels(d) <= limit for d in datas], bool)
+    return np.array([image_pixels(d) <= MAX_IMAGE_PIXELS for d in datas], bool)
 
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -264,62 +261,10 @@ def read_image_bytes(path) -> tuple:
         os.close(fd)
     if len(data) > st.st_size:                   # grew while read
         return b"", False
-    return data, image_pixels(data) <= _max_pixels()
-
-
-def _max_pixels() -> int:
-    from kerascnn.data.images import MAX_IMAGE_PIXELS
-
-    return MAX_IMAGE_PIXELS
+    return data, image_pixels(data) <= MAX_IMAGE_PIXELS
 
 
 # --------------------------------------------------------------------------- bad items at decode time
-def diagnose_image(data: bytes, name: str) -> str:
-    """Why ``data`` (an encoded image) cannot be used: ``"NAME: reason"`` (PIL's header check and
-    decode, as the scan would say); a generic reason when PIL reads it but TensorFlow did not."""
-    import io
-
-    from kerascnn.data.images import _check_image_header, _decode, _open_header
-
-    try:
-        with _open_header(io.BytesIO(data)) as im:
-            _check_image_header(Path(name), im)
-            _decode(im)
-    except DataError as e:
-        return str(e)
-    except Exception as e:  # noqa: BLE001  (PIL raises many kinds for a corrupt body)
-        from PIL import UnidentifiedImageError
-
-        if isinstance(e, UnidentifiedImageError):
-            return f"{name}: not an image (Unknown image file format)"
-        return f"{name}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})"
-    return f"{name}: TensorFlow could not decode it"
-
-
-def check_encoded(data: bytes, name: str) -> None:
-    """Refuse (one line naming ``name``) an encoded image whose header claims more than
-    ``MAX_IMAGE_PIXELS``, before anything decodes it (PIL reads the header only)."""
-    import io
-
-    from kerascnn.data.images import _check_image_header, _open_header
-
-    try:
-        with _open_header(io.BytesIO(data)) as im:
-            _check_image_header(Path(name), im)
-    except DataError:
-        raise
-    except Exception:  # noqa: BLE001  (not an image PIL knows: the decoder says what is wrong)
-        return
-
-
-def diagnose_file(path) -> str:
-    try:
-        data = read_regular(path)
-    except DataError as e:
-        return str(e)
-    return diagnose_image(data, str(path))
-
-
 class Guard:
     """The items of one stream that fail to decode, named and handled by ``on_bad``.
 

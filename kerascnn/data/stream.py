@@ -35,9 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data import safe_read
+from kerascnn.data.prepare import PARALLEL_FILES, luma, prepare_batch
 from kerascnn.errors import ConfigError, DataError
-
-PARALLEL_FILES = 16   # files of one batch decoded at once (tf.map_fn)
 
 
 @dataclass
@@ -275,13 +274,61 @@ def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = Tru
         n = count_files(p) if mode == "auto" and streamable(p) else 0
         streaming = choose(mode, n, size, channels, p)
     if not streaming and strict:
-        from kerascnn.data.loading import memory_plan
         from kerascnn.guard import check_in_memory
 
         plan = memory_plan(p, size, channels)
         if plan is not None:
             check_in_memory(p, plan[0], plan[1], size, channels, plan[2], plan[3])
     return streaming
+
+
+def memory_plan(path, size: tuple, channels: int):
+    """(raw image bytes, images prepared for training, load copies, hint) of ``--data PATH`` from
+    headers, sizes and counts only (nothing decoded), for ``guard.check_in_memory``; None when the
+    format is not known here (``load_data`` then says what is wrong)."""
+    from kerascnn.data import formats
+
+    path = Path(path)
+    try:
+        kind = formats.detect(path)
+        if file_source(path):   # folders, manifests, shards: raw size taken at the model's input
+            n = count_files(path)
+            return n * int(size[0]) * int(size[1]) * int(channels), n, 2.0, "stream it from disk (--stream on)"
+        more = "use a smaller --image-size or a machine with more memory"
+        if kind is None and path.suffix.lower() == ".npz":
+            from kerascnn.data.arrays import _npz_members
+
+            m = _npz_members(path)
+            if "x_train" not in m or not m["x_train"][0] or any(not m[k][0] for k in ("x_test",) if k in m):
+                return None   # no images or 0-d arrays: load_data names what is wrong
+            shape, dtype = m["x_train"]
+            raw = sum(int(np.prod(m[k][0], dtype=object)) * m[k][1].itemsize for k in ("x_train", "x_test") if k in m)
+            n = int(shape[0]) if "x_test" in m else int(shape[0]) - int(round(0.2 * int(shape[0])))
+            return raw, n, 2.0 + (4.0 / dtype.itemsize if dtype.kind == "f" else 0.0), f"{more} (an .npz loads whole)"
+        if kind in ("cifar-archive", "cifar-dir"):
+            sizes = _cifar_member_sizes(path, kind)
+            train = sum(v for k, v in sizes.items() if k.startswith("data_batch_") or k == "train")
+            return sum(sizes.values()), train // 3073, 4.0, f"{more} (a CIFAR archive loads whole)"
+        if kind == "idx-dir":
+            dims = [formats.idx_dims(path, name) for name in (formats.IDX_FILES[0], formats.IDX_FILES[2])]
+            raw = sum(int(np.prod(d, dtype=object)) for d in dims)
+            return raw, int(dims[0][0]), 3.0, f"{more} (IDX files load whole)"
+    except (OSError, DataError, ValueError, EOFError, IndexError, KeyError, TypeError):
+        return None   # whatever is wrong with the file, load_data says it in one line
+    return None
+
+
+def _cifar_member_sizes(path: Path, kind: str) -> dict:
+    """{batch name: bytes} of a CIFAR archive (its tar index) or extracted folder."""
+    names = ("batches.meta", "test_batch", "meta", "train", "test")
+    if kind == "cifar-dir":
+        return {f.name: f.stat().st_size for f in path.iterdir()
+                if f.is_file() and (f.name in names or f.name.startswith("data_batch_"))}
+    import tarfile
+
+    with tarfile.open(path, "r:*") as tar:
+        return {i.name.rsplit("/", 1)[-1]: i.size for i in tar.getmembers()
+                if i.isfile() and (i.name.rsplit("/", 1)[-1] in names or i.name.rsplit("/", 1)[-1].startswith("data_batch_"))}
 
 
 def count_files(path: Path) -> int:
@@ -523,31 +570,22 @@ def _read_files(x: FileImages):
 
 def _guard(x: FileImages, on_bad: str | None = None):
     name = str(Path(x.files[0]).parent.parent) if len(x) else "the stream"
-    return safe_read.Guard(lambda k: safe_read.diagnose_file(x.files[k]), on_bad or x.on_bad, x.bad, name=name)
+    from kerascnn.data.images import diagnose_file
 
-
-def _luma(img):
-    """RGB -> gray (..., 1) by the luminance weights of ``prepare_images``, element by element (the
-    same float32 value for an image whatever the batch it is in)."""
-    return img[..., 0:1] * np.float32(0.299) + img[..., 1:2] * np.float32(0.587) + img[..., 2:3] * np.float32(0.114)
+    return safe_read.Guard(lambda k: diagnose_file(x.files[k]), on_bad or x.on_bad, x.bad, name=name)
 
 
 def _decoder(x: FileImages):
     """(item, prepare), the tf functions of the stream: ``item(k)``: file k at the raw size (uint8
     with the raw channels when every file is decoded by TensorFlow -- JPEG/PNG already gray/RGB at the
     raw size --, else float32 with RGB -> gray applied, the others through ``x.load``'s PIL path);
-    ``prepare(batch)``: float32 (B, h, w, channels) as ``prepare_images`` makes them: RGB -> gray,
-    bilinear resize (antialiased when shrinking), scale, gray -> RGB. The conversions run once per
-    batch, not per image (one resize op for 64 images costs about what one for a single image did)."""
+    ``prepare(batch)``: float32 (B, h, w, channels) as ``prepare_images`` makes them
+    (``prepare.prepare_batch``: RGB -> gray, resize, scale, gray -> RGB, once per batch)."""
     import tensorflow as tf
 
-    from kerascnn.data.prepare import resize
-
-    h, w = x.size
     raw = tuple(x.raw_size)
     gray = x.raw_channels == 3 and x.channels == 1      # RGB files, gray model: luminance before resizing
     c_mid = 1 if gray else x.raw_channels
-    shrink = bool(raw[0] > h or raw[1] > w)
     native = np.asarray(x.native if x.native else [False] * len(x), bool)
 
     def by_tf(contents):   # the file's bytes, read by the batch's Python call (regular file, bounded)
@@ -567,7 +605,7 @@ def _decoder(x: FileImages):
 
         def decoded(contents):
             img = tf.cast(by_tf(contents), tf.float32)
-            return _luma(img) if gray else img
+            return luma(img) if gray else img
 
         def item(kc):
             k, contents = kc
@@ -578,15 +616,7 @@ def _decoder(x: FileImages):
     item.spec = tf.TensorSpec(raw + ((x.raw_channels,) if every else (c_mid,)), tf.uint8 if every else tf.float32)
 
     def prepare(xb):
-        xb = tf.cast(xb, tf.float32)
-        if every and gray:
-            xb = _luma(xb)
-        if raw != (h, w):
-            xb = resize(xb, (h, w), antialias=shrink)
-        xb = xb * np.float32(x.pixel_scale)
-        if c_mid != x.channels:  # gray -> RGB after resizing
-            xb = tf.repeat(xb[..., :1], x.channels, axis=-1)
-        return xb
+        return prepare_batch(xb, x.size, x.channels, x.pixel_scale, to_gray=every and gray)
 
     return item, prepare
 
@@ -666,7 +696,7 @@ def file_batches(files: list, shapes: list, size: tuple, channels: int, pixel_sc
                       lambda: pil(k))
         img.set_shape((None, None, None))
         if channels == 1:   # RGB -> gray before resizing
-            img = tf.cond(tf.shape(img)[-1] == 3, lambda: _luma(img), lambda: img[..., :1])
+            img = tf.cond(tf.shape(img)[-1] == 3, lambda: luma(img), lambda: img[..., :1])
         hw = tf.shape(img)[:2]
         img = tf.cond(tf.reduce_all(tf.equal(hw, [h, w])), lambda: img,
                       lambda: tf.cond(tf.reduce_any(hw > [h, w]),

@@ -15,7 +15,7 @@ memory (the GPU machine has JAX and Keras but no TensorFlow); streaming from dis
   NOT the TensorFlow engine's order (``data.epoch_order`` uses TF's stateless shuffle; a streamed
   run uses that one): each engine resumes exactly on itself; a run does not switch engines.
 * Precision: bf16 mixed precision through the Keras dtype policy set before ``build`` (the last
-  layer computes in float32; ``train.policy.jax_precision_for``).
+  layer computes in float32; ``engines.policy.jax_precision_for``).
 * Dropout draws from the SeedGenerator state variables, set by ``reseed`` from (seed, epoch).
 * Devices. All local devices by default: parameters replicated, the batch axis sharded
   (``NamedSharding`` over a 1-D mesh ``batch``); XLA inserts the gradient all-reduce. BatchNorm
@@ -110,7 +110,7 @@ class JaxEngine(Engine):
         return self.processes, "processes"
 
     def precision(self, requested, report) -> str:
-        from kerascnn.training.policy import jax_precision_for
+        from kerascnn.engines.policy import jax_precision_for
 
         return jax_precision_for(self.devices, requested, report)
 

@@ -21,7 +21,7 @@ def prepare(config, echo):
     import tensorflow as tf
 
     from kerascnn import distribute
-    from kerascnn.training import policy
+    from kerascnn.engines import policy
 
     distribute.setup_devices(config.gpus, config.strategy)
     info = distribute.choose(config.strategy)
@@ -57,7 +57,7 @@ class TensorFlowEngine(Engine):
 
     # ------------------------------------------------------------------ describing, deciding
     def describe(self) -> str:
-        from kerascnn.training.policy import describe_strategy
+        from kerascnn.engines.policy import describe_strategy
 
         return describe_strategy(self.info)
 
@@ -67,7 +67,7 @@ class TensorFlowEngine(Engine):
         return stream.workers(self.strategy), "workers"
 
     def precision(self, requested, report) -> str:
-        from kerascnn.training.policy import precision_for
+        from kerascnn.engines.policy import precision_for
 
         return precision_for(self.info, requested, report)
 

@@ -1,10 +1,11 @@
 """What the weight readers of ``kerascnn.pretrained`` share: the error, the load report, the
-model's weighted layers."""
+model's weighted layers, and where a model's head starts (``split``: what a ``_notop`` file lacks,
+what fine-tuning trains first)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kerascnn.errors import KerasCNNError
+from kerascnn.errors import ConfigError, KerasCNNError
 
 
 class WeightsError(KerasCNNError):
@@ -71,3 +72,19 @@ def sniff(path) -> str:
     if head[:1] == b"\x80":       # a pickle (protocol 2+): torch.save's legacy format
         return "torch"
     return "unknown"
+
+
+def split(model) -> tuple[list, list]:
+    """(backbone layers, head layers) of a kerascnn model. The head starts at the *last* global pooling
+    layer (a keras.applications model's squeeze-and-excitation blocks pool globally inside the
+    backbone: MobileNetV3, EfficientNet), or, in a model without one, at its Flatten (VGG, AlexNet)."""
+    import keras
+
+    layers = list(model.layers)
+    pools = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+    cut = next((i for i in reversed(range(len(layers))) if isinstance(layers[i], pools)), None)
+    if cut is None:
+        cut = next((i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)), None)
+    if cut is None:
+        raise ConfigError(f"{model.name} has no Flatten or global pooling layer: no head to fine-tune")
+    return layers[:cut], layers[cut:]

@@ -348,8 +348,8 @@ def load_by_order(model, source, arrays: dict, app) -> LoadReport:
 
 
 def _head_names(model) -> set:
-    """Names of the head's layers: the fine-tuning head (``kerascnn.training.finetune.split``)."""
-    from kerascnn.training.finetune import split
+    """Names of the head's layers: the fine-tuning head (``kerascnn.pretrained.base.split``)."""
+    from kerascnn.pretrained.base import split
 
     return {layer.name for layer in split(model)[1]}
 

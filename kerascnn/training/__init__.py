@@ -1,7 +1,7 @@
 """Training, read top to bottom: config -> setup -> loop -> record (pure Python at import time).
 
-* ``config``     ``TrainConfig``: every option declared once (default, kind, help);
-                 ``resolve_config``: the one merge of defaults, family defaults, ``--config`` or
+* ``config``     ``TrainConfig``: every option declared once (default, kind, help)
+* ``merge``      ``resolve_config``: the one merge of defaults, family defaults, ``--config`` or
                  the resumed record, and what the user typed
 * ``record``     ``RunRecord``: the run's config plus what it resolved; the only reader and
                  writer of ``RUN/config.json``
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 
 def run(config, resume=None, echo=print, verbose: int = 1, make_engine=None):
-    """Train with a resolved ``TrainConfig`` (``config.resolve_config``); returns the
+    """Train with a resolved ``TrainConfig`` (``merge.resolve_config``); returns the
     ``finish.Outcome`` (metrics, record, history).
 
     Keras runs on ``config.backend`` (set before Keras is imported). The Keras dtype policy chosen

@@ -1,6 +1,6 @@
 """Fine-tuning from pretrained weights in two phases, as Keras's transfer-learning guide does it.
 
-Phase 1 (``--freeze-epochs N`` epochs): the backbone -- every layer before the head (``split``:
+Phase 1 (``--freeze-epochs N`` epochs): the backbone -- every layer before the head (``kerascnn.pretrained.base.split``:
 the last global pooling, else the Flatten), i.e. what a ``_notop`` weight file holds -- is frozen and only the head
 trains. Phase 2 (the remaining epochs): ``--unfreeze all`` or the last N weighted backbone
 layers (a residual or Inception block counts as one) train too, at ``UNFREEZE_LR_SCALE`` times
@@ -15,24 +15,9 @@ them exactly.
 from __future__ import annotations
 
 from kerascnn.errors import ConfigError
+from kerascnn.pretrained.base import split
 
 UNFREEZE_LR_SCALE = 0.1   # Keras guide: 1e-5 after 1e-3 for the head would be 0.01; timm's layer decay ~0.1
-
-
-def split(model) -> tuple[list, list]:
-    """(backbone layers, head layers) of a kerascnn model. The head starts at the *last* global pooling
-    layer (a keras.applications model's squeeze-and-excitation blocks pool globally inside the
-    backbone: MobileNetV3, EfficientNet), or, in a model without one, at its Flatten (VGG, AlexNet)."""
-    import keras
-
-    layers = list(model.layers)
-    pools = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-    cut = next((i for i in reversed(range(len(layers))) if isinstance(layers[i], pools)), None)
-    if cut is None:
-        cut = next((i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)), None)
-    if cut is None:
-        raise ConfigError(f"{model.name} has no Flatten or global pooling layer: no head to fine-tune")
-    return layers[:cut], layers[cut:]
 
 
 def parse_unfreeze(value) -> str:

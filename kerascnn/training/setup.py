@@ -203,7 +203,7 @@ def _claim(config: TrainConfig, entry, engine, resume, held: list):
 
 
 def _new_record(s: Session, input_shape, precision: str):
-    from kerascnn.training import policy
+    from kerascnn.engines import policy
     from kerascnn.training.record import RunRecord
 
     resolved = {"versions": policy.versions(), **s.engine.record(precision), "batch_size": s.batch,

@@ -9,10 +9,10 @@ import numpy as np
 def versions() -> dict:
     import keras
 
-    import kerascnn
+    from kerascnn._version import __version__
 
     out = {"python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
-           "numpy": np.__version__, "kerascnn": kerascnn.__version__}
+           "numpy": np.__version__, "kerascnn": __version__}
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
