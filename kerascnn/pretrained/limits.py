@@ -17,7 +17,7 @@ import os
 import struct
 from pathlib import Path
 
-from kerascnn.pretrained import WeightsError
+from kerascnn.pretrained.base import WeightsError
 
 COMPRESSED_RATIO = 64     # a compressed HDF5 dataset may declare at most this many times the file's size
 
