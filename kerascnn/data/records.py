@@ -315,7 +315,7 @@ def epoch_records(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
 
 
 def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                   augment: bool = False, worker: tuple = (0, 1)):
+                   augment: bool = False, worker: tuple = (0, 1), first_step: int = 0):
     """Batches of ``batch_size // count`` (float32 images, int64 labels) for epochs
     ``first_epoch`` .. ``epochs - 1``; augmentation keyed by (seed, epoch, batch index) as in memory."""
     import tensorflow as tf
@@ -342,7 +342,7 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
     def finish(epoch, i, xb, yb):
         return (augmenter(epoch[0], i[0], xb), yb) if augmenter else (xb, yb)
 
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch)
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch).skip(first_step * share)  # read, not decoded
     ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(share, drop_remainder=True)
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
