@@ -219,19 +219,11 @@ class EpochLoop:
         except WorkerLost as e:
             raise TrainingError(
                 f"lost contact with another worker at epoch {self.epoch + 1} ({e}); restart every worker "
-                f"with --resume {s.run_dir} to continue from {self._continues_at()}") from None
+                f"with --resume {s.run_dir} to continue from {continues_at(*self.saved_at)}") from None
         except KeyboardInterrupt as e:   # Ctrl-C, or errors.Stopped (a subclass) from the CLI's SIGTERM handler
             signal_name = getattr(e, "signal_name", None)
-            how = f"by {signal_name}" if signal_name else "by Ctrl-C"
-            epoch, step = self.saved_at
-            if step:
-                msg = (f"stopped {how} in epoch {self.epoch + 1} of {self.epochs} (at step {self.step} of "
-                       f"{s.steps}); {saved_words(epoch, step, s.steps)} are saved; continue with: kerascnn train "
-                       f"--resume {s.run_dir} (from {self._continues_at()})")
-            else:
-                saved = f"epochs 1-{epoch} are saved" if epoch else "no epoch was completed"
-                msg = (f"stopped {how} after epoch {epoch} of {self.epochs}; {saved}; continue with: "
-                       f"kerascnn train --resume {s.run_dir}")
+            msg = stopped_line(f"by {signal_name}" if signal_name else "by Ctrl-C", self.saved_at,
+                               (self.epoch, self.step), self.epochs, s.steps, s.run_dir)
             if signal_name:
                 e.args = (msg,)     # keep the Stopped (the CLI exits 128 + signal number), with the resume hint
                 raise
@@ -241,10 +233,23 @@ class EpochLoop:
             if not s.engine.is_chief and sys.exc_info()[0] is not None:
                 shutil.rmtree(s.out_dir, ignore_errors=True)
 
-    def _continues_at(self) -> str:
-        """Where a resume from the saved state continues: ``epoch 4`` or ``epoch 4, step 201``."""
-        epoch, step = self.saved_at
-        return f"epoch {epoch + 1}" + (f", step {step + 1}" if step else "")
+def continues_at(epoch: int, step: int) -> str:
+    """Where a resume from a state saved at (0-based ``epoch``, ``step``) continues: ``epoch 4``
+    or ``epoch 4, step 201``."""
+    return f"epoch {epoch + 1}" + (f", step {step + 1}" if step else "")
+
+
+def stopped_line(how: str, saved_at: tuple, at: tuple, epochs: int, steps: int, run_dir) -> str:
+    """The one line of a stopped run: where it stopped (``at``: 0-based epoch, steps done), what
+    the saved state holds (``saved_at``) and the command that continues from there."""
+    epoch, step = saved_at
+    if step:
+        return (f"stopped {how} in epoch {at[0] + 1} of {epochs} (at step {at[1]} of {steps}); "
+                f"{saved_words(epoch, step, steps)} are saved; continue with: kerascnn train --resume {run_dir} "
+                f"(from {continues_at(epoch, step)})")
+    saved = f"epochs 1-{epoch} are saved" if epoch else "no epoch was completed"
+    return (f"stopped {how} after epoch {epoch} of {epochs}; {saved}; continue with: kerascnn train --resume {run_dir} "
+            f"(from {continues_at(epoch, 0)})")
 
 
 def saved_words(epoch: int, step: int, steps: int) -> str:
