@@ -64,13 +64,22 @@ def one_save(engine, path: Path) -> tuple:
 
 
 def cpu_name() -> str:
+    """The CPU's model name and the vector extensions that matter here (from /proc/cpuinfo)."""
+    name, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    known = (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512_BF16"), ("avx512_fp16", "AVX512_FP16"),
+             ("amx_tile", "AMX"), ("avx2", "AVX2"))
+    shown = [word for flag, word in known if flag in flags]
+    if "AVX-512" in shown and "AVX2" in shown:
+        shown.remove("AVX2")
+    return name + (", " + " + ".join(shown) if shown else "")
 
 
 def fmt(values, scale=1.0, digits=3) -> str:
@@ -111,7 +120,7 @@ def main() -> None:
              f"{a.backend}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"{cpu_name()}, {os.cpu_count()} cores, shared; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
              f"ext4 under the run directory; median [min-max] of {a.repeats}, interleaved.", "",
-             "| model (32x32x3, 10 classes) | optimizer | variables | state.npz | get_state s | write s (npz, fsync, "
+             "| model (32x32x3, 10 classes) | optimizer | weights (values) | state.npz | get_state s | write s (npz, fsync, "
              "rename) | a save every 10 min adds |", "|---|---|---|---|---|---|---|"]
     for name, opts, opt in MODELS:
         g, s, size = seen[name]
