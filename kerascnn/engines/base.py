@@ -27,8 +27,9 @@ State (exact resume):
   ``reseed(seed, epoch)`` (every Dropout SeedGenerator := f(seed, epoch)), ``sync_to_model()``,
   ``get_state()`` / ``set_state(state)`` (weights ``w{i}``, optimizer variables ``o:<path>``, the
   Dropout seed states ``g{i}`` as they are after the last step -- a state saved inside an epoch
-  continues with them; a state without them, from an older kerascnn, is restored without; ``set_state``
-  raises ``KeyError`` naming a missing key; the loop checks shapes against ``model.weights`` first).
+  continues with them; one without them, from an older kerascnn, is restored without;
+  ``set_state`` raises ``KeyError`` naming a missing key; the loop checks shapes against
+  ``model.weights`` first).
 Faults:
   ``train_steps``/``evaluate`` raise ``WorkerLost`` when a peer process of a multi-host run is
   gone (the loop turns it into one line with the resume hint).

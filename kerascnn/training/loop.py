@@ -233,6 +233,7 @@ class EpochLoop:
             if not s.engine.is_chief and sys.exc_info()[0] is not None:
                 shutil.rmtree(s.out_dir, ignore_errors=True)
 
+
 def continues_at(epoch: int, step: int) -> str:
     """Where a resume from a state saved at (0-based ``epoch``, ``step``) continues: ``epoch 4``
     or ``epoch 4, step 201``."""
