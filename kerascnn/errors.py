@@ -57,6 +57,16 @@ class Stopped(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
+def short(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: messages never format unbounded input."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > 20:
+        return f"<{type(value).__name__} of {len(value):,} items>"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"<an integer of about {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'more than 4,000'} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def tf_cause(exc) -> str:
     """The cause in a TensorFlow error's text, one line, without TensorFlow's internal names:
     ``{{function_node __wrapped__IteratorGetNext_output_types_1_device_/job:localhost/...}} Error in
