@@ -36,16 +36,11 @@ COMMANDS = {
 
 def one_line(exc: BaseException) -> str:
     """First meaningful line of an exception's text, without ANSI escapes."""
-    import re
+    from kerascnn.errors import first_line, tf_graph_error
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    msg = lines[0] if lines else exc.__class__.__name__
-    if msg.startswith("Graph execution error") or "{{function_node " in msg:
-        # TensorFlow: the cause after its internal node names (cut to 80 characters, they were all one saw)
-        from kerascnn.errors import tf_cause
-
-        msg = ("while reading the data: " if "Iterator::" in text else "") + tf_cause(text)
+    msg = first_line(exc)   # a TensorFlow graph error: its cause (cut to 80 characters, they were all one saw)
+    if "Iterator::" in str(exc) and tf_graph_error(first_line(exc, default="", tf=False)):
+        msg = "while reading the data: " + msg
     return msg if len(msg) <= 400 else msg[:397] + "..."
 
 

@@ -4,6 +4,7 @@
 * Every other ``KerasCNNError``: a runtime problem such as bad data (exit 1).
 Messages are one line and say what was expected and what was received.
 """
+from __future__ import annotations
 
 
 class KerasCNNError(Exception):
@@ -65,6 +66,28 @@ def short(value, limit: int = 80) -> str:
         return f"<an integer of about {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'more than 4,000'} digits>"
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def first_line(exc, limit: int | None = None, default: str | None = None, tf: bool = True) -> str:
+    """The first non-blank line of an exception's text (ANSI colour codes removed, stripped),
+    cut to ``limit`` characters; ``default`` (the exception's class name unless given) when the
+    text is blank. A TensorFlow graph-execution error gives its cause instead (``tf_cause``)
+    of its first line, which only names TensorFlow's internal nodes (``tf=False``: the line). The one helper every
+    one-line message about a caught exception uses. Pure text."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), None)
+    if line is None:
+        line = exc.__class__.__name__ if default is None else default
+    elif tf and tf_graph_error(line):
+        line = tf_cause(text)
+    return line if limit is None else line[:limit]
+
+
+def tf_graph_error(line: str) -> bool:
+    """Whether ``line`` (an error's first line) is TensorFlow's graph-execution header."""
+    return line.startswith("Graph execution error") or "{{function_node " in line
 
 
 def tf_cause(exc) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import fsutil
-from kerascnn.errors import ConfigError, ExportError
+from kerascnn.errors import ConfigError, ExportError, first_line
 
 TOLERANCE = 1e-5        # float32 models: the export must match the Keras model to this (max |diff|)
 LOW_PRECISION_TOLERANCE = 1e-2  # mixed_bfloat16/float16 models (bf16 keeps ~3 significant digits)
@@ -490,8 +490,7 @@ def export(ref: str, out: str | None = None, force: bool = False, fmt: str = "sa
         try:
             fused = fold_batchnorm(model, info.model_name, info.config.model_options)
         except ValueError as e:  # rebuilt architecture does not match the saved weights
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(f"--fuse-bn: {ref}: the rebuilt model does not match the saved one ({first}); "
+            raise ExportError(f"--fuse-bn: {ref}: the rebuilt model does not match the saved one ({first_line(e)}); "
                               f"pass the run directory so its config.json supplies the model options") from None
         probe = _probe_batch(model.input_shape[1:]).astype(np.float32) * RAW_PIXEL_SCALE
         a = np.asarray(model(probe, training=False))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from kerascnn import keras_config as KC
 from kerascnn.analysis import LayerStats, Report, _field_row, _State, walk
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, first_line
 from kerascnn.keras_config import to_spec
 
 ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "ThresholdedReLU", "Dropout",
@@ -375,7 +375,7 @@ def build_from_config(cfg: dict, input_shape=None, path: str = "model"):
     except Exception as e:  # noqa: BLE001 - foreign, code-carrying or impossible configs
         raise DataError(f"Keras cannot build {path}"
                         + (f" at {_shown(input_shape)}" if input_shape is not None else "")
-                        + f": {e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+                        + f": {e.__class__.__name__}: {first_line(e, 200, '')}") from None
 
 
 @dataclass
@@ -428,4 +428,4 @@ def load_keras_model(path: str):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - foreign, corrupt, or code-carrying files
-        raise DataError(f"cannot load {path}: {e.__class__.__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise DataError(f"cannot load {path}: {e.__class__.__name__}: {first_line(e, 200)}") from None

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from kerascnn import specs as S
-from kerascnn.errors import ConfigError, DataError
+from kerascnn.errors import ConfigError, DataError, first_line
 
 MAX_CONFIG_BYTES = 256 * 2**20   # a config.json larger than this is not an architecture
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
@@ -39,7 +39,7 @@ def read_config(path) -> dict:
         raise DataError(f"cannot read {path}: a .keras file holds config.json; this zip does not") from None
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"cannot read {path}: not a Keras 3 .keras file ({e.__class__.__name__}: "
-                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+                        f"{first_line(e, 200, '')})") from None
     if not isinstance(cfg, dict) or cfg.get("class_name") not in MODEL_CLASSES or not isinstance(
             cfg.get("config"), dict):
         kind = cfg.get("class_name") if isinstance(cfg, dict) else type(cfg).__name__

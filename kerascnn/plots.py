@@ -31,7 +31,7 @@ MAX_HISTORY_BYTES = 64 << 20  # a history.csv has one short row per epoch
 
 def _read_history_csv(path: Path) -> list:
     """Rows of a history.csv; a binary, huge or malformed file is one DataError naming it."""
-    from kerascnn.errors import DataError
+    from kerascnn.errors import DataError, first_line
 
     try:
         if not path.is_file():
@@ -46,7 +46,7 @@ def _read_history_csv(path: Path) -> list:
     except DataError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
-        reason = "binary, not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)[:80]
+        reason = "binary, not UTF-8 text" if isinstance(e, UnicodeDecodeError) else first_line(e, 80, '')
         raise DataError(f"{path}: not a readable history.csv ({reason})") from None
     return rows
 

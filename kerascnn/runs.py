@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from kerascnn.errors import ConfigError, DataError
+from kerascnn.errors import ConfigError, DataError, first_line
 from kerascnn.training.record import CONFIG_FILE, RunRecord, is_run_dir  # noqa: F401  (is_run_dir: re-exported)
 
 MODEL_FILES = ("best.keras", "last.keras")
@@ -43,9 +43,9 @@ def load_keras_model(path, unsafe: bool = False):
         if "safe_mode" in str(e) or "unsafe" in str(e).lower() or "lambda" in str(e).lower():
             raise ConfigError(f"{path}: the model contains code (a Lambda layer) and safe mode refuses to "
                               f"load it; pass --unsafe only if you trust this file") from None
-        raise DataError(f"{path}: not a loadable Keras model ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a loadable Keras model ({first_line(e, 200)})") from None
     except Exception as e:  # zip errors, h5 errors, truncated files
-        raise DataError(f"{path}: not a loadable Keras model ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a loadable Keras model ({first_line(e, 200)})") from None
 
 
 def check_classifier(model, path) -> None:
@@ -72,13 +72,6 @@ def check_classifier(model, path) -> None:
     ofmt = "(" + ", ".join("None" if d is None else str(d) for d in out) + ")"
     if len(out) != 2 or out[1] is None or out[1] < 1:
         raise DataError(f"{path}: the model's output is {ofmt}, not one score per class (None, K)")
-
-
-def _first_line(e) -> str:
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-    return (text.splitlines() or [e.__class__.__name__])[0][:200]
 
 
 def looks_like_path(ref: str) -> bool:

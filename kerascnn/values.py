@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kerascnn.errors import ConfigError, DataError
+from kerascnn.errors import ConfigError, DataError, first_line
 
 MAX_ELEMENTS = 1_000_000
 
@@ -131,7 +131,7 @@ def build_for_values(model_or_spec: str, in_shape: tuple):
         try:
             model = keras.models.load_model(model_or_spec, compile=False)
         except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
-            raise DataError(f"cannot load {model_or_spec}: {e.__class__.__name__}: {str(e)[:200]}") from None
+            raise DataError(f"cannot load {model_or_spec}: {e.__class__.__name__}: {first_line(e, 200, '')}") from None
         want = tuple(model.input_shape[1:])
         if len(want) == 1 and len(in_shape) == 3 and in_shape[0] == in_shape[2] == 1:
             in_shape = (in_shape[1],)  # one row: the vector a dense model takes

@@ -28,7 +28,7 @@ import numpy as np
 
 from kerascnn.data import safe_read
 from kerascnn.data.images import check_encoded
-from kerascnn.errors import DataError, tf_cause
+from kerascnn.errors import DataError, first_line, tf_cause
 
 TFRECORD_MARKS = (".tfrecord", ".tfrecords", ".tfrec")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -522,4 +522,4 @@ def _header(f: Path):
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{f}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
+        raise DataError(f"{f}: not a readable image ({e.__class__.__name__}: {first_line(e, 80, '')})") from None

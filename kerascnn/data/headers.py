@@ -17,7 +17,7 @@ import stat
 import zlib
 from pathlib import Path
 
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, first_line
 
 HEAD_BYTES = 1 << 16      # a plain JPEG's markers before the scan, or a PNG's chunks before IDAT, fit here
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -147,7 +147,7 @@ def _check_one(path, have):
     except DataError as e:
         return None, str(e)
     except Exception as e:  # noqa: BLE001  (any unreadable header: PIL raises many kinds)
-        return None, f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})"
+        return None, f"{path}: not a readable image ({e.__class__.__name__}: {first_line(e, 80, '')})"
 
 
 def header_pass(files: list, policy: str, threads: int | None = None) -> tuple:

@@ -13,7 +13,7 @@ import numpy as np
 
 from kerascnn.data.arrays import _check_fits
 from kerascnn.data.safe_read import MAX_IMAGE_PIXELS, open_regular, read_regular
-from kerascnn.errors import DataError
+from kerascnn.errors import DataError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -80,9 +80,9 @@ def _read_image(path: Path, have: int | None = None, raw: bytes | None = None) -
             _check_image_header(path, im, have)
             return _decode(im)
     except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: refused before decoding, a decompression bomb ({str(e)[:80]})") from None
+        raise DataError(f"{path}: refused before decoding, a decompression bomb ({first_line(e, 80, '')})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})") from None
+        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {first_line(e, 80, '')})") from None
 
 
 def _decode(im) -> np.ndarray:
@@ -116,7 +116,7 @@ def diagnose_image(data: bytes, name: str) -> str:
 
         if isinstance(e, UnidentifiedImageError):
             return f"{name}: not an image (Unknown image file format)"
-        return f"{name}: not a readable image ({e.__class__.__name__}: {str(e)[:80]})"
+        return f"{name}: not a readable image ({e.__class__.__name__}: {first_line(e, 80, '')})"
     return f"{name}: TensorFlow could not decode it"
 
 

@@ -103,7 +103,7 @@ def init_distributed(env=None, initialize=None, configure=None) -> bool:
     before any JAX device use. Once per process; True when this is a multi-process run.
     ``initialize``/``configure`` stand in for ``jax.distributed.initialize``/``jax.config.update``
     in tests."""
-    from kerascnn.errors import TrainingError
+    from kerascnn.errors import TrainingError, first_line
 
     settings = distributed_settings(env)
     if settings is None:
@@ -121,8 +121,7 @@ def init_distributed(env=None, initialize=None, configure=None) -> bool:
     try:
         initialize(**settings, initialization_timeout=int(seconds) + JAX_MARGIN)
     except (RuntimeError, ValueError) as e:     # JAX's own errors that reach Python (bad address ...)
-        text = str(e).strip().splitlines()
-        raise TrainingError(_join_failed(settings, seconds, text[0][:160] if text else type(e).__name__)) from None
+        raise TrainingError(_join_failed(settings, seconds, first_line(e, 160))) from None
     finally:
         done.set()
     _DISTRIBUTED.append(settings)

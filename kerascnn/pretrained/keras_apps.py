@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kerascnn.errors import first_line
 from kerascnn.pretrained.base import LoadReport, WeightsError, weighted_layers
 
 KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -163,7 +164,7 @@ def _keras_app_file(app, include_top: bool, input_shape) -> tuple:
             pass
         except ValueError as e:
             raise WeightsError(f"keras.applications.{app.constructor} has no ImageNet weights for this input: "
-                               f"{_first_line(e)}") from None
+                               f"{first_line(e, 300)}") from None
     if not seen.get("fname"):
         raise WeightsError(f"keras.applications.{app.constructor} named no ImageNet weight file")
     return Path(seen["fname"]).name, seen["origin"]
@@ -243,11 +244,6 @@ def _model_structure(model) -> dict:
         path = Path(d) / "m.weights.h5"
         model.save_weights(path)
         return keras3_structure(path)
-
-
-def _first_line(e) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-    return (text.splitlines() or [type(e).__name__])[0][:300]
 
 
 # ------------------------------------------------------------------ loading
@@ -456,7 +452,7 @@ def _keras_load_error(e) -> str:
                  r"(.*?)(?:\n\s*\n|$)", text, re.S)
     if m:
         return f"{m.group(1)} object(s) could not be loaded, e.g. {m.group(2)}: {' '.join(m.group(3).split())[:300]}"
-    return _first_line(e)
+    return first_line(e, 300)
 
 
 def file_classes(arrays: dict | None, model_name: str, options: dict | None = None):

@@ -17,6 +17,7 @@ import os
 import struct
 from pathlib import Path
 
+from kerascnn.errors import first_line
 from kerascnn.pretrained.base import WeightsError
 
 COMPRESSED_RATIO = 64     # a compressed HDF5 dataset may declare at most this many times the file's size
@@ -55,7 +56,7 @@ def check_h5_sizes(path, fileobj=None) -> int:
         with h5py.File(path if fileobj is None else fileobj, "r") as f:
             f.visititems(visit)
     except (OSError, KeyError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"cannot read weight file {path}: {str(e).splitlines()[0][:120] if str(e) else e}") from None
+        raise WeightsError(f"cannot read weight file {path}: {first_line(e, 120, '')}") from None
     if elsewhere:
         raise WeightsError(f"{path}: dataset {elsewhere[0][:80]} keeps its data in other files (external or virtual "
                            f"storage); a weight file holds its own numbers, refused")

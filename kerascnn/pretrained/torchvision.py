@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.errors import first_line
 from kerascnn.pretrained.base import LoadReport, WeightsError, weighted_layers
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")   # .bin: pytorch_model.bin (Hugging Face / timm)
@@ -91,7 +92,7 @@ def read_state_dict(path) -> dict:
         try:
             raw = load_file(str(path))
         except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:  # also a dtype numpy lacks (bf16)
-            raise _error(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise _error(f"cannot read {path}: {first_line(e)}") from None
     else:
         raw = _read_pth(path)
     out = {}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import fsutil
-from kerascnn.errors import ConfigError, DataError, TrainingError
+from kerascnn.errors import ConfigError, DataError, TrainingError, first_line
 
 
 def save_state(path: Path, state: dict, meta: dict) -> None:
@@ -77,7 +77,7 @@ def load_state(path: Path, engine, optimizer_name: str) -> dict:
                             f"damaged") from None
     except ValueError as e:
         raise TrainingError(f"{path}: the training state does not fit this model or optimizer "
-                            f"({str(e).splitlines()[0][:120]})") from None
+                            f"({first_line(e, 120)})") from None
     return meta
 
 

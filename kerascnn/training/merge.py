@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from kerascnn.errors import ConfigError
+from kerascnn.errors import ConfigError, first_line
 from kerascnn.training.config import (FAMILY_DEFAULTS, MAX_CONFIG_BYTES, TrainConfig, check, short,
                                       unknown_option)
 
@@ -48,8 +48,7 @@ def read_mapping(path) -> dict:
     except ConfigError:
         raise
     except Exception as e:
-        first = (str(e).splitlines() or [""])[0]
-        raise ConfigError(f"--config {path}: cannot parse ({e.__class__.__name__}: {first[:160]})") from None
+        raise ConfigError(f"--config {path}: cannot parse ({e.__class__.__name__}: {first_line(e, 160, '')})") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"--config {path}: expected a mapping of option names to values")
     if any(not isinstance(k, str) for k in cfg):

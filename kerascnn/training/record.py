@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from kerascnn.errors import DataError, KerasCNNError
+from kerascnn.errors import DataError, KerasCNNError, first_line
 from kerascnn.training.config import Backend, TrainConfig, check, choices
 
 CONFIG_FILE = "config.json"
@@ -126,7 +126,7 @@ class RunRecord:
             config = TrainConfig(**opts)
         except (KerasCNNError, TypeError, ValueError, AttributeError) as e:
             if strict:
-                raise DataError(f"{source}: the recorded options do not read ({str(e).splitlines()[0][:120]})") from None
+                raise DataError(f"{source}: the recorded options do not read ({first_line(e, 120)})") from None
             config = TrainConfig(**_readable(opts))
         k = int(cfg.get("num_classes", 0) or 0)
         names = cfg.get("class_names") or [str(i) for i in range(k)]
