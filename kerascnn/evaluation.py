@@ -106,10 +106,8 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
     fsutil.atomic_write_json(out_dir / "metrics.json", {k_: v for k_, v in result.items() if k_ != "confusion_matrix"})
     fsutil.atomic_write_json(out_dir / "confusion.json", {"class_names": list(names),
                                                          "matrix": result["confusion_matrix"]})
-    try:
-        from kerascnn.plots import plot_confusion
-    except ImportError:  # plots module not shipped: a plain fallback
-        plot_confusion = _plot_confusion_fallback
+    from kerascnn.plots import plot_confusion
+
     plot_confusion(result["confusion_matrix"], names, out_dir / "confusion.png",
                    title=f"{Path(str(ref)).name} on {d.name} ({split}): accuracy {result['accuracy']:.2%}")
     result["out_dir"] = str(out_dir)
@@ -157,23 +155,6 @@ def _transformed_probabilities(model, transform, x, batch_size: int) -> np.ndarr
         xb = transform.load(part) if isinstance(part, list) else transform.prepare(part)
         out.append(np.asarray(model(xb, training=False), np.float32))
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
-
-
-def _plot_confusion_fallback(matrix, class_names, out_png, title=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.4))
-    ax.imshow(np.asarray(matrix), cmap="Blues")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title or "Confusion matrix")
-    with fsutil.atomic_path(Path(out_png)) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    return Path(out_png)
 
 
 def _slug(name: str) -> str:

@@ -195,15 +195,23 @@ def in_memory_bytes(raw_bytes: int, images: int, size: tuple, channels: int, loa
 
 
 def check_in_memory(src, raw_bytes: int, images: int, size: tuple, channels: int, load_copies: float,
-                    hint: str) -> int:
+                    hint: str, model=None) -> int:
     """Refuse, in one line and before anything is loaded, in-memory data whose run would not fit
     (``in_memory_bytes`` against ``available_bytes``): without it the kernel ends the run with no
-    message (resnet18 on a CIFAR-10 archive under 2 GiB: 3.0 GiB at the peak for 0.69 GiB of images)."""
+    message (resnet18 on a CIFAR-10 archive under 2 GiB: 3.0 GiB at the peak for 0.69 GiB of images).
+    ``model(images) -> (bytes, words)``: what the model's training takes in this memory besides
+    (``training_bytes``: weights, optimizer slots, activations at the batch), counted with the data;
+    a model that alone does not fit is left to ``check`` (its own message, once the data is known)."""
     from kerascnn.errors import DataError
 
     need, have = in_memory_bytes(raw_bytes, images, size, channels, load_copies), available_bytes()
-    if need > have:
-        raise DataError(f"{src}: in memory this run needs about {human_bytes(need)} ({images:,} images at "
-                        f"{size[0]}x{size[1]}x{channels} as float32, {human_bytes(raw_bytes)} raw, and the "
-                        f"runtime) but only {human_bytes(have)} is available; {hint}")
-    return need
+    model_need, words = model(images) if model is not None else (0, "")
+    if model_need > have:
+        model_need = 0
+    if need + model_need > have:
+        both = f"; {words}: {human_bytes(model_need)}" if model_need else ""
+        raise DataError(f"{src}: in memory this run needs about {human_bytes(need + model_need)} (the data: "
+                        f"{human_bytes(need)} for {images:,} images at {size[0]}x{size[1]}x{channels} as float32, "
+                        f"{human_bytes(raw_bytes)} raw, and the runtime{both}) but only {human_bytes(have)} is "
+                        f"available; {hint}" + (" or a smaller --batch-size" if model_need else ""))
+    return need + model_need

@@ -201,12 +201,14 @@ class TrainingData:
 
 
 def training_sources(dataset, data, size: tuple, channels: int, *, seed: int, val_split: float,
-                     class_names=None, stream_mode: str = "auto", bad_files: str = "stop") -> TrainingData:
+                     class_names=None, stream_mode: str = "auto", bad_files: str = "stop",
+                     model=None) -> TrainingData:
     """The training/validation split (seeded, stratified) of ``dataset`` or ``data``, prepared for
-    a (size, channels) input: in memory, or streamed from disk when ``stream_mode`` says so."""
+    a (size, channels) input: in memory, or streamed from disk when ``stream_mode`` says so.
+    ``model(images) -> (bytes, words)``: the model's training memory, checked with the data's."""
     from kerascnn.data import stream
 
-    if stream.wants_stream(stream_mode, data, size, channels):
+    if stream.wants_stream(stream_mode, data, size, channels, model=model):
         return _streamed(Path(data), size, channels, seed, val_split, class_names, bad_files)
     from kerascnn import data as D
 

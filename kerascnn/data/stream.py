@@ -235,10 +235,11 @@ def streamable(path) -> bool:
     return is_tfrecord(p) or (p.exists() and (p.is_dir() or p.suffix.lower() in (".csv", ".tsv", ".txt")))
 
 
-def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
+def choose(mode: str, n: int, size: tuple, channels: int, path, model=None) -> bool:
     """True to stream: ``on``; ``off``; ``auto``: when an in-memory run of these N images would not
     fit in the available memory (``guard.in_memory_bytes``: about 4 x the prepared float32 images
-    N*H*W*C*4 plus the runtime, as measured; the raw images counted at the model's size)."""
+    N*H*W*C*4 plus the runtime, as measured; the raw images counted at the model's size; plus the
+    model's training, ``model(n) -> (bytes, words)``, where given)."""
     if mode == "on":
         if path is None or not streamable(path):
             raise ConfigError("--stream on needs --data DIR (class folders), a manifest (.csv/.txt) "
@@ -255,14 +256,16 @@ def choose(mode: str, n: int, size: tuple, channels: int, path) -> bool:
 
     if p.is_dir() and formats.detect(p) not in (None, "tfrecord-dir"):
         return False
-    return in_memory_bytes(n * size[0] * size[1] * channels, n, size, channels) > available_bytes()
+    extra = model(n)[0] if model is not None else 0
+    return in_memory_bytes(n * size[0] * size[1] * channels, n, size, channels) + extra > available_bytes()
 
 
-def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = True) -> bool:
+def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = True, model=None) -> bool:
     """``choose`` for ``--data PATH`` as given (None, missing, or a format other than a folder or
     manifest: in memory). ``strict`` False (evaluate, predict) reads ``on`` as ``auto`` where it
     does not apply instead of refusing. ``strict`` (train): data going into memory whose run would
-    not fit is refused here, in one line, before anything is loaded (``guard.check_in_memory``)."""
+    not fit is refused here, in one line, before anything is loaded (``guard.check_in_memory``; with
+    ``model``, the model's training counted together with the data)."""
     if mode not in ("auto", "on", "off"):
         mode = "auto"
     if not path or not (Path(path).exists() or is_tfrecord(path)):
@@ -272,13 +275,13 @@ def wants_stream(mode: str, path, size: tuple, channels: int, strict: bool = Tru
         streaming = False
     else:
         n = count_files(p) if mode == "auto" and streamable(p) else 0
-        streaming = choose(mode, n, size, channels, p)
+        streaming = choose(mode, n, size, channels, p, model)
     if not streaming and strict:
         from kerascnn.guard import check_in_memory
 
         plan = memory_plan(p, size, channels)
         if plan is not None:
-            check_in_memory(p, plan[0], plan[1], size, channels, plan[2], plan[3])
+            check_in_memory(p, plan[0], plan[1], size, channels, plan[2], plan[3], model)
     return streaming
 
 

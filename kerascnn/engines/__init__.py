@@ -35,3 +35,15 @@ def prepare(config, echo):
     import importlib
 
     return importlib.import_module(ENGINES[config.backend]).prepare(config, echo)
+
+
+def on_cpu(backend: str) -> bool:
+    """Whether the engine ``backend`` names trains on the CPU (no GPU or other accelerator), i.e.
+    in the memory the data is loaded into. Called after ``prepare``."""
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform == "cpu"
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")

@@ -130,8 +130,25 @@ def _data(config: TrainConfig, entry):
     size = tuple(config.image_size or natural[:2])
     data = training_sources(config.dataset, config.data, size, natural[2], seed=config.seed,
                             val_split=config.val_split, class_names=config.class_names,
-                            stream_mode=config.stream, bad_files=config.bad_files)
+                            stream_mode=config.stream, bad_files=config.bad_files,
+                            model=_model_memory(config, entry, size + (natural[2],)))
     return size + (natural[2],), data
+
+
+def _model_memory(config: TrainConfig, entry, input_shape):
+    """images -> (bytes, words): the model's training memory (``guard.training_bytes``) at the batch
+    these images allow, for the refusal before in-memory data is loaded. Two classes (the head's
+    lower bound: the data's classes are not read yet); the whole batch on the CPU, whose replicas
+    share this memory; nothing on accelerators (their own memory). ``_batch`` checks it exactly."""
+    def need(images: int):
+        from kerascnn import engines, guard
+
+        batch = max(1, min(int(config.batch_size), int(images)))
+        if not engines.on_cpu(config.backend):
+            return 0, ""
+        report = entry.analyze(input_shape, 2, **config.model_options)
+        return guard.training_bytes(report, batch, config.optimizer), f"{entry.name} training at batch {batch}"
+    return need
 
 
 def _batch(config: TrainConfig, entry, engine, input_shape, data, echo):
