@@ -258,14 +258,6 @@ def _keys(layers) -> list:
     return [f"{l.name}/{v.path.rsplit('/', 1)[-1]}" for l in layers for v in l.weights]
 
 
-def weight_arrays(model) -> dict:
-    """``{"conv2d/kernel": array, ...}``: the .npz layout ``--weights`` reads."""
-    from kerascnn.layers import flat_layers
-
-    return {f"{l.name}/{v.path.rsplit('/', 1)[-1]}": np.asarray(v.numpy()) for l in flat_layers(model)
-            for v in l.weights}
-
-
 def run_values(model_or_spec: str, x: np.ndarray, kernel=None, bias=None, weights=None, each_layer=False):
     """-> (``LayerValues``: one ``LayerOutput(name, cls, values)`` per layer shown, values without the
     batch axis; notes on the weights). Both render as HTML tables in Jupyter."""

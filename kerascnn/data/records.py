@@ -79,9 +79,6 @@ class RecordImages:
     def subset(self, pos) -> RecordImages:
         return dataclasses.replace(self, idx=np.sort(np.asarray(self.idx)[np.asarray(pos, np.int64)]), bad=[])
 
-    def decoded_bytes(self) -> int:
-        return len(self.idx) * self.size[0] * self.size[1] * self.channels * 4
-
     def shards_holding(self) -> list:
         """Indices of the shards that hold at least one record of this split."""
         offsets = np.concatenate([[0], np.cumsum(self.counts)])

@@ -149,18 +149,6 @@ def verified_path(path):
     return out
 
 
-def read_record(path, index: int) -> bytes:
-    """Record ``index`` of a TFRecord file (walks the length headers; for naming a bad record)."""
-    with open_regular(path, limit=1 << 62, what="TFRecord") as fh:
-        for _ in range(index):
-            (length,) = struct.unpack("<Q", fh.read(12)[:8])
-            fh.seek(length + 4, os.SEEK_CUR)
-        (length,) = struct.unpack("<Q", fh.read(12)[:8])
-        if length > MAX_FILE_BYTES:
-            raise DataError(f"{path}: record {index} claims {length:,} bytes")
-        return fh.read(length)
-
-
 def check_record_fields(path, first: int, labels, heights, widths, missing: int) -> None:
     """One batch of a shard's parsed records (record ``first`` onwards): a label that is missing
     or negative, or an ``image/height`` x ``image/width`` beyond ``MAX_IMAGE_PIXELS`` (the size a

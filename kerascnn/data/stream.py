@@ -68,9 +68,6 @@ class FileImages:
         native = [self.native[i] for i in idx] if self.native else []
         return dataclasses.replace(self, files=[self.files[i] for i in idx], bad=[], native=native)
 
-    def decoded_bytes(self) -> int:
-        return len(self.files) * self.size[0] * self.size[1] * self.channels * 4
-
     def load(self, i: int, raw: bytes | None = None) -> np.ndarray:
         """File ``i`` (or its bytes ``raw``, already read) -> float32 (raw_h, raw_w, C') where C' =
         channels when going RGB -> gray, else raw."""

@@ -19,10 +19,6 @@ class BlockRule(Rule):
     def keras_layers(self, dtype=None):
         raise TypeError(f"{self.name}: a block's Keras layer is built by kerascnn.layers.spec_layers")
 
-    def branch_rules(self):
-        """[(rule, in_shape) ...] per branch (validated end to end)."""
-        raise NotImplementedError
-
     def _walk(self, in_shape):
         out = []
         for branch in self.spec.branches():
