@@ -6,6 +6,32 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 
+# ----------------------------------------------------------------- parallel runs (pytest-xdist)
+# setup.cfg runs the suite on one worker per core with `--dist loadgroup`: a test without an
+# xdist_group mark goes to whichever worker is free. A module whose tests share a fixture of module
+# (or wider) scope defined in that module is kept on one worker (its tests then run in file order,
+# the fixture is built once); a module may also name its group itself (tests/test_docs_site.py).
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the long ungrouped tests first (the order is stable otherwise, groups keep their file
+        # order), so that no worker starts one of them as the others finish
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None
+                   or item.get_closest_marker("xdist_group") is not None)
+
+
+def _uses_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        d = defs[-1]
+        if d.scope in ("module", "package", "session") and d.baseid.endswith(".py"):
+            return True
+    return False
+
+
 @pytest.fixture
 def runner():
     from click.testing import CliRunner
@@ -33,6 +59,30 @@ def run_kerascnn(*args, env=None, timeout=600, cwd=None):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, "-m", "kerascnn", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd)
+
+
+class _Ran:
+    def __init__(self, result):
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def kerascnn_in_process(*args, env=None, cwd=None):
+    """`kerascnn ARGS` in this process (click's CliRunner; no TensorFlow start-up), with the result
+    attributes of run_kerascnn (returncode, stdout, stderr). For tests where a fresh process is not
+    the point; an unexpected exception propagates and fails the test, as its traceback would."""
+    from click.testing import CliRunner
+
+    from kerascnn.cli import cli
+
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(cli, [str(a) for a in args], env=env, prog_name="kerascnn",
+                                    catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return _Ran(result)
 
 
 # Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):

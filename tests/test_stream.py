@@ -3,7 +3,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_after_epoch, load_weights, read_history, run_kerascnn
 from PIL import Image
 
 from kerascnn import data as D
@@ -218,7 +218,7 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
 
     from kerascnn.evaluation import metrics_from_probabilities
 
-    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
+    ev = kerascnn_in_process("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
     assert ev.returncode == 0, ev.stderr[-1500:]
     streamed = json.loads(ev.stdout)
     mem = D.load_data(data=str(root), seed=4)
