@@ -178,6 +178,53 @@ def kill_when(ready, *args, env=None):
     return proc.returncode
 
 
+def state_meta(run_dir) -> dict:
+    """The ``meta`` record of RUN/backup/state.npz ({} while there is none, or it is being replaced)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(os.path.join(run_dir, "backup", "state.npz")) as z:
+            return json.loads(bytes(z["meta"]).decode())
+    except Exception:
+        return {}
+
+
+def kill_inside_epoch(*args, env=None, epochs_done=1):
+    """Start `python -m kerascnn train ... --run-dir RUN --save-every N`, and SIGKILL it from outside
+    once RUN's training state was saved inside an epoch after ``epochs_done`` completed epochs:
+    stopped (SIGSTOP) when the state file says so, checked again while it cannot write, then
+    killed (or let go on when an epoch-end save came in between). Returns the state's meta at the
+    kill ({} when the run ended first or after 300 s)."""
+    import signal
+    import time
+
+    args = [str(a) for a in args]
+    run_dir = args[args.index("--run-dir") + 1]
+
+    def inside():
+        m = state_meta(run_dir)
+        return m if m.get("step", 0) > 0 and m["epoch"] + 1 >= epochs_done else None
+
+    proc = start_kerascnn(*args, env=env)
+    deadline = time.time() + 300
+    try:
+        while wait_until(proc, lambda: inside() is not None, timeout=max(0.0, deadline - time.time())):
+            proc.send_signal(signal.SIGSTOP)
+            meta = inside()
+            if meta is not None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                return meta
+            proc.send_signal(signal.SIGCONT)
+        return {}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def read_history(run_dir):
     """The rows of a run's history.csv as dicts."""
     import csv

@@ -96,6 +96,15 @@ def check(make_engine, folder, tmp) -> dict:
     train_epochs(resumed, x, y, 1, 3, 3)
     out["resume_bitwise"] = all(np.array_equal(a, b) for a, b in zip(weights(full), weights(resumed)))
     out["resume_moved"] = not all(np.array_equal(a, b) for a, b in zip(weights(full), weights(cut)))
+    # the same from a state an older kerascnn wrote (no Dropout seed states g{i}: reseeded per epoch)
+    older = {k: v for k, v in cut.get_state().items() if not k.startswith("g")}
+    checkpoint.save_state(path, older, {"epoch": 0, "best": 0.0, "history": [], "optimizer": "adam"})
+    resumed = new_engine(make_engine)
+    checkpoint.load_state(path, resumed, "adam")
+    train_epochs(resumed, x, y, 1, 3, 3)
+    out["seed_states_saved"] = sum(k.startswith("g") for k in cut.get_state())
+    out["resume_older_state_bitwise"] = all(np.array_equal(a, b) for a, b in zip(weights(full), weights(resumed)))
+    out.update(inside_epoch(make_engine, x, y, path))
     # NaN stop: a step whose loss is not finite reports it in its sums (the loop stops on it)
     wild = new_engine(make_engine)
     wild.set_train_data(StepData(np.where(np.arange(len(x))[:, None, None, None] % 2, np.nan, x).astype(np.float32),
@@ -120,6 +129,45 @@ def check(make_engine, folder, tmp) -> dict:
         got = streamer.train_steps(1)
         out["stream"] = {"count": float(got[2]), "finite": bool(np.isfinite(got[0])),
                          "evaluated": float(streamer.evaluate(source, labels, 8)[2]), "files": len(source)}
+    return out
+
+
+def inside_epoch(make_engine, x, y, path) -> dict:
+    """Resume inside an epoch: 3 epochs uninterrupted (one call per epoch) == 1 epoch and 2 steps
+    of epoch 2, the state saved there (with the Dropout seed states), a new engine continuing at
+    step 3 of epoch 2 with the epoch's running sums: bitwise weights and epoch sums. Without the
+    seed states the Dropout masks differ."""
+    from kerascnn.engines.base import StepData
+    from kerascnn.training import checkpoint
+
+    steps = len(x) // BATCH
+    full = new_engine(make_engine)
+    full.set_train_data(StepData(x, y, BATCH, 5, 0, 3))
+    sums = []
+    for epoch in range(3):
+        full.reseed(5, epoch)
+        sums.append(full.train_steps(steps))
+    cut = new_engine(make_engine)
+    cut.set_train_data(StepData(x, y, BATCH, 5, 0, 3))
+    cut.reseed(5, 0)
+    cut.train_steps(steps)
+    cut.reseed(5, 1)
+    part = cut.train_steps(1)
+    part = cut.train_steps(1, part)
+    meta = {"epoch": 0, "best": 0.0, "history": [], "optimizer": "adam", "step": 2, "steps": steps,
+            "totals": [float(t) for t in part]}
+    out = {}
+    for name, keep in (("inside_bitwise", lambda k: True), ("inside_without_seeds", lambda k: not k.startswith("g"))):
+        checkpoint.save_state(path, {k: v for k, v in cut.get_state().items() if keep(k)}, meta)
+        resumed = new_engine(make_engine)
+        meta_back = checkpoint.load_state(path, resumed, "adam")
+        step, totals = checkpoint.position(path, meta_back, steps)
+        resumed.set_train_data(StepData(x, y, BATCH, 5, 1, 3, first_step=step))
+        epoch_sums = resumed.train_steps(steps - step, totals)      # no reseed: the saved seed state
+        resumed.reseed(5, 2)
+        resumed.train_steps(steps)
+        out[name] = all(np.array_equal(a, b) for a, b in zip(weights(full), weights(resumed)))
+        out[name + "_sums"] = bool(np.array_equal(epoch_sums, sums[1]))
     return out
 
 

@@ -1,6 +1,6 @@
 """The engine contract (kerascnn/engines/base.py), one check run against every engine: build, K
-steps, a checkpoint round trip, an exact resume, the NaN stop, and streaming from disk (or a
-clear refusal). The TensorFlow engine runs in this process, the JAX engine in one of its own
+steps, a checkpoint round trip, an exact resume (at an epoch end, from an older state, inside an
+epoch), the NaN stop, and streaming from disk (or a clear refusal). The TensorFlow engine runs in this process, the JAX engine in one of its own
 (Keras picks its backend once per process)."""
 import importlib.util
 import json
@@ -27,6 +27,10 @@ def _holds(r: dict, name: str) -> None:
     assert r["lr"] == pytest.approx(1e-2)
     assert r["round_trip_equal"] and r["round_trip_scores_equal"], name
     assert r["resume_moved"] and r["resume_bitwise"], name               # resumed == uninterrupted, bitwise
+    assert r["seed_states_saved"] == 1 and r["resume_older_state_bitwise"], name
+    # inside an epoch: weights and the epoch's sums bitwise; the Dropout seed state is what makes it so
+    assert r["inside_bitwise"] and r["inside_bitwise_sums"], name
+    assert not r["inside_without_seeds"], name
     assert r["nan_reported"], name
     stream = r["stream"]
     if "refused" in stream:

@@ -3,14 +3,13 @@ trained on JAX read back, evaluated and exported by TensorFlow in another proces
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
+from conftest import kill_inside_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -24,18 +23,19 @@ COMMON = ["train", "lenet5", "-o", "variant=modern", "--backend", "jax", "--epoc
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """An uninterrupted 2-epoch run, and one SIGKILLed after its epoch-1 checkpoint."""
+    """An uninterrupted 2-epoch run, and one SIGKILLed inside epoch 2 (its state saved every 3 of the
+    20 steps per epoch); returns them, the uninterrupted run's output and the cut's state meta."""
     root = tmp_path_factory.mktemp("jaxruns")
     full = run_kerascnn(*COMMON, "--run-dir", root / "full")
     assert full.returncode == 0, full.stderr[-2000:]
     # TensorFlow is still imported (Keras seeds it; tf.data): quietly, as on the TensorFlow engine
     assert "oneDNN custom operations" not in full.stderr and "cuda drivers" not in full.stderr, full.stderr[-800:]
-    assert kill_after_epoch(1, *COMMON, "--run-dir", root / "cut") == -signal.SIGKILL
-    return root / "full", root / "cut", full.stdout
+    meta = kill_inside_epoch(*COMMON, "--save-every", "3", "--run-dir", root / "cut")
+    return root / "full", root / "cut", full.stdout, meta
 
 
 def test_jax_run_directory_holds_the_same_files(runs):
-    full, _, stdout = runs
+    full, _, stdout, _ = runs
     for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json", "backup/state.npz"):
         assert (full / name).is_file(), name
     cfg = json.loads((full / "config.json").read_text())
@@ -49,14 +49,18 @@ def test_jax_run_directory_holds_the_same_files(runs):
     assert state["w0"].shape == (5, 5, 1, 6) and float(state["o:iteration"]) == 2 * (1294 // 64)
 
 
-def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
-    full, cut, _ = runs
+def test_sigkill_inside_an_epoch_and_resume_on_jax_equals_an_uninterrupted_run(runs):
+    full, cut, _, meta = runs
+    assert meta and meta["epoch"] == 0 and 0 < meta["step"] < 20 and (20 + meta["step"]) % 3 == 0, meta
     assert [int(r["epoch"]) for r in read_history(cut)] == [1]
     resumed = run_kerascnn("train", "--resume", cut, "-q")      # the recorded engine (jax) is kept
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "from epoch 2 (epochs 1-1 done)" in resumed.stdout and "engine jax" in resumed.stdout
+    k = meta["step"]
+    assert f"from epoch 2, step {k + 1} of 20 (epochs 1-1 and steps 1-{k} of 20 of epoch 2 done)" in resumed.stdout
+    assert "engine jax" in resumed.stdout
     assert json.loads((cut / "config.json").read_text())["engine"] == "jax"
-    assert [r["loss"] for r in read_history(cut)] == [r["loss"] for r in read_history(full)]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):   # the epoch's sums resumed exactly
+        assert [r[key] for r in read_history(cut)] == [r[key] for r in read_history(full)], key
     for a, b in zip(load_weights(full / "last.keras"), load_weights(cut / "last.keras")):
         assert np.array_equal(a, b)   # bitwise: same engine, same device, state restored exactly
     other = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--backend", "tensorflow", "-q")
@@ -64,7 +68,7 @@ def test_sigkill_and_resume_on_jax_equals_an_uninterrupted_run(runs):
 
 
 def test_nan_on_jax_stops_with_one_line_and_keeps_the_last_good_model(runs):
-    _, cut, _ = runs
+    _, cut, _, _ = runs
     before = load_weights(cut / "last.keras")
     bad = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--lr", "1e30", "--schedule", "constant", "-q")
     assert bad.returncode == 1
@@ -91,7 +95,7 @@ print(json.dumps({"backend": keras.backend.backend(), "val_accuracy": float(np.m
 
 
 def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path):
-    full, _, _ = runs
+    full, _, _, _ = runs
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     r = subprocess.run([sys.executable, "-c", _TF_CHECK, str(full)], capture_output=True, text=True, env=env,
                        timeout=300)

@@ -1,9 +1,8 @@
 """Streaming from disk (kerascnn/data/stream.py): same batches as the in-memory path, exact resume, bad files."""
-import signal
 
 import numpy as np
 import pytest
-from conftest import kerascnn_in_process, kill_after_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn
 from PIL import Image
 
 from kerascnn import data as D
@@ -230,13 +229,15 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
     assert abs(streamed["loss"] - in_memory["loss"]) <= 1e-4 * max(1.0, in_memory["loss"])
 
 
-    assert kill_after_epoch(1, *common, "--stream", "on", "--run-dir", tmp_path / "cut") == -signal.SIGKILL
-    assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1]
+    # SIGKILL inside an epoch (the state saved every 2 of the 6 steps per epoch), --resume at that step
+    meta = kill_inside_epoch(*common, "--stream", "on", "--save-every", "2", "--run-dir", tmp_path / "cut")
+    assert meta and 0 < meta["step"] < 6 and meta["epoch"] >= 0, meta
     resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "streamed from disk" in resumed.stdout
+    assert "streamed from disk" in resumed.stdout and f"step {meta['step'] + 1} of 6" in resumed.stdout
+    assert [r["loss"] for r in read_history(tmp_path / "cut")] == [r["loss"] for r in read_history(tmp_path / "on")]
     for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
-        assert np.array_equal(a, b)  # bitwise: same file order per (seed, epoch), state restored exactly
+        assert np.array_equal(a, b)  # bitwise: same file order per (seed, epoch), skipped to the step, same state
 
 
 def test_bad_files_skip_lists_them_in_the_run_directory(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from kerascnn.registry import get_entry
 
-from conftest import kerascnn_in_process, kill_after_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_after_epoch, kill_inside_epoch, load_weights, read_history, run_kerascnn
 
 
 
@@ -37,21 +37,51 @@ def test_digits_reach_95_percent_with_the_defaults(tmp_path):
     assert final["val_accuracy"] >= 0.95
 
 
-def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
-    """R1: SIGKILL after the epoch-2 checkpoint, --resume, and compare with a clean run bitwise."""
-    common = ["train", "convnet", "--epochs", "4", "--seed", "11", "--deterministic", "-q"]
-    full = run_kerascnn(*common, "--run-dir", tmp_path / "full")
-    assert full.returncode == 0, full.stderr[-2000:]
+R1 = ["train", "convnet", "--epochs", "4", "--seed", "11", "--deterministic", "-q"]
 
-    assert kill_after_epoch(2, *common, "--run-dir", tmp_path / "cut") == -signal.SIGKILL
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """R1's run, uninterrupted (the default --save-every: no save inside its 0.3 s epochs)."""
+    run = tmp_path_factory.mktemp("r1") / "full"
+    full = run_kerascnn(*R1, "--run-dir", run)
+    assert full.returncode == 0, full.stderr[-2000:]
+    return run
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path):
+    """R1: SIGKILL after the epoch-2 checkpoint, --resume, and compare with a clean run bitwise."""
+    assert kill_after_epoch(2, *R1, "--run-dir", tmp_path / "cut") == -signal.SIGKILL
     assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2]
 
     resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "from epoch 3 (epochs 1-2 done)" in resumed.stdout
     assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2, 3, 4]
-    for a, b in zip(load_weights(tmp_path / "full" / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
+    for a, b in zip(load_weights(uninterrupted / "last.keras"), load_weights(tmp_path / "cut" / "last.keras")):
         assert np.array_equal(a, b)  # bitwise: order = permutation(seed, epoch), state restored exactly
+
+
+def test_sigkill_inside_an_epoch_and_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path):
+    """Issue 25: the state saved every 3 steps (10 per epoch); SIGKILL once it was saved inside an
+    epoch after epoch 1; --resume continues at that step: the weights and every history row's
+    loss and accuracy equal the uninterrupted run's (which never saved inside an epoch)."""
+    cut = tmp_path / "cut"
+    meta = kill_inside_epoch(*R1, "--save-every", "3", "--run-dir", cut)
+    assert meta and 0 < meta["step"] < 10 and meta["steps"] == 10, meta
+    epoch, step = meta["epoch"] + 1, meta["step"]     # 1-based: epochs 1..epoch done, then `step` steps
+    assert (epoch * 10 + step) % 3 == 0 and len(meta["history"]) == epoch
+    assert meta["totals"][2] == step * 128             # the epoch's running sums: `step` batches counted
+    resumed = run_kerascnn("train", "--resume", cut, "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (f"from epoch {epoch + 1}, step {step + 1} of 10 (epochs 1-{epoch} and steps 1-{step} of 10 of "
+            f"epoch {epoch + 1} done)") in resumed.stdout
+    full_rows, cut_rows = read_history(uninterrupted), read_history(cut)
+    assert [int(r["epoch"]) for r in cut_rows] == [1, 2, 3, 4]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert [r[key] for r in cut_rows] == [r[key] for r in full_rows], key
+    for a, b in zip(load_weights(uninterrupted / "last.keras"), load_weights(cut / "last.keras")):
+        assert np.array_equal(a, b)  # bitwise: the stream skips to the step, the state at that step restored
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):

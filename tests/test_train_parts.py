@@ -192,8 +192,8 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
         def set_train_data(self, data):
             self._inner.set_train_data(data)
 
-        def train_steps(self, n):
-            return self._inner.train_steps(n)
+        def train_steps(self, n, totals=None):
+            return self._inner.train_steps(n, totals)
 
         def evaluate(self, x, y, batch):
             return self._inner.evaluate(x, y, batch)

@@ -17,7 +17,8 @@ def epoch_order(n: int, seed: int, epoch):
     return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
 
 
-def train_dataset(x, y, batch_size: int, seed: int, first_epoch: int, epochs: int, augment: bool = False):
+def train_dataset(x, y, batch_size: int, seed: int, first_epoch: int, epochs: int, augment: bool = False,
+                  first_step: int = 0):
     """Epochs ``first_epoch`` .. ``epochs - 1`` as ONE stream of full (float32 images, int64 labels)
     batches: epoch e is ``epoch_order(n, seed, e)`` cut into ``n // batch_size`` batches (the
     remainder is dropped, as every replica needs a full share).
@@ -48,7 +49,7 @@ def train_dataset(x, y, batch_size: int, seed: int, first_epoch: int, epochs: in
         xb, yb = tf.gather(images, idx), tf.gather(labels, idx)
         return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
 
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).skip(first_step)  # resume inside an epoch
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -415,7 +415,7 @@ def epoch_batches(x: RecordImages, seed: int, epoch, worker: tuple = (0, 1), bat
 
 
 def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                   augment: bool = False, worker: tuple = (0, 1)):
+                   augment: bool = False, worker: tuple = (0, 1), first_step: int = 0):
     """Batches of ``batch_size // count`` (float32 images, int64 labels) for epochs
     ``first_epoch`` .. ``epochs - 1``; augmentation keyed by (seed, epoch, batch index) as in memory."""
     import tensorflow as tf
@@ -444,7 +444,8 @@ def stream_dataset(x: RecordImages, batch_size: int, seed: int, first_epoch: int
     def batch(epoch, i, xb, yb):
         return (augmenter(epoch, i, xb) if augmenter else xb), yb
 
-    ds = safe_read.guarded_batches(tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch), fast, slow)
+    ds = safe_read.guarded_batches(tf.data.Dataset.range(first_epoch, epochs).flat_map(per_epoch)
+                                     .skip(first_step), fast, slow)   # read, not decoded
     return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -8,7 +8,8 @@ never ask which kind it is; only ``kerascnn/data`` does (``as_source``).
 
 Every kind gives the same things: its length and labels, batches in file order for scoring
 (``eval_dataset`` in ``tf.data``, ``batches`` in NumPy), the training stream of epochs
-first..epochs-1 in the (seed, epoch) order (``train_dataset``; a worker's share with ``worker``),
+first..epochs-1 in the (seed, epoch) order (``train_dataset``; a worker's share with ``worker``;
+from a step inside the first epoch with ``first_step``),
 the same on a ``tf.distribute`` strategy (``distribute_train``), the start-up line's words for
 itself (``describe``) and a decoded copy (``cached``). ``in_memory`` says whether ``arrays()``
 holds the prepared images (an engine that keeps them on its devices, as the JAX engine does,
@@ -50,12 +51,14 @@ class DataSource(Protocol):
         """``tf.data`` batches in file order (no shuffle)."""
 
     def train_dataset(self, batch_size: int, seed: int, first_epoch: int, epochs: int, augment: bool = False,
-                      worker: tuple = (0, 1)):
+                      worker: tuple = (0, 1), first_step: int = 0):
         """``tf.data``: epochs first_epoch..epochs-1, each ``len // batch_size`` full batches in the
-        (seed, epoch) order; ``worker`` (index, count): that worker's share of every batch."""
+        (seed, epoch) order; ``worker`` (index, count): that worker's share of every batch;
+        ``first_step``: the stream starts at that batch of ``first_epoch`` (the ones before are
+        skipped before anything is decoded)."""
 
     def distribute_train(self, strategy, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                         augment: bool = False):
+                         augment: bool = False, first_step: int = 0):
         """``train_dataset`` distributed by a ``tf.distribute`` strategy (each worker reads its share)."""
 
     def describe(self, readers: int = 1, noun: str = "workers") -> str:
@@ -92,16 +95,17 @@ class ArraySource:
 
         return eval_dataset(self.x, self.labels, batch_size)
 
-    def train_dataset(self, batch_size, seed, first_epoch, epochs, augment=False, worker=(0, 1)):
+    def train_dataset(self, batch_size, seed, first_epoch, epochs, augment=False, worker=(0, 1), first_step=0):
         from kerascnn.data.pipeline import train_dataset
 
         if tuple(worker) != (0, 1):
             raise ConfigError("data in memory is not read in worker shares; stream it from disk (--stream on)")
-        return train_dataset(self.x, self.labels, batch_size, seed, first_epoch, epochs, augment=augment)
+        return train_dataset(self.x, self.labels, batch_size, seed, first_epoch, epochs, augment=augment,
+                             first_step=first_step)
 
-    def distribute_train(self, strategy, batch_size, seed, first_epoch, epochs, augment=False):
+    def distribute_train(self, strategy, batch_size, seed, first_epoch, epochs, augment=False, first_step=0):
         return strategy.experimental_distribute_dataset(
-            self.train_dataset(batch_size, seed, first_epoch, epochs, augment))
+            self.train_dataset(batch_size, seed, first_epoch, epochs, augment, first_step=first_step))
 
     def describe(self, readers: int = 1, noun: str = "workers") -> str:
         return "in memory"
@@ -146,17 +150,17 @@ class StreamSource:
 
         return stream.eval_dataset(self.images, self.labels, batch_size)
 
-    def train_dataset(self, batch_size, seed, first_epoch, epochs, augment=False, worker=(0, 1)):
+    def train_dataset(self, batch_size, seed, first_epoch, epochs, augment=False, worker=(0, 1), first_step=0):
         from kerascnn.data import stream
 
         return stream.stream_dataset(self.images, self.labels, batch_size, seed, first_epoch, epochs, augment,
-                                     worker=worker)
+                                     worker=worker, first_step=first_step)
 
-    def distribute_train(self, strategy, batch_size, seed, first_epoch, epochs, augment=False):
+    def distribute_train(self, strategy, batch_size, seed, first_epoch, epochs, augment=False, first_step=0):
         from kerascnn.data import stream
 
         return stream.distribute_train(strategy, self.images, self.labels, batch_size, seed, first_epoch, epochs,
-                                       augment)
+                                       augment, first_step=first_step)
 
     def describe(self, readers: int = 1, noun: str = "workers") -> str:
         from kerascnn.data import records, stream

@@ -317,7 +317,7 @@ def worker_share(order, batch_size: int, worker: tuple = (0, 1)):
 
 
 def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                   augment: bool = False, worker: tuple = (0, 1)):
+                   augment: bool = False, worker: tuple = (0, 1), first_step: int = 0):
     """As ``data.train_dataset`` (same order: epoch e is ``epoch_order(n, seed, e)`` cut into
     ``n // batch_size`` full batches; same augmentation keyed by (seed, epoch, batch index)) but
     each image is read from disk, decoded and resized in parallel by ``tf.data``.
@@ -334,11 +334,11 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     if steps < 1:
         raise ConfigError(f"batch size {batch_size} is larger than the {n} training images")
     if x.cache_file:
-        return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment, worker)
+        return _cached_batches(x, y, batch_size, seed, first_epoch, epochs, augment, worker, first_step)
     if not isinstance(x, FileImages):   # records.RecordImages: its own epoch order (shards, windows)
         from kerascnn.data import records
 
-        return records.stream_dataset(x, batch_size, seed, first_epoch, epochs, augment, worker)
+        return records.stream_dataset(x, batch_size, seed, first_epoch, epochs, augment, worker, first_step)
     labels = tf.constant(np.asarray(y, dtype=np.int64))
     augmenter = D._augmenter(tuple(x.size) + (x.channels,), seed, worker) if augment else None
     share = batch_size // worker[1]
@@ -361,12 +361,13 @@ def stream_dataset(x: FileImages, y, batch_size: int, seed: int, first_epoch: in
     def batch(epoch, i, ks, xb):
         return (augmenter(epoch, i, xb) if augmenter else xb), tf.gather(labels, ks)
 
-    ds = safe_read.guarded_batches(tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches), fast, slow)
+    ds = safe_read.guarded_batches(tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+                                     .skip(first_step), fast, slow)   # skipped before decoding
     return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def distribute_train(strategy, x: FileImages, y, batch_size: int, seed: int, first_epoch: int, epochs: int,
-                     augment: bool = False):
+                     augment: bool = False, first_step: int = 0):
     """The training stream on ``strategy``. Several workers (MultiWorkerMirroredStrategy): each
     worker builds only its share (``worker_share`` by file index, before decoding;
     ``distribute_datasets_from_function``, no auto-sharding), cut into its replicas' batches;
@@ -375,11 +376,11 @@ def distribute_train(strategy, x: FileImages, y, batch_size: int, seed: int, fir
 
     if workers(strategy) <= 1:
         return strategy.experimental_distribute_dataset(
-            stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment))
+            stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment, first_step=first_step))
 
     def per_worker(ctx):
         share = (ctx.input_pipeline_id, ctx.num_input_pipelines)
-        ds = stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment, worker=share)
+        ds = stream_dataset(x, y, batch_size, seed, first_epoch, epochs, augment, worker=share, first_step=first_step)
         per_replica = ctx.get_per_replica_batch_size(batch_size)
         return ds if per_replica == batch_size // share[1] else ds.rebatch(per_replica).prefetch(tf.data.AUTOTUNE)
 
@@ -440,7 +441,7 @@ def disk_cache(x: FileImages, path: Path) -> FileImages:
     return dataclasses.replace(x, cache_file=str(path))
 
 
-def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, augment, worker=(0, 1)):
+def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, augment, worker=(0, 1), first_step=0):
     """Batches gathered from the --cache disk file, in the same (seed, epoch) order."""
     import tensorflow as tf
 
@@ -462,7 +463,7 @@ def _cached_batches(x: FileImages, y, batch_size, seed, first_epoch, epochs, aug
         yb = tf.gather(labels, idx)
         return (augmenter(epoch, i, xb), yb) if augmenter else (xb, yb)
 
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).skip(first_step)
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -17,12 +17,17 @@ Deciding before the model exists:
   the run directory is touched.
 Training:
   ``build(build_model, build_optimizer)`` (again with a new optimizer when fine-tuning unfreezes),
-  ``set_train_data(StepData)``, ``train_steps(n)`` -> float64 [sum loss, correct, count] over the
-  next n steps of the stream (a call may cross an epoch), ``evaluate(x, y, batch)`` (``x`` an array
+  ``set_train_data(StepData)`` (the stream may start inside an epoch: ``first_step``),
+  ``train_steps(n, totals)`` -> float32 [sum loss, correct, count]: ``totals`` (the epoch's sums
+  so far; zeros when None) plus each of the next n steps' sums, added one step at a time in
+  float32, so an epoch's sums do not depend on how its steps were split into calls (nor on a
+  resume between them); a call may cross an epoch. ``evaluate(x, y, batch)`` (``x`` an array
   or a ``kerascnn.data.source.DataSource``), ``learning_rate()``.
 State (exact resume):
   ``reseed(seed, epoch)`` (every Dropout SeedGenerator := f(seed, epoch)), ``sync_to_model()``,
-  ``get_state()`` / ``set_state(state)`` (weights ``w{i}``, optimizer variables ``o:<path>``;
+  ``get_state()`` / ``set_state(state)`` (weights ``w{i}``, optimizer variables ``o:<path>``, the
+  Dropout seed states ``g{i}`` as they are after the last step -- a state saved inside an epoch
+  continues with them; one without them, from an older kerascnn, is restored without;
   ``set_state`` raises ``KeyError`` naming a missing key; the loop checks shapes against
   ``model.weights`` first).
 Faults:
@@ -53,6 +58,11 @@ class StepData:
     first_epoch: int    # 0-based epoch the stream starts at (resume)
     epochs: int         # total epochs; the stream ends after epoch epochs-1
     augment: bool = False
+    first_step: int = 0  # the stream starts at this step of first_epoch (a resume saved inside an epoch)
+
+    def __post_init__(self):
+        if not 0 <= self.first_step < max(1, self.steps_per_epoch):
+            raise ValueError(f"first_step {self.first_step} is not a step of an epoch of {self.steps_per_epoch}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -118,8 +128,9 @@ class Engine(abc.ABC):
         """Hold the training stream: epochs first_epoch..epochs-1, each ``steps_per_epoch`` full batches."""
 
     @abc.abstractmethod
-    def train_steps(self, n: int) -> np.ndarray:
-        """Run the next ``n`` steps of the stream; float64 [sum of per-example loss, correct, count]."""
+    def train_steps(self, n: int, totals=None) -> np.ndarray:
+        """Run the next ``n`` steps of the stream; float32 ``totals`` (zeros when None) plus each
+        step's [sum of per-example loss, correct, count], added in step order in float32."""
 
     @abc.abstractmethod
     def evaluate(self, x, y, batch: int) -> np.ndarray:
@@ -161,6 +172,16 @@ def is_seed_state(var) -> bool:
     return "seed_generator_state" in var.path
 
 
+def seed_states(model) -> list:
+    """The model's Dropout (SeedGenerator) state variables, in a fixed order (keys ``g{i}``)."""
+    return [v for v in model.non_trainable_variables if is_seed_state(v)]
+
+
+def start_totals(totals) -> np.ndarray:
+    """An epoch's running float32 sums [loss, correct, count]: ``totals``, or zeros."""
+    return np.zeros(3, np.float32) if totals is None else np.asarray(totals, np.float32).reshape(3)
+
+
 def assign_state(model, optimizer, state: dict) -> None:
     """Put ``w{i}`` and ``o:<path>`` arrays (``Engine.get_state``'s keys) into the Keras model and
     optimizer variables; the learning rate is left alone (it comes from the current options).
@@ -170,6 +191,12 @@ def assign_state(model, optimizer, state: dict) -> None:
     if missing:
         raise KeyError(f"no saved value for {missing[0]}")
     model.set_weights([state[f"w{i}"] for i in range(n)])
+    seeds = seed_states(model)
+    if any(f"g{i}" in state for i in range(len(seeds))):   # absent from an older kerascnn's epoch-end state
+        for i, var in enumerate(seeds):
+            if f"g{i}" not in state:
+                raise KeyError(f"no saved value for g{i} ({var.path})")
+            var.assign(state[f"g{i}"])
     for var in optimizer.variables:
         key = opt_key(var)
         if key.endswith("learning_rate"):

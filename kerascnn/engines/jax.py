@@ -35,7 +35,8 @@ import os
 
 import numpy as np
 
-from kerascnn.engines.base import Engine, StepData, assign_state, is_seed_state, opt_key, seed_value
+from kerascnn.engines.base import (Engine, StepData, assign_state, is_seed_state, opt_key, seed_states, seed_value,
+                                   start_totals)
 from kerascnn.engines.jax_distributed import (  # noqa: F401  (their home since issue 21)
     _DISTRIBUTED, distributed_settings, init_distributed)
 
@@ -172,17 +173,20 @@ class JaxEngine(Engine):
     def get_state(self) -> dict:
         self.sync_to_model()
         out = {f"w{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
+        out.update({f"g{i}": np.asarray(v.value) for i, v in enumerate(seed_states(self.model))})
         out.update({opt_key(v): np.asarray(v.value) for v in self.optimizer.variables})
         return out
 
     def set_state(self, state: dict) -> None:
         assign_state(self.model, self.optimizer, state)
-        # the seed-generator states are not weights: keep the device's (reseed sets them per epoch)
-        tv, ntv, ov = self.state
-        seeds = {id(v): val for v, val in zip(self.model.non_trainable_variables, ntv) if is_seed_state(v)}
-        for v in self.model.non_trainable_variables:
-            if id(v) in seeds:
-                v.assign(seeds[id(v)])
+        if not any(k.startswith("g") for k in state):
+            # an older state without the seed-generator states: keep the device's (reseed sets
+            # them at the start of every epoch)
+            tv, ntv, ov = self.state
+            seeds = {id(v): val for v, val in zip(self.model.non_trainable_variables, ntv) if is_seed_state(v)}
+            for v in self.model.non_trainable_variables:
+                if id(v) in seeds:
+                    v.assign(seeds[id(v)])
         self._pull_state()
 
     def learning_rate(self) -> float:
@@ -221,25 +225,25 @@ class JaxEngine(Engine):
             raise ValueError(f"batch size {data.batch} is larger than the {len(data.x)} training images")
         self._data = data
         self._steps.batch, self._steps.augment = int(data.batch), bool(data.augment)
-        self._epoch, self._step_in_epoch = int(data.first_epoch), 0
+        self._epoch, self._step_in_epoch = int(data.first_epoch), int(data.first_step)
         if data.source.in_memory:
             self._feed = ArrayFeed(data, self._steps, self.replicated, self.fused, epoch_order)
         else:   # decoded from disk by the source's tf.data stream
             _input_tensorflow()
             self._feed = FileFeed(data, self._steps, self.sharded, self.process, self.processes)
 
-    def train_steps(self, n: int) -> np.ndarray:
-        """The next ``n`` steps of the stream (a call may cross an epoch boundary)."""
+    def train_steps(self, n: int, totals=None) -> np.ndarray:
+        """The next ``n`` steps of the stream (a call may cross an epoch boundary), their sums
+        added to ``totals`` one step at a time (float32, on the device)."""
         d = self._data
         if d is None:
             raise RuntimeError("set_train_data first")
-        totals = np.zeros(3)
+        totals = start_totals(totals)
         while n > 0:
             if self._epoch >= d.epochs:
                 raise RuntimeError("the training stream is exhausted")
             k = min(n, d.steps_per_epoch - self._step_in_epoch)
-            self.state, sums = self._feed.run(self.state, self._epoch, self._step_in_epoch, k)
-            totals += sums
+            self.state, totals = self._feed.run(self.state, totals, self._epoch, self._step_in_epoch, k)
             n -= k
             self._step_in_epoch += k
             if self._step_in_epoch == d.steps_per_epoch:

@@ -54,15 +54,15 @@ class ArrayFeed:
             self._order_epoch = epoch
         return self._order_host, self._order_dev
 
-    def run(self, state, epoch: int, start: int, k: int):
-        """``k`` steps of ``epoch`` from step ``start``: (new state, float64 sums)."""
+    def run(self, state, totals, epoch: int, start: int, k: int):
+        """``k`` steps of ``epoch`` from step ``start``: (new state, float32 ``totals`` + their sums)."""
         import jax
 
         order_host, order_dev = self._order(epoch)
         seed = np.int32(self.data.seed % (2 ** 31))
         if self.resident:
-            return self._call(state, self.images, self.labels, order_dev, start, start, k, epoch, seed)
-        totals, b = np.zeros(3), self.data.batch
+            return self._call(state, totals, self.images, self.labels, order_dev, start, start, k, epoch, seed)
+        b = self.data.batch
         while k > 0:   # fixed-shape chunks of self.chunk batches (the last one padded)
             c = min(k, self.chunk)
             idx = order_host[start * b:(start + c) * b]
@@ -70,26 +70,28 @@ class ArrayFeed:
             ys = np.zeros(self.chunk * b, np.int32)
             xs[:len(idx)], ys[:len(idx)] = self.x_host[idx], self.y_host[idx]
             local = np.arange(self.chunk * b, dtype=np.int32)
-            state, sums = self._call(state, jax.device_put(xs, self.replicated), jax.device_put(ys, self.replicated),
-                                     jax.device_put(local, self.replicated), 0, start, c, epoch, seed)
-            totals += sums
+            state, totals = self._call(state, totals, jax.device_put(xs, self.replicated),
+                                       jax.device_put(ys, self.replicated), jax.device_put(local, self.replicated), 0,
+                                       start, c, epoch, seed)
             k -= c
             start += c
         return state, totals
 
-    def _call(self, state, images, labels, order, offset, step0, k, epoch, seed):
-        """``k`` steps: one fused call, or ``k`` single-step calls dispatched without waiting."""
+    def _call(self, state, totals, images, labels, order, offset, step0, k, epoch, seed):
+        """``k`` steps: one fused call, or ``k`` single-step calls dispatched without waiting (the
+        running sums stay on the device between them)."""
+        import jax
+
         i32 = np.int32
+        totals = jax.device_put(np.asarray(totals, np.float32), self.replicated)
         if self.fused:
-            state, sums = self.steps.train_loop(state, images, labels, order, i32(offset), i32(step0), i32(k),
-                                                i32(epoch), seed)
-            return state, np.asarray(sums, dtype=np.float64)
-        parts = []
+            state, totals = self.steps.train_loop(state, totals, images, labels, order, i32(offset), i32(step0),
+                                                  i32(k), i32(epoch), seed)
+            return state, np.asarray(totals, dtype=np.float32)
         for i in range(k):
-            state, sums = self.steps.train_one(state, images, labels, order, i32(offset + i), i32(step0 + i),
-                                               i32(epoch), seed)
-            parts.append(sums)
-        return state, np.asarray(parts, dtype=np.float64).reshape(-1, 3).sum(0)
+            state, totals = self.steps.train_one(state, totals, images, labels, order, i32(offset + i),
+                                                 i32(step0 + i), i32(epoch), seed)
+        return state, np.asarray(totals, dtype=np.float32)
 
 
 class FileFeed:
@@ -97,7 +99,10 @@ class FileFeed:
 
     def __init__(self, data, steps, sharded, process: int, processes: int):
         batch = int(data.batch)
+        from jax.sharding import NamedSharding, PartitionSpec
+
         self.steps, self.sharded = steps, sharded
+        self.replicated = NamedSharding(sharded.mesh, PartitionSpec())
         self.global_shape = (batch,) + data.source.input_shape
         share = batch // processes
         # the rows of the global batch this process's devices hold must be its worker_share slice
@@ -107,21 +112,21 @@ class FileFeed:
             raise RuntimeError(f"process {process}'s devices hold rows {lo}..{hi} of the batch, not its "
                                f"share {process * share}..{(process + 1) * share}")
         ds = data.source.train_dataset(batch, data.seed, data.first_epoch, data.epochs, bool(data.augment),
-                                       worker=(process, processes))
+                                       worker=(process, processes), first_step=data.first_step)
         self.batches = ds.as_numpy_iterator()
 
-    def run(self, state, epoch: int, start: int, k: int):
-        """The next ``k`` batches of the stream, one jitted step each: (new state, float64 sums)."""
+    def run(self, state, totals, epoch: int, start: int, k: int):
+        """The next ``k`` batches of the stream, one jitted step each: (new state, float32
+        ``totals`` + their sums)."""
         import jax
 
-        parts = []
+        totals = jax.device_put(np.asarray(totals, np.float32), self.replicated)
         for _ in range(k):
             xb, yb = next(self.batches)
             x = jax.make_array_from_process_local_data(self.sharded, xb, self.global_shape)
             y = jax.make_array_from_process_local_data(self.sharded, yb.astype(np.int32), self.global_shape[:1])
-            state, sums = self.steps.train_batch(state, x, y)
-            parts.append(sums)
-        return state, np.asarray(parts, dtype=np.float64).reshape(-1, 3).sum(0)
+            state, totals = self.steps.train_batch(state, totals, x, y)
+        return state, np.asarray(totals, dtype=np.float32)
 
 
 class Evaluator:

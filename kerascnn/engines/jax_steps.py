@@ -11,7 +11,9 @@ summed and divided by the global batch; ``mixed_float16`` scales it through Kera
 count: one XLA ``While``, one compilation for every K), each gathering its batch by index from
 the epoch's order; ``train_one`` is one such step on its own, ``train_batch`` one step on a
 batch given whole (streamed from disk). The state ``(trainable, non_trainable, optimizer)`` is
-donated to every training call.
+donated to every training call. Each takes the epoch's running float32 sums [loss, correct,
+count] and returns them with its steps' sums added one step at a time, so the sums of an epoch
+are the same however its steps are grouped into calls.
 
 ``augment``: pad-and-crop (1/8 of the side, reflected) + horizontal flip per image with
 ``jax.random`` keyed by (seed, epoch, step): the same transform as the TensorFlow engine's, with
@@ -76,7 +78,7 @@ class JaxSteps:
         tv, ov = opt.stateless_apply(ov, grads, tv)
         return (tv, ntv, ov), self._sums(per, p, y)
 
-    def _train_one(self, state, images, labels, order, offset, step0, epoch, seed):
+    def _one(self, state, images, labels, order, offset, step0, epoch, seed):
         """One step of ``_train_loop`` (batch ``offset`` of ``order``, step ``step0`` of the epoch)."""
         import jax
 
@@ -89,21 +91,27 @@ class JaxSteps:
         y = jax.lax.with_sharding_constraint(y, self.sharded)
         return self._step(state, x, y, batch)
 
-    def _train_batch(self, state, x, y):
-        """One step on a batch given whole (streamed from disk; already augmented by the stream)."""
-        return self._step(state, x, y, self.batch)
+    def _train_one(self, state, totals, images, labels, order, offset, step0, epoch, seed):
+        """``_one``, its sums added to the epoch's running ``totals`` (float32)."""
+        state, sums = self._one(state, images, labels, order, offset, step0, epoch, seed)
+        return state, totals + sums
 
-    def _train_loop(self, state, images, labels, order, offset, step0, n, epoch, seed):
-        """``n`` steps; step i takes batch ``offset + i`` of ``order`` and is step ``step0 + i`` of the epoch."""
+    def _train_batch(self, state, totals, x, y):
+        """One step on a batch given whole (streamed from disk; already augmented by the stream)."""
+        state, sums = self._step(state, x, y, self.batch)
+        return state, totals + sums
+
+    def _train_loop(self, state, totals, images, labels, order, offset, step0, n, epoch, seed):
+        """``n`` steps; step i takes batch ``offset + i`` of ``order`` and is step ``step0 + i`` of the
+        epoch; each step's sums added to ``totals`` in turn (as ``n`` calls of ``_train_one`` would)."""
         import jax
-        import jax.numpy as jnp
 
         def body(i, carry):
             state, totals = carry
-            state, sums = self._train_one(state, images, labels, order, offset + i, step0 + i, epoch, seed)
+            state, sums = self._one(state, images, labels, order, offset + i, step0 + i, epoch, seed)
             return state, totals + sums
 
-        return jax.lax.fori_loop(0, n, body, (state, jnp.zeros(3, jnp.float32)))
+        return jax.lax.fori_loop(0, n, body, (state, totals))
 
     # ------------------------------------------------------------------ evaluation
     def _eval_loop(self, state, xs, ys, mask):

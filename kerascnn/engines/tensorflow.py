@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.engines.base import Engine, StepData, WorkerLost, assign_state, is_seed_state, opt_key, seed_value
+from kerascnn.engines.base import (Engine, StepData, WorkerLost, assign_state, is_seed_state, opt_key, seed_states,
+                                   seed_value, start_totals)
 
 
 def prepare(config, echo):
@@ -114,8 +115,7 @@ class TensorFlowEngine(Engine):
         eval_fn = tf.function(eval_step, jit_compile=self.jit)
 
         @tf.function
-        def train_calls(iterator, n):
-            totals = tf.zeros([3])
+        def train_calls(iterator, n, totals):
             for _ in tf.range(n):
                 x, y = next(iterator)
                 totals += strategy.reduce("SUM", strategy.run(step_fn, args=(x, y)), axis=None)
@@ -130,16 +130,17 @@ class TensorFlowEngine(Engine):
     # ------------------------------------------------------------------ data and steps
     def set_train_data(self, data: StepData) -> None:
         self._batch = int(data.batch)
-        # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches); each
-        # worker reads its share of a stream from disk
+        # one stream for all remaining epochs (each consumes exactly steps_per_epoch batches; the
+        # first from its first_step); each worker reads its share of a stream from disk
         self._iterator = iter(data.source.distribute_train(self.strategy, data.batch, data.seed, data.first_epoch,
-                                                           data.epochs, bool(data.augment)))
+                                                           data.epochs, bool(data.augment),
+                                                           first_step=data.first_step))
 
-    def train_steps(self, n: int) -> np.ndarray:
+    def train_steps(self, n: int, totals=None) -> np.ndarray:
         import tensorflow as tf
 
         with self._lost_worker():
-            return self._train_calls(self._iterator, tf.constant(int(n))).numpy().astype(np.float64)
+            return self._train_calls(self._iterator, tf.constant(int(n)), tf.constant(start_totals(totals))).numpy()
 
     def evaluate(self, x, y, batch: int) -> np.ndarray:
         from kerascnn.data.source import as_source
@@ -187,6 +188,7 @@ class TensorFlowEngine(Engine):
 
     def get_state(self) -> dict:
         out = {f"w{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
+        out.update({f"g{i}": np.asarray(v.numpy()) for i, v in enumerate(seed_states(self.model))})
         out.update({opt_key(v): np.asarray(v.numpy()) for v in self.optimizer.variables})
         return out
 

@@ -12,6 +12,7 @@
 * ``rundir``     the run directory's lifecycle: exclusive claim, lock, ownership-proven sweep
 * ``resume``     the rules of ``--resume``: which options may change, the refusals
 * ``checkpoint`` the training state ``backup/state.npz``: atomic write, exact resume, validation
+* ``savepoints`` ``--save-every``: when the state is also saved inside an epoch (steps or time)
 * ``policy``     device / precision / XLA choices and the strategy's words in the start-up line
 * ``finetune``   the two phases of ``--freeze-epochs``
 

@@ -1,9 +1,14 @@
 """The training state ``RUN/backup/state.npz``: one file, written atomically, read back exactly.
 
-After every epoch the full state (model weights ``w{i}``, optimizer variables ``o:<path>``
-including the step counter, and a JSON ``meta`` record: epoch, best score, history, optimizer)
-is written as ONE ``.npz`` through an atomic rename, so a kill at any instant leaves the previous
-complete state. Keras's ``BackupAndRestore`` is not used: it writes weights and epoch metadata
+After every epoch the full state (model weights ``w{i}``, Dropout seed states ``g{i}``,
+optimizer variables ``o:<path>`` including the step counter that drives the learning-rate
+schedule, and a JSON ``meta`` record: epoch (the last completed, 0-based), best score, history,
+optimizer) is written as ONE ``.npz`` through an atomic rename, so a kill at any instant leaves
+the previous complete state. A state saved inside an epoch (``--save-every``,
+``kerascnn.training.savepoints``) is the same file with three more ``meta`` keys: ``step`` (steps
+of the next epoch done), ``steps`` (per epoch) and ``totals`` (that epoch's running float32
+[loss, correct, count] sums); a state without them (every older kerascnn's) continues at the
+start of the next epoch. Keras's ``BackupAndRestore`` is not used: it writes weights and epoch metadata
 as two files in place (a kill between them tears the state) and deletes its backup when
 training ends "normally", e.g. after ``TerminateOnNaN`` (reliability.md section 1).
 
@@ -90,6 +95,28 @@ def _match_optimizer_keys(state: dict, current: dict) -> dict:
     out = {k: v for k, v in state.items() if not k.startswith("o:")}
     out.update({b: state[a] for a, b in zip(saved, wanted)})
     return out
+
+
+def position(path: Path, meta: dict, steps: int) -> tuple:
+    """(step, running sums) a state's ``meta`` continues from inside its next epoch; (0, None) for
+    a state saved at an epoch end. A step that does not fit this run's ``steps`` per epoch (the
+    data changed) or damaged sums are refused in one line."""
+    step = meta.get("step", 0)
+    if not step:
+        return 0, None
+    saved, totals = meta.get("steps"), meta.get("totals")
+    ok = (isinstance(step, int) and 0 < step < steps and saved == steps and isinstance(totals, list)
+          and len(totals) == 3 and all(isinstance(t, (int, float)) for t in totals))
+    if not ok:
+        raise TrainingError(f"{path}: saved at step {short(step)} of an epoch of {short(saved)} steps, but this run "
+                            f"has {steps} steps per epoch (did the data change?); it cannot continue exactly")
+    return step, [float(t) for t in totals]
+
+
+def short(value) -> str:
+    from kerascnn.training.config import short as cut
+
+    return cut(value, 24)
 
 
 def weights_digest(model) -> str:

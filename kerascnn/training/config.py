@@ -95,7 +95,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a training configuration is a few hundred bytes; 1
 @dataclass(frozen=True)
 class Option:
     """What a ``TrainConfig`` field accepts: its kind (int, float, choice, bool, flag, text, size,
-    names, options, path, weights, unfreeze), choices or bounds, and its command-line form."""
+    names, options, path, weights, unfreeze, every), choices or bounds, and its command-line form."""
     kind: str
     help: str = ""
     choices: tuple = ()
@@ -172,6 +172,11 @@ class TrainConfig:
     steps_per_call: Optional[int] = option(None, "int", lo=1, hi=10_000,
                                            help="Training steps per tf.function call (default: adaptive, about half a "
                                                 "second of work per call; 16 under multi-worker).")
+    save_every: Optional[str] = option(None, "every", metavar="N|10m|epoch",
+                                       help="Also save the training state within an epoch: every N steps "
+                                            "(e.g. 500), or every so long (90s, 10m, 1.5h); epoch: only at epoch "
+                                            "ends (default: every 10 minutes; with several workers only at epoch "
+                                            "ends, and a time is refused). --resume continues at the saved step.")
     deterministic: bool = option(False, "flag", help="TensorFlow op determinism (bitwise repeatable).")
     run_dir: Optional[str] = option(None, "text", help="Where to write the run (default runs/MODEL-TIMESTAMP).")
     runs_root: str = option("runs", "text", cli=False)
@@ -286,6 +291,10 @@ def check(f, value):
         if not isinstance(value, dict) or any(not isinstance(k, str) for k in value):
             raise ConfigError(f"{name} must be a mapping of option names to values; received {short(value)}")
         return dict(value)
+    if kind == "every":
+        from kerascnn.training.savepoints import normalise
+
+        return normalise(value)
     if kind == "unfreeze":
         from kerascnn.training.finetune import parse_unfreeze
 

@@ -3,10 +3,15 @@
 Set up by ``kerascnn.training.setup`` (a ``Session``), it only trains: per epoch the fine-tuning
 switch, K steps per engine call (adapted to about ``CALL_SECONDS`` of work) under the NaN stop,
 validation, and what a run directory promises after every epoch -- best/last ``.keras``, the
-training state (``checkpoint``), history.csv, TensorBoard, the record of a resume's changes. A
-stop (Ctrl-C, SIGTERM, a lost worker) ends in one line with the resume hint. Dropout's seed state
-is re-set from (seed, epoch) at the start of every epoch and epoch e's batch order is a function
-of (seed, e), so a resumed run sees exactly what an uninterrupted one would.
+training state (``checkpoint``), history.csv, TensorBoard, the record of a resume's changes.
+Within an epoch the training state alone is saved as ``--save-every`` says (``savepoints``),
+with the position (epoch, step) and the epoch's running sums. A stop (Ctrl-C, SIGTERM, a lost
+worker) ends in one line saying what is saved and with the resume hint. Dropout's seed state
+is re-set from (seed, epoch) at the start of every epoch (and restored with a state saved
+inside one) and epoch e's batch order is a function of (seed, e), so a resumed run sees exactly
+what an uninterrupted one would; the epoch's loss and accuracy sums are added one step at a
+time in float32 (``Engine.train_steps``), so its history row does not depend on where it was
+resumed or how its steps were grouped into calls.
 
 Multi-worker: every worker runs the same saves (reading synchronised variables may need
 collectives); only the chief writes into the run directory (and holds its lock), the others
@@ -26,7 +31,7 @@ import numpy as np
 
 from kerascnn import fsutil
 from kerascnn.errors import TrainingError
-from kerascnn.training import checkpoint
+from kerascnn.training import checkpoint, savepoints
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 CALL_SECONDS = 0.5
@@ -95,8 +100,10 @@ class EpochLoop:
         self.adaptive = c.steps_per_call is None and not engine.lockstep
         self.spc = int(c.steps_per_call or 16)
         self.images_seen, self.train_seconds = 0, 0.0
-        self.epoch = session.start_epoch
+        self.epoch, self.step = session.start_epoch, session.start_step
         self.bad_listed = list(getattr(session.data.train, "bad", []))   # bad_files.txt as setup wrote it
+        self.trigger = savepoints.SaveTrigger(session.save_every or savepoints.SaveEvery())
+        self.saved_at = (session.start_epoch, session.start_step)   # where the saved state continues
 
     def run(self) -> None:
         s = self.s
@@ -125,33 +132,50 @@ class EpochLoop:
                f"({len(names['frozen'])} stay frozen); lr x{finetune.UNFREEZE_LR_SCALE}")
 
     def _train_epoch(self) -> dict:
-        """One epoch of training steps, K per engine call, with a progress bar and the NaN stop."""
+        """One epoch of training steps, K per engine call, with a progress bar, the NaN stop and
+        the saves within the epoch; a resumed run's first epoch starts at its saved step."""
         import keras
 
         s, engine, steps = self.s, self.s.engine, self.s.steps
-        engine.reseed(self.seed, self.epoch)
+        start = s.start_step if self.epoch == s.start_epoch else 0
+        totals = np.asarray(s.start_totals if start else np.zeros(3), np.float32)
+        if not start:   # a state saved inside the epoch holds the Dropout seed state of its step
+            engine.reseed(self.seed, self.epoch)
         if self.verbose and engine.is_chief:
-            s.echo(f"Epoch {self.epoch + 1}/{self.epochs}")
+            s.echo(f"Epoch {self.epoch + 1}/{self.epochs}" + (f" (from step {start + 1})" if start else ""))
         shown = (self.verbose if sys.stdout.isatty() else 2 * bool(self.verbose)) if engine.is_chief else 0
         bar = keras.utils.Progbar(steps, verbose=shown, stateful_metrics=["loss", "accuracy"])
-        totals, done = np.zeros(3), 0
+        done = self.step = start
         while done < steps:
-            n = min(self.spc, steps - done)
+            n = min(self.spc, steps - done, self.trigger.limit(self.epoch * steps + done) or steps)
             t_call = time.perf_counter()
-            totals += engine.train_steps(n)
-            done += n
+            totals = engine.train_steps(n, totals)
+            done = self.step = done + n
             if self.adaptive and n == self.spc:
                 self.spc = next_steps_per_call(self.spc, time.perf_counter() - t_call)
-            loss = totals[0] / max(totals[2], 1)
+            loss = float(totals[0]) / max(float(totals[2]), 1)
             if not np.isfinite(loss):
                 raise TrainingError(
                     f"loss became NaN at epoch {self.epoch + 1} (by batch {done} of {steps}); training stopped; "
                     f"the last good model and state are kept in {s.run_dir}"
                     + ("" if self.epoch > s.start_epoch or s.history else " (none: it diverged in the first epoch)"))
-            bar.update(done, [("loss", loss), ("accuracy", totals[1] / max(totals[2], 1))])
-        self.images_seen += done * s.batch
-        return {"epoch": self.epoch + 1, "loss": float(totals[0] / totals[2]),
-                "accuracy": float(totals[1] / totals[2])}
+            bar.update(done, [("loss", loss), ("accuracy", float(totals[1]) / max(float(totals[2]), 1))])
+            if done < steps and self.trigger.due(self.epoch * steps + done):
+                self._save_inside_epoch(done, totals)
+        self.images_seen += (done - start) * s.batch
+        return {"epoch": self.epoch + 1, "loss": float(totals[0]) / float(totals[2]),
+                "accuracy": float(totals[1]) / float(totals[2])}
+
+    def _save_inside_epoch(self, step: int, totals) -> None:
+        """The training state after ``step`` steps of this epoch, with the epoch's running sums
+        (every worker saves at the same step; non-chief workers into their temporary directory)."""
+        s = self.s
+        checkpoint.save_state(s.state_path, s.engine.get_state(),
+                              {"epoch": self.epoch - 1, "best": s.best, "history": s.history,
+                               "optimizer": s.config.optimizer, "step": step, "steps": s.steps,
+                               "totals": [float(t) for t in totals]})
+        self.saved_at = (self.epoch, step)
+        self.trigger.saved()
 
     def _validate(self, row: dict, t0: float) -> None:
         s = self.s
@@ -177,6 +201,8 @@ class EpochLoop:
         checkpoint.save_state(s.state_path, engine.get_state(), {"epoch": self.epoch, "best": s.best,
                                                                  "history": s.history,
                                                                  "optimizer": s.config.optimizer})
+        self.saved_at = (self.epoch + 1, 0)
+        self.trigger.saved()
         if engine.is_chief:
             write_history(s.out_dir / "history.csv", s.history)
             if s.record_pending:
@@ -209,13 +235,11 @@ class EpochLoop:
         except WorkerLost as e:
             raise TrainingError(
                 f"lost contact with another worker at epoch {self.epoch + 1} ({e}); restart every worker "
-                f"with --resume {s.run_dir} to continue from epoch {self.epoch + 1}") from None
+                f"with --resume {s.run_dir} to continue from {continues_at(*self.saved_at)}") from None
         except KeyboardInterrupt as e:   # Ctrl-C, or errors.Stopped (a subclass) from the CLI's SIGTERM handler
-            saved = f"epochs 1-{len(s.history)} are saved" if s.history else "no epoch was completed"
             signal_name = getattr(e, "signal_name", None)
-            how = f"by {signal_name}" if signal_name else "by Ctrl-C"
-            msg = (f"stopped {how} after epoch {len(s.history)} of {self.epochs}; {saved}; continue with: "
-                   f"kerascnn train --resume {s.run_dir}")
+            msg = stopped_line(f"by {signal_name}" if signal_name else "by Ctrl-C", self.saved_at,
+                               (self.epoch, self.step), self.epochs, s.steps, s.run_dir)
             if signal_name:
                 e.args = (msg,)     # keep the Stopped (the CLI exits 128 + signal number), with the resume hint
                 raise
@@ -224,3 +248,29 @@ class EpochLoop:
             tb.close()
             if not s.engine.is_chief and sys.exc_info()[0] is not None:
                 shutil.rmtree(s.out_dir, ignore_errors=True)
+
+
+def continues_at(epoch: int, step: int) -> str:
+    """Where a resume from a state saved at (0-based ``epoch``, ``step``) continues: ``epoch 4``
+    or ``epoch 4, step 201``."""
+    return f"epoch {epoch + 1}" + (f", step {step + 1}" if step else "")
+
+
+def stopped_line(how: str, saved_at: tuple, at: tuple, epochs: int, steps: int, run_dir) -> str:
+    """The one line of a stopped run: where it stopped (``at``: 0-based epoch, steps done), what
+    the saved state holds (``saved_at``) and the command that continues from there."""
+    epoch, step = saved_at
+    if step:
+        return (f"stopped {how} in epoch {at[0] + 1} of {epochs} (at step {at[1]} of {steps}); "
+                f"{saved_words(epoch, step, steps)} are saved; continue with: kerascnn train --resume {run_dir} "
+                f"(from {continues_at(epoch, step)})")
+    saved = f"epochs 1-{epoch} are saved" if epoch else "no epoch was completed"
+    return (f"stopped {how} after epoch {epoch} of {epochs}; {saved}; continue with: kerascnn train --resume {run_dir} "
+            f"(from {continues_at(epoch, 0)})")
+
+
+def saved_words(epoch: int, step: int, steps: int) -> str:
+    """What a state saved at (0-based ``epoch``, ``step`` of ``steps``) holds, in words:
+    ``epochs 1-3 and steps 1-200 of 400 of epoch 4``."""
+    part = f"steps 1-{step} of {steps} of epoch {epoch + 1}"
+    return f"epochs 1-{epoch} and {part}" if epoch else part

@@ -73,12 +73,14 @@ class RunRecord:
         return cls(config, tuple(input_shape), k, list(class_names or [str(i) for i in range(k)]),
                    model_path=Path(model_path) if model_path else None)
 
-    def resumed_from(self, old: "RunRecord", epoch: int, keys) -> list:
+    def resumed_from(self, old: "RunRecord", epoch: int, keys, step: Optional[int] = None) -> list:
         """Carry ``old``'s history of changes and command; record which of ``keys`` this resume
-        changes, effective from ``epoch`` (1-based). Returns the new changes."""
+        changes, effective from ``epoch`` (1-based; from its ``step``, 1-based, when it resumes
+        inside the epoch). Returns the new changes."""
         import sys
 
-        new = [{"epoch": epoch, "option": k, "from": getattr(old.config, k), "to": getattr(self.config, k)}
+        where = {"epoch": epoch, **({"step": step} if step else {})}
+        new = [{**where, "option": k, "from": getattr(old.config, k), "to": getattr(self.config, k)}
                for k in keys if getattr(old.config, k) != getattr(self.config, k)]
         command = " ".join(["kerascnn"] + sys.argv[1:])
         self.changes = list(old.changes) + [dict(c, command=command) for c in new]

@@ -11,7 +11,7 @@ from kerascnn.errors import ConfigError
 from kerascnn.training import rundir
 
 RESUME_CHANGES = ("epochs", "lr", "schedule")
-RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "deterministic", "backend")
+RESUME_RUNTIME = ("strategy", "gpus", "precision", "jit", "steps_per_call", "save_every", "deterministic", "backend")
 
 
 class NothingToDo(Exception):

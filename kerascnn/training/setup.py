@@ -36,6 +36,9 @@ class Session:
     phases: "Phases"
     echo: Callable
     start_epoch: int = 0
+    start_step: int = 0             # a resume from a state saved inside an epoch: the steps of start_epoch done
+    start_totals: Optional[list] = None   # ... and that epoch's running [loss, correct, count] sums
+    save_every: object = None       # savepoints.SaveEvery: the saves within an epoch
     best: float = -1.0
     history: list = field(default_factory=list)
     record_pending: bool = False    # a resume's changes are recorded once an epoch completes under them
@@ -87,6 +90,7 @@ def start(config: TrainConfig, resume: Optional[str], echo, held: list, make_eng
 
     from kerascnn import engines
     from kerascnn.registry import get_entry
+    from kerascnn.training import savepoints
 
     started = time.time()
     entry = get_entry(config.model)
@@ -99,6 +103,7 @@ def start(config: TrainConfig, resume: Optional[str], echo, held: list, make_eng
     precision = engine.precision(config.precision, report)
     keras.mixed_precision.set_dtype_policy(precision)
     engine.check(config)
+    save_every = savepoints.parse(config.save_every, engine.readers()[0])   # a time under multi-worker: refused
     phases = Phases(config, len(data.train) // batch, precision)
     if phases.freeze >= int(config.epochs):
         from kerascnn.errors import ConfigError
@@ -108,7 +113,7 @@ def start(config: TrainConfig, resume: Optional[str], echo, held: list, make_eng
     _build(config, entry, engine, input_shape, data.data.num_classes, phases, resume, echo)
     run_dir, out_dir = _claim(config, entry, engine, resume, held)
     session = Session(config, entry, engine, data, None, run_dir, out_dir, batch, phases.steps, phases, echo,
-                      started=started)
+                      started=started, save_every=save_every)
     session.record = _new_record(session, input_shape, precision)
     _restore_or_save(session, resume)
     _report_bad_files(session)
@@ -151,8 +156,12 @@ def _build(config: TrainConfig, entry, engine, input_shape, num_classes: int, ph
     from kerascnn.training import rundir
 
     from_state = bool(resume and rundir.check_resumable(resume))
-    first_epoch = int(rundir.read_state_meta(resume)["epoch"]) + 1 if from_state else 0
-    phases.phase = 1 if phases.freeze and first_epoch <= phases.freeze else 2   # at the switch: phase 1's state
+    meta = rundir.read_state_meta(resume) if from_state else {}
+    first_epoch = int(meta["epoch"]) + 1 if from_state else 0
+    inside = bool(meta.get("step"))   # saved inside epoch first_epoch: its phase has begun
+    # at the switch: phase 1's state, unless it was saved inside the switch epoch
+    phases.phase = 1 if phases.freeze and (first_epoch < phases.freeze or
+                                           (first_epoch == phases.freeze and not inside)) else 2
 
     def build_model():
         model = entry.build(input_shape, num_classes, **config.model_options)
@@ -224,13 +233,22 @@ def _restore_or_save(s: Session, resume) -> None:
     from kerascnn.training.resume import RESUME_CHANGES
 
     if resume and rundir.check_resumable(resume):
-        meta = checkpoint.load_state(Path(resume) / rundir.STATE_FILE, s.engine, s.config.optimizer)
+        path = Path(resume) / rundir.STATE_FILE
+        meta = checkpoint.load_state(path, s.engine, s.config.optimizer)
         s.start_epoch, s.best, s.history = meta["epoch"] + 1, meta["best"], meta["history"]
-        s.echo(f"resuming {s.run_dir} from epoch {s.start_epoch + 1} (epochs 1-{s.start_epoch} done)")
-        changes = s.record.resumed_from(RunRecord.load(resume, strict=True), s.start_epoch + 1, RESUME_CHANGES)
+        s.start_step, s.start_totals = checkpoint.position(path, meta, s.steps)
+        where = f"epoch {s.start_epoch + 1}" + (f", step {s.start_step + 1}" if s.start_step else "")
+        if s.start_step:
+            from kerascnn.training.loop import saved_words
+
+            s.echo(f"resuming {s.run_dir} from {where} of {s.steps} "
+                   f"({saved_words(s.start_epoch, s.start_step, s.steps)} done)")
+        else:
+            s.echo(f"resuming {s.run_dir} from {where} (epochs 1-{s.start_epoch} done)")
+        changes = s.record.resumed_from(RunRecord.load(resume, strict=True), s.start_epoch + 1, RESUME_CHANGES,
+                                        step=s.start_step + 1 if s.start_step else None)
         if changes:
-            s.echo(f"changed from epoch {s.start_epoch + 1}: "
-                   + ", ".join(f"{c['option']} {c['from']} -> {c['to']}" for c in changes))
+            s.echo(f"changed from {where}: " + ", ".join(f"{c['option']} {c['from']} -> {c['to']}" for c in changes))
         s.record_pending = bool(changes)
     elif resume:
         s.echo(f"note: {s.run_dir} has no saved training state yet; starting from epoch 1")
@@ -273,4 +291,4 @@ def _hand_over_data(s: Session) -> None:
                f"{'memory' if mode == 'memory' else s.out_dir / 'cache-*.npy'} in {time.time() - t:.1f} s")
     c = s.config
     s.engine.set_train_data(StepData(d.train, d.train.labels, s.batch, int(c.seed), s.start_epoch, int(c.epochs),
-                                     bool(c.augment)))
+                                     bool(c.augment), s.start_step))
