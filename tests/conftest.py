@@ -112,7 +112,7 @@ def run_without_tensorflow(*args, timeout=120):
 def trained_run(tmp_path_factory):
     """A convnet trained for 3 epochs on the bundled digits (shared by evaluate/predict/export/visualize tests)."""
     run_dir = tmp_path_factory.mktemp("runs") / "convnet-digits"
-    r = run_kerascnn("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
+    r = kerascnn_in_process("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     return run_dir
 

@@ -273,14 +273,14 @@ def test_mirrored_strategy_on_two_logical_cpus_equals_one_device(tmp_path):
     import keras
     import numpy as np
 
-    from conftest import run_kerascnn
+    from conftest import kerascnn_in_process, run_kerascnn
 
     common = ["train", "convnet", "--epochs", "1", "--precision", "float32", "--seed", "1", "-q"]
     mirrored = run_kerascnn(*common, "--strategy", "mirrored", "--run-dir", tmp_path / "m",
                             env={"KERASCNN_LOGICAL_CPUS": "2"})
     assert mirrored.returncode == 0, mirrored.stderr[-2000:]
     assert "strategy mirrored (MirroredStrategy), 2 replica(s) on /device:CPU:0, /device:CPU:1" in mirrored.stdout
-    single = run_kerascnn(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
+    single = kerascnn_in_process(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
     assert single.returncode == 0, single.stderr[-2000:]
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     steps = cfg["train_images"] // cfg["batch_size"]
