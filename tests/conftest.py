@@ -6,32 +6,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 
-# ----------------------------------------------------------------- parallel runs (pytest-xdist)
-# setup.cfg runs the suite on one worker per core with `--dist loadgroup`: a test without an
-# xdist_group mark goes to whichever worker is free. A module whose tests share a fixture of module
-# (or wider) scope defined in that module is kept on one worker (its tests then run in file order,
-# the fixture is built once); a module may also name its group itself (tests/test_docs_site.py).
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # the long ungrouped tests first (the order is stable otherwise, groups keep their file
-        # order), so that no worker starts one of them as the others finish
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None
-                   or item.get_closest_marker("xdist_group") is not None)
-
-
-def _uses_a_module_fixture(item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in (info.name2fixturedefs.values() if info else ()):
-        d = defs[-1]
-        if d.scope in ("module", "package", "session") and d.baseid.endswith(".py"):
-            return True
-    return False
-
-
 @pytest.fixture
 def runner():
     from click.testing import CliRunner

@@ -20,8 +20,6 @@ RUNNER = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(RUNNER)
 NOTEBOOKS = RUNNER.names()
 EXECUTED = {}
-# one worker, in this order: the notebooks write build/notebooks/, which the site build then shows
-pytestmark = pytest.mark.xdist_group("docs-site")
 
 
 def _table_counts() -> dict:
