@@ -35,6 +35,30 @@ def run_kerascnn(*args, env=None, timeout=600, cwd=None):
                           env=full_env, timeout=timeout, cwd=cwd)
 
 
+class _Ran:
+    def __init__(self, result):
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def kerascnn_in_process(*args, env=None, cwd=None):
+    """`kerascnn ARGS` in this process (click's CliRunner; no TensorFlow start-up), with the result
+    attributes of run_kerascnn (returncode, stdout, stderr). For tests where a fresh process is not
+    the point; an unexpected exception propagates and fails the test, as its traceback would."""
+    from click.testing import CliRunner
+
+    from kerascnn.cli import cli
+
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(cli, [str(a) for a in args], env=env, prog_name="kerascnn",
+                                    catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return _Ran(result)
+
+
 # Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):
 # the path finder returns no spec for it, so `import tensorflow` raises ModuleNotFoundError and
 # importlib.util.find_spec("tensorflow") is None, exactly as when it is not installed.
@@ -62,7 +86,7 @@ def run_without_tensorflow(*args, timeout=120):
 def trained_run(tmp_path_factory):
     """A convnet trained for 3 epochs on the bundled digits (shared by evaluate/predict/export/visualize tests)."""
     run_dir = tmp_path_factory.mktemp("runs") / "convnet-digits"
-    r = run_kerascnn("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
+    r = kerascnn_in_process("train", "convnet", "--epochs", "3", "--seed", "3", "--run-dir", run_dir, "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     return run_dir
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_kerascnn
+from conftest import kerascnn_in_process, run_kerascnn
 from kerascnn import data as D
 from kerascnn.errors import ConfigError
 
@@ -63,7 +63,7 @@ def test_npz_class_names_array_and_the_override_for_any_source(tmp_path):
 def test_class_names_in_a_config_file_reach_config_json_and_evaluate(tmp_path, invoke):
     f = _npz(tmp_path / "f.npz")
     (tmp_path / "c.yaml").write_text(f"model: lenet5\ndata: {f}\nepochs: 1\nclass_names: ant,bee,cow\n")
-    r = run_kerascnn("train", "--config", tmp_path / "c.yaml", "--run-dir", tmp_path / "run", "-q")
+    r = kerascnn_in_process("train", "--config", tmp_path / "c.yaml", "--run-dir", tmp_path / "run", "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["class_names"] == ["ant", "bee", "cow"] and cfg["num_classes"] == 3

@@ -209,10 +209,10 @@ def test_corrupt_tfrecord_is_one_line(tmp_path):
 
 
 def test_train_on_a_cifar_archive_cli(tmp_path):
-    from conftest import run_kerascnn
+    from conftest import kerascnn_in_process
 
     archive = _tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", _cifar10_members())
-    r = run_kerascnn("train", "convnet", "--data", archive, "--epochs", "1", "--batch-size", "10",
-                     "--run-dir", tmp_path / "run", "-q")
+    r = kerascnn_in_process("train", "convnet", "--data", archive, "--epochs", "1", "--batch-size", "10",
+                            "--run-dir", tmp_path / "run", "-q")
     assert r.returncode == 0, r.stderr[-1500:]
     assert (tmp_path / "run").is_dir()

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import kill_when, run_kerascnn, staged_export
+from conftest import kerascnn_in_process, kill_when, staged_export
 
 
 @pytest.mark.slow
 def test_sigkill_during_export_keeps_the_previous_export(trained_run, tmp_path):
     target = tmp_path / "export"
-    first = run_kerascnn("export", trained_run, "--out", target)
+    first = kerascnn_in_process("export", trained_run, "--out", target)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (target / "saved_model.pb").read_bytes()
     kill_when(lambda: staged_export(target), "export", trained_run, "--out", target, "--force", "--which", "last")
@@ -30,7 +30,7 @@ def test_sigkill_during_export_keeps_the_previous_export(trained_run, tmp_path):
         "assert p.shape == (2, 10) and abs(float(tf.reduce_sum(p)) - 2) < 1e-4\n"
         "assert 'kerascnn' not in sys.modules\nprint('ok')")], capture_output=True, text=True)
     assert check.stdout.strip() == "ok", check.stderr[-1500:]
-    again = run_kerascnn("export", trained_run, "--out", target, "--force")
+    again = kerascnn_in_process("export", trained_run, "--out", target, "--force")
     assert again.returncode == 0
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # swept by the next export
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_kerascnn
+from conftest import kerascnn_in_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,7 +23,7 @@ def test_readme_quickstart_trains_evaluates_and_exports_offline(tmp_path):
     assert [c.split()[1] for c in commands] == ["train", "evaluate", "export"]
     outputs = []
     for command in commands:
-        r = run_kerascnn(*command.split()[1:], cwd=tmp_path)
+        r = kerascnn_in_process(*command.split()[1:], cwd=tmp_path)
         assert r.returncode == 0, (command, r.stderr[-2000:])
         outputs.append(r.stdout)
     run = tmp_path / "runs" / "quickstart"

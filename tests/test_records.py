@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import kill_inside_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn
 from test_stream import _folder
 
 from kerascnn import data as D
@@ -148,7 +148,7 @@ def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards,
     on = run_kerascnn(*common, "--run-dir", tmp_path / "on")
     assert on.returncode == 0, on.stderr[-2000:]
     assert "52 train / 6 val streamed from TFRecord shards |" in on.stdout   # round(0.1 * 58) val
-    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")
+    ev = kerascnn_in_process("evaluate", tmp_path / "on", "--which", "last", "--format", "json")
     assert ev.returncode == 0, ev.stderr[-1500:]
     import json
 

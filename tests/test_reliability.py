@@ -213,12 +213,12 @@ def test_full_disk_during_export_and_training_keeps_what_was_there(trained_run, 
 
     import numpy as np
 
-    from conftest import run_kerascnn
+    from conftest import kerascnn_in_process
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     target = tmp_path / "export"
-    assert run_kerascnn("export", run, "--out", target).returncode == 0
+    assert kerascnn_in_process("export", run, "--out", target).returncode == 0
     before = {p: p.read_bytes() for p in [target / "saved_model.pb", run / "last.keras", run / "history.csv",
                                           run / "backup" / "state.npz"]}
 
@@ -231,7 +231,7 @@ def test_full_disk_during_export_and_training_keeps_what_was_there(trained_run, 
 
     assert all(p.read_bytes() == b for p, b in before.items())
     assert not [p for p in tmp_path.rglob("*") if ".partial-" in p.name]  # nothing half-written left
-    check = run_kerascnn("evaluate", run, "--which", "last", "--format", "json")
+    check = kerascnn_in_process("evaluate", run, "--which", "last", "--format", "json")
     assert check.returncode == 0, check.stderr[-1500:]
     with np.load(run / "backup" / "state.npz") as z:
         assert json.loads(bytes(z["meta"]).decode())["epoch"] == 2   # epochs 1-3 done, resumable
@@ -241,13 +241,13 @@ def test_a_damaged_training_state_is_refused_in_one_line(trained_run, tmp_path):
     """R2: a torn backup/state.npz never silently restarts from epoch 1."""
     import shutil
 
-    from conftest import run_kerascnn
+    from conftest import kerascnn_in_process
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     state = run / "backup" / "state.npz"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    r = run_kerascnn("train", "--resume", run, "--epochs", "5", "-q")
+    r = kerascnn_in_process("train", "--resume", run, "--epochs", "5", "-q")
     assert r.returncode == 1
     _one_error_line(r.stderr, "state.npz", "cannot read the training state")
     assert (run / "history.csv").read_text().count("\n") == 4   # header + the 3 epochs, nothing appended
@@ -273,14 +273,14 @@ def test_mirrored_strategy_on_two_logical_cpus_equals_one_device(tmp_path):
     import keras
     import numpy as np
 
-    from conftest import run_kerascnn
+    from conftest import kerascnn_in_process, run_kerascnn
 
     common = ["train", "convnet", "--epochs", "1", "--precision", "float32", "--seed", "1", "-q"]
     mirrored = run_kerascnn(*common, "--strategy", "mirrored", "--run-dir", tmp_path / "m",
                             env={"KERASCNN_LOGICAL_CPUS": "2"})
     assert mirrored.returncode == 0, mirrored.stderr[-2000:]
     assert "strategy mirrored (MirroredStrategy), 2 replica(s) on /device:CPU:0, /device:CPU:1" in mirrored.stdout
-    single = run_kerascnn(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
+    single = kerascnn_in_process(*common, "--strategy", "default", "--run-dir", tmp_path / "d")
     assert single.returncode == 0, single.stderr[-2000:]
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     steps = cfg["train_images"] // cfg["batch_size"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import epochs_done, run_kerascnn, start_kerascnn, wait_until
+from conftest import epochs_done, kerascnn_in_process, run_kerascnn, start_kerascnn, wait_until
 
 
 def _snapshot(root):
@@ -83,7 +83,7 @@ def test_an_empty_run_dir_is_claimed_and_a_second_process_on_the_run_is_refused(
     assert 1 <= done < 3 and (f"stopped by Ctrl-C after epoch {done} of 3; epochs 1-{done} are saved; continue "
                               f"with: kerascnn train --resume {run}") in errors[0]
     # the lock dies with its process: now the run resumes
-    resumed = run_kerascnn("train", "--resume", run, "-q")
+    resumed = kerascnn_in_process("train", "--resume", run, "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"from epoch {done + 1} (epochs 1-{done} done)" in resumed.stdout
 
@@ -154,10 +154,10 @@ def test_a_failed_resume_leaves_the_record_and_the_next_resume_records_its_chang
     shutil.copytree(trained_run, run)
     (run / ".mydata.partial-1").write_text("user file that looks like a partial")
     config = (run / "config.json").read_bytes()
-    bad = run_kerascnn("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "-q")
+    bad = kerascnn_in_process("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "-q")
     assert bad.returncode == 1 and "loss became NaN at epoch 4" in bad.stderr, bad.stderr[-2000:]
     assert (run / "config.json").read_bytes() == config        # nothing recorded: no epoch completed
-    ok = run_kerascnn("train", "--resume", run, "--epochs", "4", "-q")
+    ok = kerascnn_in_process("train", "--resume", run, "--epochs", "4", "-q")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "from epoch 4 (epochs 1-3 done)" in ok.stdout
     record = json.loads((run / "config.json").read_text())

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import kill_inside_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn
 from PIL import Image
 
 from kerascnn import data as D
@@ -217,7 +217,7 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
 
     from kerascnn.evaluation import metrics_from_probabilities
 
-    ev = run_kerascnn("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
+    ev = kerascnn_in_process("evaluate", tmp_path / "on", "--which", "last", "--format", "json")  # streams (config)
     assert ev.returncode == 0, ev.stderr[-1500:]
     streamed = json.loads(ev.stdout)
     mem = D.load_data(data=str(root), seed=4)
@@ -243,12 +243,12 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
 def test_bad_files_skip_lists_them_in_the_run_directory(tmp_path):
     root = _folder(tmp_path / "f", per_class=8, odd_modes=False)
     (root / "c0" / "zz_broken.png").write_bytes(b"\x89PNG not really")
-    stop = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--epochs", "1", "-q",
-                        "--run-dir", tmp_path / "stop")
+    stop = kerascnn_in_process("train", "convnet", "--data", root, "--stream", "on", "--epochs", "1", "-q",
+                               "--run-dir", tmp_path / "stop")
     assert stop.returncode == 1 and "zz_broken.png: not a readable image" in stop.stderr
     assert "Traceback" not in stop.stderr
-    skip = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--bad-files", "skip",
-                        "--epochs", "1", "--batch-size", "4", "-q", "--run-dir", tmp_path / "skip")
+    skip = kerascnn_in_process("train", "convnet", "--data", root, "--stream", "on", "--bad-files", "skip",
+                               "--epochs", "1", "--batch-size", "4", "-q", "--run-dir", tmp_path / "skip")
     assert skip.returncode == 0, skip.stderr[-2000:]
     assert "skipped 1 bad image file(s)" in skip.stdout + skip.stderr
     listed = (tmp_path / "skip" / "bad_files.txt").read_text().splitlines()
@@ -280,8 +280,8 @@ def test_cache_gives_the_same_batches(tmp_path, cache):
 
 def test_cache_disk_cli_run_cleans_up(tmp_path):
     root = _folder(tmp_path / "f", per_class=8, odd_modes=False)
-    r = run_kerascnn("train", "convnet", "--data", root, "--stream", "on", "--cache", "disk", "--epochs", "1",
-                     "--batch-size", "8", "--run-dir", tmp_path / "run", "-q")
+    r = kerascnn_in_process("train", "convnet", "--data", root, "--stream", "on", "--cache", "disk", "--epochs", "1",
+                            "--batch-size", "8", "--run-dir", tmp_path / "run", "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "cache: 19 images decoded once" in r.stdout  # 24 files - round(0.2 * 24) test = 19 train + val
     assert not list((tmp_path / "run").glob("cache-*"))

@@ -7,7 +7,7 @@ import pytest
 
 from kerascnn.registry import get_entry
 
-from conftest import kill_after_epoch, kill_inside_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_after_epoch, kill_inside_epoch, load_weights, read_history, run_kerascnn
 
 
 
@@ -86,10 +86,11 @@ def test_sigkill_inside_an_epoch_and_resume_equals_an_uninterrupted_run(uninterr
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
     run = tmp_path / "run"
-    ok = run_kerascnn("train", "convnet", "--epochs", "2", "--seed", "1", "--run-dir", run, "-q")
+    ok = kerascnn_in_process("train", "convnet", "--epochs", "2", "--seed", "1", "--run-dir", run, "-q")
     assert ok.returncode == 0
     before = load_weights(run / "last.keras")
-    bad = run_kerascnn("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "--schedule", "constant", "-q")
+    bad = kerascnn_in_process("train", "--resume", run, "--epochs", "4", "--lr", "1e30", "--schedule", "constant",
+                              "-q")
     assert bad.returncode == 1
     errors = [l for l in bad.stderr.splitlines() if l.startswith("Error:")]
     assert len(errors) == 1 and "loss became NaN at epoch 3" in errors[0]
@@ -166,12 +167,12 @@ def test_npz_run_records_an_absolute_path_and_no_builtin_dataset(tmp_path):
     x, y = rng.integers(0, 256, (160, 28, 28), dtype=np.uint8), np.arange(160) % 10
     (tmp_path / "work").mkdir()
     np.savez(tmp_path / "work" / "tiny.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40])
-    r = run_kerascnn("train", "lenet5", "--data", "tiny.npz", "--epochs", "1", "--batch-size", "32",
-                     "--run-dir", tmp_path / "run", "-q", cwd=tmp_path / "work")
+    r = kerascnn_in_process("train", "lenet5", "--data", "tiny.npz", "--epochs", "1", "--batch-size", "32",
+                            "--run-dir", tmp_path / "run", "-q", cwd=tmp_path / "work")
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["data"] == str(tmp_path / "work" / "tiny.npz") and cfg["dataset"] is None
     assert cfg["precision_resolved"] == "float32"   # LeNet-5 is too narrow for bf16 to pay on a CPU
-    again = run_kerascnn("evaluate", tmp_path / "run", "--format", "json", cwd=tmp_path)
+    again = kerascnn_in_process("evaluate", tmp_path / "run", "--format", "json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads(again.stdout[again.stdout.index("{"):])["images"] == 40
