@@ -91,15 +91,18 @@ def test_a_safetensors_dtype_numpy_lacks_is_named(tmp_path, invoke):
                                                 "(float8_e4m3fn)", r.output[-2000:]
 
 
-def test_a_fifo_given_as_npz_is_refused_not_opened(tmp_path):
-    """Seen: `train --data pipe.npz` waited forever in the memory plan (only SIGTERM ended it)."""
+@pytest.mark.parametrize("name", ["pipe.npz", "pipe.csv"])
+def test_a_fifo_given_as_data_is_refused_not_opened(tmp_path, name):
+    """Seen: `train --data pipe.npz` (the memory plan) and `--data pipe.csv` (the file count) waited
+    forever (only SIGTERM ended them)."""
     import threading
     import time
 
     from kerascnn.data.arrays import _npz_members
+    from kerascnn.data.stream import count_files
     from kerascnn.errors import DataError
 
-    fifo = tmp_path / "pipe.npz"
+    fifo = tmp_path / name
     os.mkfifo(fifo)
     done = threading.Event()
 
@@ -118,7 +121,7 @@ def test_a_fifo_given_as_npz_is_refused_not_opened(tmp_path):
     t0 = time.monotonic()
     try:
         with pytest.raises(DataError, match="not a regular file"):
-            _npz_members(fifo)
+            (_npz_members if name.endswith(".npz") else count_files)(fifo)
     finally:
         done.set()
     assert time.monotonic() - t0 < 5
