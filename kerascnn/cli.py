@@ -105,7 +105,7 @@ def _own_error(line: str):
 
     from kerascnn import errors
 
-    m = re.match(r"(?:\{\{function_node [^}]*\}\}\s*)?(?:kerascnn\.errors\.)?(\w+): (.+)", line)
+    m = re.match(r"(?:while reading the data: )?(?:\{\{function_node [^}]*\}\}\s*)?(?:kerascnn\.errors\.)?(\w+): (.+)", line)
     cls = getattr(errors, m.group(1), None) if m else None
     if not (isinstance(cls, type) and issubclass(cls, KerasCNNError)):
         return None

@@ -11,7 +11,7 @@ import numpy as np
 
 from kerascnn import data as D
 from kerascnn import fsutil
-from kerascnn.errors import DataError
+from kerascnn.errors import ConfigError, DataError
 
 
 def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
@@ -102,6 +102,7 @@ def evaluate(ref: str, dataset: str | None = None, data: str | None = None, spli
         suffix = "-last" if model_file == "last.keras" else ""
         out_dir = Path(base) / f"eval-{_slug(d.name)}-{split}{suffix}"
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fsutil.atomic_write_json(out_dir / "metrics.json", {k_: v for k_, v in result.items() if k_ != "confusion_matrix"})
     fsutil.atomic_write_json(out_dir / "confusion.json", {"class_names": list(names),
@@ -162,3 +163,24 @@ def _slug(name: str) -> str:
 
     name = name.split(":", 1)[-1]
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem if "/" in name else name)[:40]
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` holding a metrics.json / confusion.json / confusion.png that no earlier
+    ``kerascnn evaluate`` wrote (replacing them would lose the user's files)."""
+    import json
+    import os
+
+    names = [n for n in ("metrics.json", "confusion.json", "confusion.png") if os.path.lexists(out_dir / n)]
+    if not names:
+        return
+    metrics = out_dir / "metrics.json"
+    try:
+        ours = (all((out_dir / n).is_file() and not (out_dir / n).is_symlink() for n in names)
+                and metrics.stat().st_size < (1 << 24)
+                and {"model", "data", "split", "accuracy"} <= set(json.loads(metrics.read_text())))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"--out {out_dir} already holds {names[0]}, not written by kerascnn evaluate; it is left "
+                          f"as it is: choose another --out")

@@ -97,6 +97,10 @@ def _class_names(path, arrays) -> list | None:
 def _npz_members(path: Path) -> dict:
     """{array name: (shape, dtype)} read from each ``.npy`` member's header, without decompressing
     the data (only the first few hundred bytes of each member are inflated)."""
+    import stat
+
+    if not stat.S_ISREG(Path(path).stat().st_mode):     # a FIFO would block the zip reader forever
+        raise DataError(f"{path}: not a regular file (a pipe, device or folder); expected a .npz file")
     out = {}
     try:
         with zipfile.ZipFile(path) as zf:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn.data.arrays import _check_fits
-from kerascnn.data.safe_read import MAX_IMAGE_PIXELS, open_regular, read_regular
+from kerascnn.data.safe_read import MAX_IMAGE_PIXELS, image_pixels, open_regular, read_regular
 from kerascnn.errors import DataError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -105,6 +105,9 @@ def diagnose_image(data: bytes, name: str) -> str:
     decode, as the scan would say); a generic reason when PIL reads it but TensorFlow did not."""
     import io
 
+    if image_pixels(data) > MAX_IMAGE_PIXELS:      # e.g. a GIF whose frames outgrow its screen
+        return (f"{name}: its frames claim {image_pixels(data):,} pixels (limit {MAX_IMAGE_PIXELS:,}); refused "
+                f"before decoding (a decompression bomb?)")
     try:
         with _open_header(io.BytesIO(data)) as im:
             _check_image_header(Path(name), im)

@@ -186,7 +186,7 @@ def image_pixels(data: bytes) -> int:
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])
     elif head[:3] == b"GIF" and len(head) >= 10:
-        w, h = struct.unpack("<HH", head[6:10])
+        return _gif_pixels(data)
     elif head[:2] == b"BM" and len(head) >= 26:
         w, h = struct.unpack("<ii", head[18:26])
     elif head[:2] == b"\xff\xd8":
@@ -194,6 +194,27 @@ def image_pixels(data: bytes) -> int:
     else:
         return 0
     return abs(int(w)) * abs(int(h))
+
+
+def _gif_pixels(data: bytes) -> int:
+    """Pixels a GIF costs the decoder: the screen grown to hold every frame, or the frames' sum
+    (giflib decodes every frame, each at its own descriptor's size, whatever the screen says)."""
+    data = memoryview(data)
+    sw, sh, flags = data[6] | data[7] << 8, data[8] | data[9] << 8, data[10] if len(data) > 10 else 0
+    i, n, frames = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0), len(data), 0
+    while i < n and data[i] != 0x3B:
+        if data[i] == 0x2C and i + 10 <= n:          # image descriptor: left, top, width, height, flags
+            left, top, w, h = struct.unpack("<HHHH", data[i + 1:i + 9])
+            sw, sh, frames = max(sw, left + w), max(sh, top + h), frames + w * h
+            i += 10 + (3 << ((data[i + 9] & 7) + 1) if data[i + 9] & 0x80 else 0) + 1   # + LZW code size
+        elif data[i] == 0x21:                          # extension: label, then sub-blocks
+            i += 2
+        else:
+            break
+        while i < n and data[i]:                       # data sub-blocks up to the 0 terminator
+            i += data[i] + 1
+        i += 1
+    return max(sw * sh, frames)
 
 
 def _jpeg_pixels(data: bytes) -> int:

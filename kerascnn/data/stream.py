@@ -341,7 +341,10 @@ def count_files(path: Path) -> int:
 
         return records.count_all(path)
     if not path.is_dir():
-        return sum(1 for ln in path.read_text(errors="replace").splitlines() if ln.strip())
+        from kerascnn.data import safe_read     # a FIFO named .csv would block read_text forever
+
+        text = safe_read.read_regular(path, what="image list (manifest)").decode(errors="replace")
+        return sum(1 for ln in text.splitlines() if ln.strip())
     return D.count_image_files(path)
 
 

@@ -52,14 +52,20 @@ def check_h5_sizes(path, fileobj=None) -> int:
             found.append((name, tuple(int(d) for d in (obj.shape or ())), int(obj.size or 0) * obj.dtype.itemsize,
                           bool(obj.compression or obj.compression_opts or obj.scaleoffset)))
 
+    def visit_link(name, link):     # before anything follows one: a link to a pipe blocks forever
+        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+            elsewhere.append(f"{name} (a link)")
+
     try:
         with h5py.File(path if fileobj is None else fileobj, "r") as f:
-            f.visititems(visit)
+            f.visititems_links(visit_link)
+            if not elsewhere:
+                f.visititems(visit)
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise WeightsError(f"cannot read weight file {path}: {first_line(e, 120, '')}") from None
     if elsewhere:
-        raise WeightsError(f"{path}: dataset {elsewhere[0][:80]} keeps its data in other files (external or virtual "
-                           f"storage); a weight file holds its own numbers, refused")
+        raise WeightsError(f"{path}: dataset {elsewhere[0][:80]} keeps its data elsewhere (a soft or external link, "
+                           f"external or virtual storage); a weight file holds its own numbers, refused")
     for name, shape, declared, compressed in found:
         room = size * (COMPRESSED_RATIO if compressed else 1)
         if declared > room:

@@ -93,6 +93,8 @@ def read_state_dict(path) -> dict:
             raw = load_file(str(path))
         except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:  # also a dtype numpy lacks (bf16)
             raise _error(f"cannot read {path}: {first_line(e)}") from None
+        except AttributeError as e:     # a dtype this numpy has no type for (F8_E4M3 ...)
+            raise _error(f"cannot read {path}: a tensor dtype numpy cannot hold ({e.name or e})") from None
     else:
         raw = _read_pth(path)
     out = {}
