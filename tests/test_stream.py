@@ -198,6 +198,17 @@ def test_each_worker_decodes_only_its_share_and_together_they_are_the_one_worker
     assert set(reads[0]) | set(reads[1]) == set(D.epoch_order(len(fi), 3, 0).numpy()[:8 * steps].tolist())
 
 
+def _in_process_deterministic(*args):
+    """``kerascnn ARGS`` (with --deterministic) in this process, op determinism switched off again
+    afterwards so that it does not leak into the worker's later tests."""
+    from tensorflow.python.framework import config
+
+    try:
+        return kerascnn_in_process(*args)
+    finally:
+        config.disable_op_determinism()
+
+
 def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tmp_path):
     root = _folder(tmp_path / "f")
     common = ["train", "convnet", "--data", root, "--epochs", "3", "--batch-size", "8", "--seed", "4",
@@ -205,7 +216,7 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly_after_sigkill(tm
     on = run_kerascnn(*common, "--stream", "on", "--run-dir", tmp_path / "on")
     assert on.returncode == 0, on.stderr[-2000:]
     assert "streamed from disk" in on.stdout
-    off = run_kerascnn(*common, "--stream", "off", "--run-dir", tmp_path / "off")
+    off = _in_process_deterministic(*common, "--stream", "off", "--run-dir", tmp_path / "off")
     assert off.returncode == 0 and "in memory" in off.stdout, off.stderr[-2000:]
     for a, b in zip(load_weights(tmp_path / "on" / "last.keras"), load_weights(tmp_path / "off" / "last.keras")):
         # identical batches (test above) and op determinism: the same weights up to the few-ulp
