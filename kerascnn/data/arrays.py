@@ -97,13 +97,11 @@ def _class_names(path, arrays) -> list | None:
 def _npz_members(path: Path) -> dict:
     """{array name: (shape, dtype)} read from each ``.npy`` member's header, without decompressing
     the data (only the first few hundred bytes of each member are inflated)."""
-    import stat
+    from kerascnn.data.safe_read import open_regular
 
-    if not stat.S_ISREG(Path(path).stat().st_mode):     # a FIFO would block the zip reader forever
-        raise DataError(f"{path}: not a regular file (a pipe, device or folder); expected a .npz file")
     out = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
+    try:   # the descriptor that is checked is the one read: a FIFO would block the zip reader forever
+        with open_regular(path, limit=1 << 62, what=".npz") as raw, zipfile.ZipFile(raw) as zf:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     out[info.filename] = ((info.file_size,), np.dtype(np.uint8))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kerascnn import fsutil
-from kerascnn.errors import ConfigError, DataError, TrainingError, first_line
+from kerascnn.errors import ConfigError, DataError, TrainingError, first_line, short
 
 
 def save_state(path: Path, state: dict, meta: dict) -> None:
@@ -108,15 +108,11 @@ def position(path: Path, meta: dict, steps: int) -> tuple:
     ok = (isinstance(step, int) and 0 < step < steps and saved == steps and isinstance(totals, list)
           and len(totals) == 3 and all(isinstance(t, (int, float)) for t in totals))
     if not ok:
-        raise TrainingError(f"{path}: saved at step {short(step)} of an epoch of {short(saved)} steps, but this run "
+        raise TrainingError(f"{path}: saved at step {short(step, 24)} of an epoch of {short(saved, 24)} steps, but this run "
                             f"has {steps} steps per epoch (did the data change?); it cannot continue exactly")
     return step, [float(t) for t in totals]
 
 
-def short(value) -> str:
-    from kerascnn.training.config import short as cut
-
-    return cut(value, 24)
 
 
 def weights_digest(model) -> str:

@@ -247,6 +247,7 @@ def _restore_or_save(s: Session, resume) -> None:
     under the change); a new run saves its record now."""
     from kerascnn.training import checkpoint, rundir
     from kerascnn.training.record import RunRecord
+    from kerascnn.training.loop import continues_at, saved_words
     from kerascnn.training.resume import RESUME_CHANGES
 
     if resume and rundir.check_resumable(resume):
@@ -254,10 +255,8 @@ def _restore_or_save(s: Session, resume) -> None:
         meta = checkpoint.load_state(path, s.engine, s.config.optimizer)
         s.start_epoch, s.best, s.history = meta["epoch"] + 1, meta["best"], meta["history"]
         s.start_step, s.start_totals = checkpoint.position(path, meta, s.steps)
-        where = f"epoch {s.start_epoch + 1}" + (f", step {s.start_step + 1}" if s.start_step else "")
+        where = continues_at(s.start_epoch, s.start_step)
         if s.start_step:
-            from kerascnn.training.loop import saved_words
-
             s.echo(f"resuming {s.run_dir} from {where} of {s.steps} "
                    f"({saved_words(s.start_epoch, s.start_step, s.steps)} done)")
         else:
