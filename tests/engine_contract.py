@@ -129,6 +129,11 @@ def check(make_engine, folder, tmp) -> dict:
         got = streamer.train_steps(1)
         out["stream"] = {"count": float(got[2]), "finite": bool(np.isfinite(got[0])),
                          "evaluated": float(streamer.evaluate(source, labels, 8)[2]), "files": len(source)}
+        streamer.release_data()                 # the end of a run: the stream (and its reader threads) let go
+        try:
+            streamer.train_steps(1)
+        except RuntimeError as e:
+            out["stream"]["after_release"] = str(e)
     return out
 
 

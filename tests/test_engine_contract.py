@@ -36,7 +36,8 @@ def _holds(r: dict, name: str) -> None:
     if "refused" in stream:
         assert "\n" not in stream["refused"] and "--stream off" in stream["refused"]
     else:   # 48 files: 80% train split = 38 images; one step of 16; every one scored once
-        assert stream == {"count": BATCH, "finite": True, "evaluated": 38.0, "files": 38}, stream
+        assert stream == {"count": BATCH, "finite": True, "evaluated": 38.0, "files": 38,
+                          "after_release": "set_train_data first"}, stream
 
 
 def test_the_tensorflow_engine_keeps_the_contract(tmp_path):

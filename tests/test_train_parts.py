@@ -195,6 +195,9 @@ def test_the_loop_needs_only_the_engine_contract(tmp_path):
         def train_steps(self, n, totals=None):
             return self._inner.train_steps(n, totals)
 
+        def release_data(self):
+            self._inner.release_data()
+
         def evaluate(self, x, y, batch):
             return self._inner.evaluate(x, y, batch)
 

@@ -128,6 +128,14 @@ class Engine(abc.ABC):
         """Hold the training stream: epochs first_epoch..epochs-1, each ``steps_per_epoch`` full batches."""
 
     @abc.abstractmethod
+    def release_data(self) -> None:
+        """Let go of the training stream (its iterator and the reader threads behind it) at the end
+        of a run. The engine's compiled steps close over the engine, so without this the stream
+        lives on in that reference cycle until Python's cycle collector runs, at some later moment
+        of an in-process caller (``kerascnn.train()`` twice in a notebook), where tf.data's
+        iterator teardown was seen to block the caller for up to two minutes."""
+
+    @abc.abstractmethod
     def train_steps(self, n: int, totals=None) -> np.ndarray:
         """Run the next ``n`` steps of the stream; float32 ``totals`` (zeros when None) plus each
         step's [sum of per-example loss, correct, count], added in step order in float32."""

@@ -232,6 +232,9 @@ class JaxEngine(Engine):
             _input_tensorflow()
             self._feed = FileFeed(data, self._steps, self.sharded, self.process, self.processes)
 
+    def release_data(self) -> None:
+        self._data = self._feed = None
+
     def train_steps(self, n: int, totals=None) -> np.ndarray:
         """The next ``n`` steps of the stream (a call may cross an epoch boundary), their sums
         added to ``totals`` one step at a time (float32, on the device)."""

@@ -136,9 +136,14 @@ class TensorFlowEngine(Engine):
                                                            data.epochs, bool(data.augment),
                                                            first_step=data.first_step))
 
+    def release_data(self) -> None:
+        self._iterator = None
+
     def train_steps(self, n: int, totals=None) -> np.ndarray:
         import tensorflow as tf
 
+        if self._iterator is None:
+            raise RuntimeError("set_train_data first")
         with self._lost_worker():
             return self._train_calls(self._iterator, tf.constant(int(n)), tf.constant(start_totals(totals))).numpy()
 

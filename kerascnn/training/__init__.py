@@ -28,7 +28,8 @@ def run(config, resume=None, echo=print, verbose: int = 1, make_engine=None):
 
     Keras runs on ``config.backend`` (set before Keras is imported). The Keras dtype policy chosen
     for the run is restored afterwards, so models built later in the same process are not
-    silently mixed-precision; the run directory's lock is released however the call ends."""
+    silently mixed-precision; the run directory's lock is released and the engine lets go of the
+    training stream however the call ends."""
     from kerascnn import engines
 
     engines.use_backend(config.backend)
@@ -40,13 +41,15 @@ def run(config, resume=None, echo=print, verbose: int = 1, make_engine=None):
     from kerascnn.training import finish, loop, setup
 
     previous = keras.config.dtype_policy()
-    held = []
+    held, session = [], None
     try:
         session = setup.start(config, resume, echo, held, make_engine)
         epochs = loop.EpochLoop(session, verbose)
         epochs.run()
         return finish.finish(session, epochs)
     finally:
+        if session is not None:
+            session.engine.release_data()     # the stream's reader threads end now, not at a later GC
         keras.config.set_dtype_policy(previous)
         for lock in held:
             lock.release()
