@@ -1,9 +1,51 @@
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for the whole test session, shared by the xdist workers
+    and every process a test starts (they inherit the environment): a JAX process loads the
+    executables an earlier one compiled for the same computation instead of compiling them again
+    (about 5 s of CPU per `--backend jax` run). The executables are the ones XLA would compile, so
+    every result is unchanged. JAX's file lock around each read and write (on whenever a maximum
+    size is set) keeps two processes from reading an entry while it is written."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent          # the run's folder, shared by every worker
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=str(root / "jax-compilation-cache"),
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+                      JAX_COMPILATION_CACHE_MAX_SIZE=str(2 << 30))
+    yield
+
+
+# CPU seconds (the test process and the processes it starts) each heavier test file took in a full
+# run on an Intel Xeon (2 cores, AVX-512), 2026-12-04; files under 3 s are left out and count as 1.
+# pytest-xdist (--dist loadfile --no-loadscope-reorder, setup.cfg) hands whole files to the workers
+# in collection order: sorted longest first, a long file never starts last while the other worker
+# idles (longest-processing-time-first scheduling). Only the order of files changes, never the order
+# of the tests inside one; a stale figure costs minutes, not correctness.
+FILE_CPU_SECONDS = {
+    "test_jax_engine.py": 74, "test_jax_stream.py": 55, "test_records_workers.py": 47, "test_stream.py": 45,
+    "test_docs_site.py": 43, "test_multiworker_faults.py": 39, "test_weights.py": 39, "test_reader_safety.py": 38,
+    "test_jax_train.py": 34, "test_keras_apps.py": 31, "test_train.py": 26, "test_reliability.py": 24,
+    "test_records.py": 24, "test_docs_commands.py": 24, "test_models.py": 20, "test_export.py": 19,
+    "test_weights_torch.py": 15, "test_engine_contract.py": 15, "test_hostile_inputs.py": 14,
+    "test_stop_and_join.py": 11, "test_rundir_safety.py": 10, "test_transforms.py": 9, "test_ownership_bombs.py": 9,
+    "test_visualize.py": 8, "test_first_hour.py": 7, "test_bench.py": 7, "test_readme_quickstart.py": 7,
+    "test_keras_analysis.py": 7, "test_api.py": 7, "test_data_speed.py": 6, "test_evaluate_predict.py": 5,
+    "test_untrusted_savedmodel.py": 4, "test_fuse.py": 4,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: -FILE_CPU_SECONDS.get(item.path.name, 1))     # stable: a file's own order kept
 
 
 @pytest.fixture
@@ -19,13 +61,16 @@ def invoke(runner):
     from kerascnn.cli import cli
 
     def _invoke(*args, **kw):
-        return runner.invoke(cli, [str(a) for a in args], **kw)
+        deterministic = _op_determinism()
+        try:
+            return runner.invoke(cli, [str(a) for a in args], **kw)
+        finally:
+            _restore_op_determinism(deterministic)
 
     return _invoke
 
 
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 
 def run_kerascnn(*args, env=None, timeout=600, cwd=None):
@@ -48,7 +93,7 @@ def kerascnn_in_process(*args, env=None, cwd=None):
 
     from kerascnn.cli import cli
 
-    old = os.getcwd()
+    old, deterministic = os.getcwd(), _op_determinism()
     try:
         if cwd is not None:
             os.chdir(cwd)
@@ -56,7 +101,26 @@ def kerascnn_in_process(*args, env=None, cwd=None):
                                     catch_exceptions=False)
     finally:
         os.chdir(old)
+        _restore_op_determinism(deterministic)
     return _Ran(result)
+
+
+def _op_determinism() -> bool:
+    """TensorFlow's op determinism in this process (False while TensorFlow is not imported)."""
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.framework import config
+
+    return config.is_op_determinism_enabled()
+
+
+def _restore_op_determinism(before: bool) -> None:
+    """After an in-process `kerascnn train --deterministic`: op determinism off again unless it was
+    on before, so that it does not carry into the worker's later tests."""
+    if _op_determinism() and not before:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
 
 
 # Run the CLI in a fresh process in which TensorFlow cannot be found (as on a JAX-only GPU machine):

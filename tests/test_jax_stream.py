@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
+from conftest import kerascnn_in_process, kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
 from test_stream import _folder
 
 pytestmark = [pytest.mark.slow,
@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
     assert full.returncode == 0, full.stderr[-2000:]
     cut = kill_after_epoch(1, *COMMON, "--data", data, "--backend", "jax", "--run-dir", root / "cut")
     assert cut == -signal.SIGKILL
-    tf = run_kerascnn(*COMMON, "--data", data, "--backend", "tensorflow", "--run-dir", root / "tf")
+    tf = kerascnn_in_process(*COMMON, "--data", data, "--backend", "tensorflow", "--run-dir", root / "tf")
     assert tf.returncode == 0, tf.stderr[-2000:]
     return root, full.stdout
 

@@ -1,15 +1,12 @@
 """`kerascnn train --backend jax`: the run directory's promises on the JAX engine, and a model
-trained on JAX read back, evaluated and exported by TensorFlow in another process."""
+trained on JAX read back, evaluated and exported by TensorFlow (the test's own process)."""
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import kill_inside_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
+from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -63,7 +60,7 @@ def test_sigkill_inside_an_epoch_and_resume_on_jax_equals_an_uninterrupted_run(r
         assert [r[key] for r in read_history(cut)] == [r[key] for r in read_history(full)], key
     for a, b in zip(load_weights(full / "last.keras"), load_weights(cut / "last.keras")):
         assert np.array_equal(a, b)   # bitwise: same engine, same device, state restored exactly
-    other = run_kerascnn("train", "--resume", cut, "--epochs", "3", "--backend", "tensorflow", "-q")
+    other = kerascnn_in_process("train", "--resume", cut, "--epochs", "3", "--backend", "tensorflow", "-q")
     assert other.returncode == 2 and "resumes exactly only on that engine" in other.stderr
 
 
@@ -79,28 +76,25 @@ def test_nan_on_jax_stops_with_one_line_and_keeps_the_last_good_model(runs):
     assert [int(r["epoch"]) for r in read_history(cut)] == [1, 2]
 
 
-_TF_CHECK = """
-import json, sys, numpy as np, keras
-from kerascnn import data as D
-run = sys.argv[1]
-cfg = json.load(open(run + "/config.json"))
-d = D.load_data(cfg["dataset"], cfg.get("data"), seed=cfg["seed"])
-_, _, xv, yv = D.split_validation(d.x_train, d.y_train, cfg["val_split"], cfg["seed"])
-xv = D.prepare_images(xv, cfg["input_shape"][:2], cfg["input_shape"][2], d.pixel_scale)
-p = keras.models.load_model(run + "/last.keras").predict(xv, verbose=0)
-loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(yv, p)))
-print(json.dumps({"backend": keras.backend.backend(), "val_accuracy": float(np.mean(p.argmax(-1) == yv)),
-                  "val_loss": loss, "n": len(yv), "tf": "tensorflow" in sys.modules}))
-"""
+def _tensorflow_validation(run) -> dict:
+    """The run's validation split scored by Keras on TensorFlow (this process's backend) from last.keras."""
+    import keras
+
+    from kerascnn import data as D
+
+    cfg = json.loads((run / "config.json").read_text())
+    d = D.load_data(cfg["dataset"], cfg.get("data"), seed=cfg["seed"])
+    _, _, xv, yv = D.split_validation(d.x_train, d.y_train, cfg["val_split"], cfg["seed"])
+    xv = D.prepare_images(xv, cfg["input_shape"][:2], cfg["input_shape"][2], d.pixel_scale)
+    p = keras.models.load_model(run / "last.keras").predict(xv, verbose=0)
+    loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(yv, p)))
+    return {"backend": keras.backend.backend(), "val_accuracy": float(np.mean(p.argmax(-1) == yv)),
+            "val_loss": loss, "n": len(yv)}
 
 
 def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path):
     full, _, _, _ = runs
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, "-c", _TF_CHECK, str(full)], capture_output=True, text=True, env=env,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    tf_side = json.loads(r.stdout.strip().splitlines()[-1])
+    tf_side = _tensorflow_validation(full)
     last = read_history(full)[-1]
     assert tf_side["backend"] == "tensorflow" and tf_side["n"] == 144
     # the JAX engine's validation pass (XLA kernels) and TensorFlow's (oneDNN) on the saved .keras:
@@ -111,10 +105,10 @@ def test_jax_trained_model_evaluates_and_exports_with_tensorflow(runs, tmp_path)
     eps = float(np.finfo(np.float32).eps)
     assert abs(tf_side["val_accuracy"] - float(last["val_accuracy"])) <= 1 / 144
     assert abs(tf_side["val_loss"] - float(last["val_loss"])) <= 2 * 20 * 5 * 400 * eps
-    ev = run_kerascnn("evaluate", full, "--format", "json")
+    ev = kerascnn_in_process("evaluate", full, "--format", "json")
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert json.loads(ev.stdout)["accuracy"] > 0.5
-    ex = run_kerascnn("export", full, "--out", tmp_path / "sm")
+    ex = kerascnn_in_process("export", full, "--out", tmp_path / "sm")
     assert ex.returncode == 0, ex.stderr[-2000:]
     assert (tmp_path / "sm" / "saved_model.pb").is_file()
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history
 from test_stream import _folder
 
 from kerascnn import data as D
@@ -149,7 +149,7 @@ def test_auto_streams_shards_by_their_decoded_size(shards, monkeypatch):
 def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards, tmp_path):
     common = ["train", "convnet", "--data", shards, "--stream", "on", "--epochs", "2", "--batch-size", "8",
               "--seed", "4", "--deterministic", "--augment", "-q"]
-    on = run_kerascnn(*common, "--run-dir", tmp_path / "on")
+    on = kerascnn_in_process(*common, "--run-dir", tmp_path / "on")
     assert on.returncode == 0, on.stderr[-2000:]
     assert "52 train / 6 val streamed from TFRecord shards |" in on.stdout   # round(0.1 * 58) val
     ev = kerascnn_in_process("evaluate", tmp_path / "on", "--which", "last", "--format", "json")
@@ -161,7 +161,7 @@ def test_streamed_shards_train_evaluate_and_resume_exactly_after_sigkill(shards,
     meta = kill_inside_epoch(*common, "--save-every", "1", "--run-dir", tmp_path / "cut")
     assert meta and 0 < meta["step"] < 6 and meta["epoch"] == 0, meta
     assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1]
-    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    resumed = kerascnn_in_process("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "streamed from TFRecord shards" in resumed.stdout and f"epoch 2, step {meta['step'] + 1}" in resumed.stdout
     assert [r["loss"] for r in read_history(tmp_path / "cut")] == [r["loss"] for r in read_history(tmp_path / "on")]

@@ -3,7 +3,7 @@ which keeps a file on one worker, can run the two halves side by side): two work
 file or by record, and a record that does not decode ending the run in one line."""
 import numpy as np
 import pytest
-from conftest import load_weights, run_kerascnn
+from conftest import kerascnn_in_process, load_weights, run_kerascnn
 from test_records import write_digit_shards
 
 
@@ -55,8 +55,8 @@ def test_a_record_that_does_not_decode_ends_training_in_one_line_naming_the_caus
         with tf.io.TFRecordWriter(str(bad / f.name)) as w:
             for r in recs + [ex.SerializeToString()]:
                 w.write(r)
-    r = run_kerascnn("train", "convnet", "--data", bad, "--stream", "on", "--epochs", "1", "--batch-size", "8",
-                     "-q", "--run-dir", tmp_path / "run")
+    r = kerascnn_in_process("train", "convnet", "--data", bad, "--stream", "on", "--epochs", "1", "--batch-size",
+                            "8", "-q", "--run-dir", tmp_path / "run")
     assert r.returncode == 1, r.stdout[-1000:]
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]

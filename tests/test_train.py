@@ -7,7 +7,7 @@ import pytest
 
 from kerascnn.registry import get_entry
 
-from conftest import kerascnn_in_process, kill_after_epoch, kill_inside_epoch, load_weights, read_history, run_kerascnn
+from conftest import kerascnn_in_process, kill_after_epoch, kill_inside_epoch, load_weights, read_history
 
 
 
@@ -31,7 +31,7 @@ def test_default_training_on_digits_learns_and_writes_the_run_directory(trained_
 
 @pytest.mark.slow
 def test_digits_reach_95_percent_with_the_defaults(tmp_path):
-    r = run_kerascnn("train", "convnet", "--epochs", "20", "--run-dir", tmp_path / "run", "-q")
+    r = kerascnn_in_process("train", "convnet", "--epochs", "20", "--run-dir", tmp_path / "run", "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["val_accuracy"] >= 0.95
@@ -42,9 +42,10 @@ R1 = ["train", "convnet", "--epochs", "4", "--seed", "11", "--deterministic", "-
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """R1's run, uninterrupted (the default --save-every: no save inside its 0.3 s epochs)."""
+    """R1's run, uninterrupted (the default --save-every: no save inside its 0.3 s epochs), in this
+    process: the SIGKILLed runs below need a process of their own, the runs they are compared with do not."""
     run = tmp_path_factory.mktemp("r1") / "full"
-    full = run_kerascnn(*R1, "--run-dir", run)
+    full = kerascnn_in_process(*R1, "--run-dir", run)
     assert full.returncode == 0, full.stderr[-2000:]
     return run
 
@@ -54,7 +55,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path)
     assert kill_after_epoch(2, *R1, "--run-dir", tmp_path / "cut") == -signal.SIGKILL
     assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2]
 
-    resumed = run_kerascnn("train", "--resume", tmp_path / "cut", "-q")
+    resumed = kerascnn_in_process("train", "--resume", tmp_path / "cut", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "from epoch 3 (epochs 1-2 done)" in resumed.stdout
     assert [int(r["epoch"]) for r in read_history(tmp_path / "cut")] == [1, 2, 3, 4]
@@ -72,7 +73,7 @@ def test_sigkill_inside_an_epoch_and_resume_equals_an_uninterrupted_run(uninterr
     epoch, step = meta["epoch"] + 1, meta["step"]     # 1-based: epochs 1..epoch done, then `step` steps
     assert (epoch * 10 + step) % 3 == 0 and len(meta["history"]) == epoch
     assert meta["totals"][2] == step * 128             # the epoch's running sums: `step` batches counted
-    resumed = run_kerascnn("train", "--resume", cut, "-q")
+    resumed = kerascnn_in_process("train", "--resume", cut, "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (f"from epoch {epoch + 1}, step {step + 1} of 10 (epochs 1-{epoch} and steps 1-{step} of 10 of "
             f"epoch {epoch + 1} done)") in resumed.stdout
@@ -102,10 +103,10 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_model(tmp_path):
 
 
 def test_config_json_reproduces_the_run(tmp_path):
-    first = run_kerascnn("train", "lenet5", "--epochs", "2", "--seed", "5", "--deterministic", "--val-split", "0.2",
-                         "--run-dir", tmp_path / "a", "-q")
+    first = kerascnn_in_process("train", "lenet5", "--epochs", "2", "--seed", "5", "--deterministic", "--val-split",
+                                "0.2", "--run-dir", tmp_path / "a", "-q")
     assert first.returncode == 0, first.stderr[-2000:]
-    again = run_kerascnn("train", "--config", tmp_path / "a" / "config.json", "--run-dir", tmp_path / "b", "-q")
+    again = kerascnn_in_process("train", "--config", tmp_path / "a" / "config.json", "--run-dir", tmp_path / "b", "-q")
     assert again.returncode == 0, again.stderr[-2000:]
     sha = [l for l in first.stdout.splitlines() if l.startswith("weights sha256")]
     assert sha and sha == [l for l in again.stdout.splitlines() if l.startswith("weights sha256")]
