@@ -178,16 +178,10 @@ def inside_epoch(make_engine, x, y, path) -> dict:
 
 def write_folder(root) -> str:
     """Two class folders of 8x8 gray PNGs (24 + 24 files, so the scan keeps 38 for training)."""
-    from pathlib import Path
-
-    from PIL import Image
+    from images import labelled_folder
 
     x, y = tiny_data(48, seed=1)
-    for i, (img, label) in enumerate(zip(x, y)):
-        d = Path(root) / ("ab"[label])
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((img[..., 0] * 255).astype(np.uint8)).save(d / f"{i:03d}.png")
-    return str(root)
+    return str(labelled_folder(root, (x[..., 0] * 255).astype(np.uint8), y, "ab"))
 
 
 if __name__ == "__main__":   # python tests/engine_contract.py jax FOLDER TMP

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from images import labelled_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,16 +67,9 @@ def test_api_options_are_checked_before_anything_runs(tmp_path):
 
 def _folder(root, n=40):
     """Two classes of 8x8 gray PNGs, no train/test sub-folders: the test split is drawn by the seed."""
-    from PIL import Image
-
     rng = np.random.default_rng(0)
-    for i in range(n):
-        label = i % 2
-        img = (rng.random((8, 8)) * 120 + 120 * label).astype(np.uint8)
-        d = root / "ab"[label]
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i:02d}.png")
-    return root
+    images = [(rng.random((8, 8)) * 120 + 120 * (i % 2)).astype(np.uint8) for i in range(n)]
+    return labelled_folder(root, images, [i % 2 for i in range(n)], "ab", name="{i:02d}")
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@ seeded splits and the (seed, epoch)-determined epoch order. Tiny data, no networ
 import numpy as np
 import pytest
 
+from images import random_folder, random_image
+
 from kerascnn import data as D
 from kerascnn.errors import ConfigError, DataError
 
@@ -24,22 +26,9 @@ def _good_arrays(n_tr=40, n_te=20, shape=(6, 5), k=4, dtype=np.uint8, seed=0):
     return dict(x_train=imgs(n_tr), y_train=np.arange(n_tr) % k, x_test=imgs(n_te), y_test=np.arange(n_te) % k)
 
 
-def _png(path, size=(8, 8), mode="L", value=None, seed=0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    shape = size[::-1] + ((3,) if mode == "RGB" else ())
-    a = rng.integers(0, 256, shape, dtype=np.uint8) if value is None else np.full(shape, value, np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a, mode).save(path)
-    return a
-
-
-def _folder(root, classes=("cat", "dog"), per_class=5, **kw):
-    for c in classes:
-        for i in range(per_class):
-            _png(root / c / f"{i}.png", seed=hash((c, i)) % 1000, **kw)
-    return root
+def _folder(root, classes=("cat", "dog"), per_class=5):
+    """Class folders of random 8x8 gray PNGs named 0.png, 1.png, ..."""
+    return random_folder(root, classes, per_class, size=(8, 8))
 
 
 # --------------------------------------------------------------------------- digits
@@ -208,10 +197,10 @@ def test_folder_holdout_classes_and_sizes(tmp_path):
 
 
 def test_folder_pixels_round_trip(tmp_path):
-    a = _png(tmp_path / "r" / "a" / "0.png", value=7)
-    _png(tmp_path / "r" / "b" / "0.png", value=200)
-    _png(tmp_path / "r" / "a" / "1.png", value=7)
-    _png(tmp_path / "r" / "b" / "1.png", value=200)
+    a = random_image(tmp_path / "r" / "a" / "0.png", value=7)
+    random_image(tmp_path / "r" / "b" / "0.png", value=200)
+    random_image(tmp_path / "r" / "a" / "1.png", value=7)
+    random_image(tmp_path / "r" / "b" / "1.png", value=200)
     d = D.load_data(data=str(tmp_path / "r" / ""))
     x = np.concatenate([d.x_train, d.x_test])
     y = np.concatenate([d.y_train, d.y_test])
@@ -231,10 +220,10 @@ def test_folder_with_train_and_test_subfolders(tmp_path):
 def test_folder_mixed_channels_and_sizes_take_the_majority(tmp_path):
     root = tmp_path / "r"
     for i in range(3):
-        _png(root / "a" / f"{i}.png", size=(10, 6), mode="RGB", seed=i)
-        _png(root / "b" / f"{i}.png", size=(10, 6), mode="RGB", seed=10 + i)
-    _png(root / "a" / "gray.png", size=(10, 6), mode="L")
-    _png(root / "b" / "big.png", size=(20, 12), mode="RGB")
+        random_image(root / "a" / f"{i}.png", size=(10, 6), mode="RGB", seed=i)
+        random_image(root / "b" / f"{i}.png", size=(10, 6), mode="RGB", seed=10 + i)
+    random_image(root / "a" / "gray.png", size=(10, 6), mode="L")
+    random_image(root / "b" / "big.png", size=(20, 12), mode="RGB")
     from PIL import Image
 
     Image.fromarray(np.zeros((6, 10), np.uint8), "L").convert("P").save(root / "b" / "pal.gif")
@@ -249,7 +238,7 @@ def _corrupt_png(path):
 
 
 def _truncated_png(path):
-    _png(path, size=(32, 32))
+    random_image(path, size=(32, 32))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
@@ -309,8 +298,8 @@ def test_non_image_files_are_skipped_with_a_warning(tmp_path):
 
 
 def test_load_image_files(tmp_path):
-    _png(tmp_path / "p" / "b.png", size=(8, 8), mode="RGB")
-    _png(tmp_path / "p" / "a.png", size=(16, 12), mode="L", value=255)
+    random_image(tmp_path / "p" / "b.png", size=(8, 8), mode="RGB")
+    random_image(tmp_path / "p" / "a.png", size=(16, 12), mode="L", value=255)
     (tmp_path / "p" / "notes.txt").write_text("skip me")
     x, names = D.load_image_files([str(tmp_path / "p")], (28, 28), 1, 1 / 255)
     assert names == [str(tmp_path / "p" / "a.png"), str(tmp_path / "p" / "b.png")]
@@ -332,7 +321,7 @@ def test_folder_that_would_not_fit_twice_is_refused_before_decoding(tmp_path, mo
 
 def test_iter_image_batches_bounded_same_order_and_values(tmp_path, monkeypatch):
     for i in range(7):
-        _png(tmp_path / "p" / f"{i}.png", size=(8 + i, 8), mode="RGB" if i % 2 else "L", value=30 * i)
+        random_image(tmp_path / "p" / f"{i}.png", size=(8 + i, 8), mode="RGB" if i % 2 else "L", value=30 * i)
     whole, names = D.load_image_files([str(tmp_path / "p")], (12, 12), 3, 1 / 255)
     # each image prepared from its own size as prepare_images prepares it alone (decoded in parallel,
     # converted in TF: the luminance's 3 terms summed in another order at most, a few ulps of 1.0)
@@ -347,7 +336,7 @@ def test_iter_image_batches_bounded_same_order_and_values(tmp_path, monkeypatch)
     from kerascnn.data import images
 
     for i in range(48):
-        _png(tmp_path / "q" / f"{i:02d}.png", size=(8 + i % 3, 8), mode="P", value=i)
+        random_image(tmp_path / "q" / f"{i:02d}.png", size=(8 + i % 3, 8), mode="P", value=i)
     reads = []
     real = images._read_image
     monkeypatch.setattr(images, "_read_image", lambda f, have=None: reads.append(f) or real(f, have))

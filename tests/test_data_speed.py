@@ -4,6 +4,7 @@ behind the speed (speed itself: benchmarks/data_speed.py). Small data, in-proces
 
 import numpy as np
 import pytest
+from images import random_folder
 from PIL import Image
 
 from kerascnn import data as D
@@ -12,13 +13,8 @@ from kerascnn.errors import DataError
 
 
 def _jpegs(root, per_class=6, size=(20, 16), mode="RGB", classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    for k in range(classes):
-        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            a = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-            Image.fromarray(a).convert(mode).save(root / f"c{k}" / f"{i:02d}.jpg", quality=85)
-    return root
+    """``classes`` folders c0.. of random JPEGs (quality 85) named 00.jpg, 01.jpg, ..."""
+    return random_folder(root, classes, per_class, size, mode, "jpg", seed, name="{i:02d}", quality=85)
 
 
 def test_header_pass_reads_jpeg_and_png_itself_and_agrees_with_pil(tmp_path):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from images import random_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -179,16 +180,6 @@ def _npz(path: Path, n_train=80, n_test=20, seed=0):
              x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), y_test=np.arange(n_test) % 10)
 
 
-def _images(folder: Path, classes=("cats", "dogs"), per_class=3, size=32):
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    for c in classes:
-        (folder / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / c / f"{i}.jpg")
-
-
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """The template: <root>/work is the working directory, <root>/shared/data holds the data."""
@@ -198,8 +189,8 @@ def sandbox(tmp_path_factory):
     _npz(root / "shared" / "data" / "mnist.npz")
     _npz(work / "mnist.npz", seed=1)
     _npz(work / "fashion_mnist.npz", seed=2)
-    _images(work / "photos")
-    _images(work / "imagenet_val")
+    for folder in ("photos", "imagenet_val"):     # 2 x 3 random 32x32 JPEGs, the same in both
+        random_folder(work / folder, ("cats", "dogs"), 3, (32, 32), "RGB", "jpg", seed=1)
     from PIL import Image
 
     Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(work / "cat.jpg")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import kerascnn_in_process, kill_after_epoch, load_weights, read_history, run_kerascnn, run_without_tensorflow
-from test_stream import _folder
+from images import digits_folder
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -27,7 +27,7 @@ STEPS = 52 // 8
 def runs(tmp_path_factory):
     """JAX streamed: uninterrupted, and SIGKILLed after its epoch-1 checkpoint; TF streamed."""
     root = tmp_path_factory.mktemp("jaxstream")
-    data = _folder(root / "f")
+    data = digits_folder(root / "f", 3, 24, odd_modes=True)
     full = run_kerascnn(*COMMON, "--data", data, "--backend", "jax", "--run-dir", root / "full")
     assert full.returncode == 0, full.stderr[-2000:]
     cut = kill_after_epoch(1, *COMMON, "--data", data, "--backend", "jax", "--run-dir", root / "cut")
@@ -74,7 +74,7 @@ def test_sigkill_and_resume_of_a_jax_stream_equals_an_uninterrupted_run(runs):
 
 
 def test_jax_streaming_without_tensorflow_is_refused_in_one_line(tmp_path):
-    data = _folder(tmp_path / "f", per_class=4, odd_modes=False)
+    data = digits_folder(tmp_path / "f", 3, 4)
     r = run_without_tensorflow(*COMMON, "--data", data, "--backend", "jax", "--run-dir", tmp_path / "run",
                                timeout=300)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
@@ -93,7 +93,7 @@ def test_two_jax_processes_each_read_their_share_and_train_as_one_process_on_two
     only reorders float32 sums); a wrongly assembled batch errs by about the distance travelled."""
     from test_jax_engine import EPS32, ROOT, run_processes, worker_env, worker_result
 
-    folder = _folder(tmp_path / "f", per_class=24, odd_modes=False)
+    folder = digits_folder(tmp_path / "f", 3, 24)
     worker = [sys.executable, str(ROOT / "tests" / "jax_worker.py"), "stream-train", str(folder)]
     one = subprocess.run(worker + ["0"], capture_output=True, text=True, env=worker_env(2), timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from images import random_folder
 
 
 def _error_lines(output: str) -> list:
@@ -221,25 +222,13 @@ def _png_bomb(path, width, height):
     return path
 
 
-def _class_folder(root, n=5, size=(16, 16), mode="L"):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(n):
-            shape = size if mode == "L" else size + (3,)
-            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / cls / f"{i}.png")
-    return root
-
-
 def test_image_decompression_bomb_is_refused_from_its_header(tmp_path):
     import tracemalloc
 
     from kerascnn.data import load_data, load_image_files
     from kerascnn.errors import DataError
 
-    root = _class_folder(tmp_path / "imgs")
+    root = random_folder(tmp_path / "imgs")
     bomb = _png_bomb(root / "a" / "zz.png", 40_000, 40_000)  # 1.6 G pixels, 235 bytes on disk
     assert bomb.stat().st_size < 300
     tracemalloc.start()
@@ -319,7 +308,7 @@ def test_gray_folder_with_one_rgb_image_of_another_size_loads(tmp_path):
 
     from kerascnn.data import DataWarning, load_data
 
-    root = _class_folder(tmp_path / "imgs")
+    root = random_folder(tmp_path / "imgs")
     Image.new("RGB", (20, 20), (200, 100, 50)).save(root / "b" / "rgb.png")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

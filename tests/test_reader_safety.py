@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 from conftest import run_kerascnn
+from images import digits_folder
 from PIL import Image
 from pathlib import Path
 
@@ -31,14 +32,7 @@ def _one_error(r, code=None) -> str:
 
 def _folder(root, per_class=16):
     """2 classes of 8x8 gray digits as PNG."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for k in range(2):
-        (root / f"c{k}").mkdir(parents=True)
-        for i, a in enumerate(d.images[d.target == k][:per_class]):
-            Image.fromarray(np.round(a * 255 / 16).astype(np.uint8), "L").save(root / f"c{k}" / f"{i:03d}.png")
-    return root
+    return digits_folder(root, classes=2, per_class=per_class)
 
 
 def _corrupt_body(png: bytes) -> bytes:

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history
-from test_stream import _folder
+from images import digits_folder
 
 from kerascnn import data as D
 from kerascnn.data import formats, records, stream
@@ -16,7 +16,7 @@ EPS4 = 4 * np.finfo(np.float32).eps
 
 def write_digit_shards(tmp):
     """72 digits (3 classes, a few RGBA / palette / 16-bit / 10x10 files) in 4 training shards under tmp/s."""
-    formats.write_shards(_folder(tmp / "f"), tmp / "s", 4, seed=0)
+    formats.write_shards(digits_folder(tmp / "f", 3, 24, odd_modes=True), tmp / "s", 4, seed=0)
     return tmp / "s"
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import kerascnn_in_process, kill_inside_epoch, load_weights, read_history, run_kerascnn
+from images import digits_folder
 from PIL import Image
 
 from kerascnn import data as D
@@ -12,25 +13,7 @@ from kerascnn.errors import ConfigError, DataError
 
 def _folder(root, per_class=24, odd_modes=True):
     """3 classes of 8x8 digits as PNG (gray), plus a few RGBA / palette / 16-bit / 10x10 files."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for k in range(3):
-        (root / f"c{k}").mkdir(parents=True)
-        imgs = d.images[d.target == k][:per_class]
-        for i, a in enumerate(imgs):
-            a8 = np.round(a * 255 / 16).astype(np.uint8)
-            im = Image.fromarray(a8, "L")
-            if odd_modes and i == 0:
-                im = im.convert("RGBA")
-            elif odd_modes and i == 1:
-                im = im.convert("P")
-            elif odd_modes and i == 2:
-                im = Image.fromarray(a8.astype(np.uint16) * 257).convert("I;16")
-            elif odd_modes and i == 3:
-                im = im.resize((10, 10))
-            im.save(root / f"c{k}" / f"{i:03d}.png")
-    return root
+    return digits_folder(root, classes=3, per_class=per_class, odd_modes=odd_modes)
 
 
 def test_stream_batches_equal_the_in_memory_batches(tmp_path):
