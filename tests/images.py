@@ -22,12 +22,8 @@ from PIL import Image
 def save_image(path, array, mode: str | None = None, **save_kw) -> np.ndarray:
     """Write one uint8 array (H x W gray, H x W x 3 colour) as an image file, its folder created;
     ``mode`` converts the image first (``"L"``, ``"P"``, ``"RGBA"``, ...)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(array)
-    if mode is not None and image.mode != mode:
-        image = image.convert(mode)
-    image.save(path, **save_kw)
+    _save(image if mode in (None, image.mode) else image.convert(mode), path, **save_kw)
     return array
 
 
@@ -37,13 +33,17 @@ def random_image(path, size=(8, 8), mode: str = "L", value: int | None = None, s
     rng = np.random.default_rng(seed)
     shape = size[::-1] + ((3,) if mode == "RGB" else ())
     a = rng.integers(0, 256, shape, dtype=np.uint8) if value is None else np.full(shape, value, np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a, mode).save(path)
+    _save(Image.fromarray(a, mode), path)
     return a
 
 
-def class_names(classes) -> list:
+def _save(image, path, **save_kw) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save_kw)
+
+
+def _class_names(classes) -> list:
     """``classes`` as folder names: a count ``k`` means ``c0`` .. ``c{k-1}``."""
     return [f"c{k}" for k in range(classes)] if isinstance(classes, int) else list(classes)
 
@@ -55,7 +55,7 @@ def random_folder(root, classes=("a", "b"), per_class: int = 5, size=(16, 16), m
     in ``save_kw``)."""
     root = Path(root)
     rng = np.random.default_rng(seed)
-    for c in class_names(classes):
+    for c in _class_names(classes):
         for i in range(per_class):
             shape = size[::-1] + (() if mode == "L" else (3,))
             a = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -91,7 +91,7 @@ def labelled_folder(root, images, labels, classes, name: str = "{i:03d}", ext: s
     """``root/CLASS/NAME.EXT`` for each uint8 array and its label (an index into ``classes``),
     numbered in the order given."""
     root = Path(root)
-    names = class_names(classes)
+    names = _class_names(classes)
     for i, (a, label) in enumerate(zip(images, labels)):
         save_image(root / names[int(label)] / f"{name.format(i=i)}.{ext}", a)
     return root
